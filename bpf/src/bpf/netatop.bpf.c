@@ -1,0 +1,236 @@
+// SPDX-License-Identifier: GPL-2.0 OR BSD-2-Clause
+/*
+ * Per-thread TCP/UDP send/receive accounting on the sock_send_length and
+ * sock_recv_length tracepoints (Linux >= 6.3), as BTF raw tracepoints.
+ *
+ * threads: tid  -> counters of that thread (single writer: the thread).
+ * procs:   tgid -> start time, name, totals of its exited threads.
+ * exited:  (tgid, start) -> final totals, until user space collects them.
+ *
+ * A thread's exit folds its counters into its process (delete first, then
+ * add, so a concurrent reader can miss a thread for one snapshot but never
+ * count it twice). The exit of the last thread moves the process's totals
+ * to `exited`. Nothing stays behind in the maps after a process is gone.
+ */
+#include "vmlinux.h"
+#include <bpf/bpf_helpers.h>
+#include <bpf/bpf_tracing.h>
+#include "netatop.h"
+
+#define AF_INET 2
+#define AF_INET6 10
+#define IPPROTO_TCP 6
+#define IPPROTO_UDP 17
+#define MSG_PEEK 2
+#define EEXIST 17
+#define true 1
+#define false 0
+
+char LICENSE[] SEC("license") = "Dual BSD/GPL";
+
+/* Sizes are set by user space before load (netatopd --max-threads etc.). */
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(map_flags, BPF_F_NO_PREALLOC);
+	__uint(max_entries, 65536);
+	__type(key, __u32);
+	__type(value, struct thread_val);
+} threads SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(map_flags, BPF_F_NO_PREALLOC);
+	__uint(max_entries, 32768);
+	__type(key, __u32);
+	__type(value, struct proc_val);
+} procs SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(map_flags, BPF_F_NO_PREALLOC);
+	__uint(max_entries, 8192);
+	__type(key, struct exit_key);
+	__type(value, struct exit_val);
+} exited SEC(".maps");
+
+struct netatop_stats stats;
+
+#define stat_inc(field) __sync_fetch_and_add(&stats.field, 1)
+
+/* Create the entries of the calling thread (and of its process if needed). */
+static __noinline struct thread_val *thread_init(__u32 tid, __u32 tgid)
+{
+	struct proc_val *p = bpf_map_lookup_elem(&procs, &tgid);
+	struct thread_val tv = { .tgid = tgid };
+	long err;
+
+	if (!p) {
+		struct task_struct *leader = bpf_get_current_task_btf()->group_leader;
+		struct proc_val pv = {};
+
+		pv.start_ns = leader->start_boottime;
+		bpf_probe_read_kernel_str(pv.comm, sizeof(pv.comm), leader->comm);
+		err = bpf_map_update_elem(&procs, &tgid, &pv, BPF_NOEXIST);
+		if (err && err != -EEXIST) {
+			stat_inc(proc_map_full);
+			return NULL;
+		}
+		p = bpf_map_lookup_elem(&procs, &tgid);
+		if (!p)
+			return NULL;
+	}
+	err = bpf_map_update_elem(&threads, &tid, &tv, BPF_NOEXIST);
+	if (!err) {
+		__sync_fetch_and_add(&p->nthreads, 1);
+	} else if (err != -EEXIST) {
+		stat_inc(thread_map_full);
+		return NULL;
+	}
+	return bpf_map_lookup_elem(&threads, &tid);
+}
+
+static __always_inline int account(struct sock *sk, int ret, int flags, bool send)
+{
+	__u16 family, proto;
+	struct thread_val *t;
+	__u64 id;
+	__u32 tid;
+
+	/* Failed and empty calls move nothing; peeked data is read again later. */
+	if (ret <= 0 || (flags & MSG_PEEK))
+		return 0;
+	family = sk->__sk_common.skc_family;
+	if (family != AF_INET && family != AF_INET6)
+		return 0;
+	proto = sk->sk_protocol;
+	if (proto != IPPROTO_TCP && proto != IPPROTO_UDP)
+		return 0;
+
+	id = bpf_get_current_pid_tgid();
+	tid = (__u32)id;
+	t = bpf_map_lookup_elem(&threads, &tid);
+	if (!t) {
+		t = thread_init(tid, id >> 32);
+		if (!t)
+			return 0;
+	}
+	/* Only this thread writes its entry, so plain adds are exact. */
+	if (proto == IPPROTO_TCP) {
+		if (send) {
+			t->c.tcpsndpacks++;
+			t->c.tcpsndbytes += ret;
+		} else {
+			t->c.tcprcvpacks++;
+			t->c.tcprcvbytes += ret;
+		}
+	} else {
+		if (send) {
+			t->c.udpsndpacks++;
+			t->c.udpsndbytes += ret;
+		} else {
+			t->c.udprcvpacks++;
+			t->c.udprcvbytes += ret;
+		}
+	}
+	return 0;
+}
+
+SEC("tp_btf/sock_send_length")
+int BPF_PROG(netatop_send, struct sock *sk, int ret, int flags)
+{
+	return account(sk, ret, flags, true);
+}
+
+SEC("tp_btf/sock_recv_length")
+int BPF_PROG(netatop_recv, struct sock *sk, int ret, int flags)
+{
+	return account(sk, ret, flags, false);
+}
+
+static __always_inline void fold(struct counters *dst, const struct counters *src)
+{
+	__sync_fetch_and_add(&dst->tcpsndpacks, src->tcpsndpacks);
+	__sync_fetch_and_add(&dst->tcpsndbytes, src->tcpsndbytes);
+	__sync_fetch_and_add(&dst->tcprcvpacks, src->tcprcvpacks);
+	__sync_fetch_and_add(&dst->tcprcvbytes, src->tcprcvbytes);
+	__sync_fetch_and_add(&dst->udpsndpacks, src->udpsndpacks);
+	__sync_fetch_and_add(&dst->udpsndbytes, src->udpsndbytes);
+	__sync_fetch_and_add(&dst->udprcvpacks, src->udprcvpacks);
+	__sync_fetch_and_add(&dst->udprcvbytes, src->udprcvbytes);
+}
+
+/*
+ * Runs for every exiting thread, after it has left signal->live. The
+ * process is complete when no thread is live any more and every thread
+ * entry has been folded; exactly one exiting thread (compare-and-swap)
+ * then publishes the final totals.
+ */
+SEC("tp_btf/sched_process_exit")
+int BPF_PROG(netatop_exit, struct task_struct *task)
+{
+	__u32 tid = task->pid, tgid = task->tgid;
+	struct thread_val *t;
+	struct proc_val *p;
+	struct exit_key key = {};
+	struct exit_val val = {};
+
+	p = bpf_map_lookup_elem(&procs, &tgid);
+	if (!p)
+		return 0;
+	t = bpf_map_lookup_elem(&threads, &tid);
+	if (t) {
+		struct counters c = t->c;
+
+		bpf_map_delete_elem(&threads, &tid);
+		fold(&p->exited, &c);
+		__sync_fetch_and_sub(&p->nthreads, 1);
+	}
+	if (task->signal->live.counter != 0)
+		return 0;
+	if (__sync_fetch_and_add(&p->nthreads, 0) != 0)
+		return 0;
+	if (__sync_val_compare_and_swap(&p->finalized, 0, 1) != 0)
+		return 0;
+
+	key.tgid = tgid;
+	key.start_ns = p->start_ns;
+	val.c = p->exited;
+	val.exit_ns = bpf_ktime_get_boot_ns();
+	__builtin_memcpy(val.comm, p->comm, sizeof(val.comm));
+	if (bpf_map_update_elem(&exited, &key, &val, BPF_NOEXIST))
+		stat_inc(exit_map_full);
+	else
+		stat_inc(exits);
+	bpf_map_delete_elem(&procs, &tgid);
+	return 0;
+}
+
+/*
+ * exec by a non-leader thread: it takes over the leader's pid, so its entry
+ * moves to the new tid. The process name follows the new program.
+ */
+SEC("tp_btf/sched_process_exec")
+int BPF_PROG(netatop_exec, struct task_struct *task, int old_pid)
+{
+	__u32 tid = task->pid, tgid = task->tgid, old = old_pid;
+	struct thread_val *t;
+	struct proc_val *p;
+
+	p = bpf_map_lookup_elem(&procs, &tgid);
+	if (!p)
+		return 0;
+	bpf_probe_read_kernel_str(p->comm, sizeof(p->comm), task->comm);
+	if (old == tid)
+		return 0;
+	t = bpf_map_lookup_elem(&threads, &old);
+	if (t) {
+		struct thread_val moved = *t;
+
+		bpf_map_delete_elem(&threads, &old);
+		if (bpf_map_update_elem(&threads, &tid, &moved, BPF_ANY)) {
+			fold(&p->exited, &moved.c);
+			__sync_fetch_and_sub(&p->nthreads, 1);
+		}
+	}
+	return 0;
+}

@@ -1,0 +1,68 @@
+/* SPDX-License-Identifier: BSD-2-Clause */
+/*
+ * Every record that crosses the kernel/user boundary, defined once.
+ * The Rust side uses the types the skeleton generator emits from this
+ * object's BTF (netatopd_bpf::types), so the two layouts cannot drift.
+ */
+#ifndef NETATOP_H
+#define NETATOP_H
+
+/* Same order as the counters of atop's struct netpertask. */
+struct counters {
+	__u64 tcpsndpacks;
+	__u64 tcpsndbytes;
+	__u64 tcprcvpacks;
+	__u64 tcprcvbytes;
+	__u64 udpsndpacks;
+	__u64 udpsndbytes;
+	__u64 udprcvpacks;
+	__u64 udprcvbytes;
+};
+
+/* threads map: key = tid (__u32). Written only by the thread itself. */
+struct thread_val {
+	struct counters c;
+	__u32 tgid;
+	__u32 _pad;
+};
+
+/* procs map: key = tgid (__u32). */
+struct proc_val {
+	/* Totals of this process's threads that have already exited. */
+	struct counters exited;
+	/* Group leader's start_boottime (ns since boot, suspend included). */
+	__u64 start_ns;
+	/* Number of entries this process has in the threads map. */
+	__s32 nthreads;
+	/* Set once, by the exit of the last thread (compare-and-swap). */
+	__u32 finalized;
+	/* Group leader's comm. */
+	char comm[16];
+};
+
+/* exited map: final totals of processes, until user space collects them. */
+struct exit_key {
+	__u32 tgid;
+	__u32 _pad;
+	__u64 start_ns;
+};
+
+struct exit_val {
+	struct counters c;
+	/* bpf_ktime_get_boot_ns() at the exit. */
+	__u64 exit_ns;
+	char comm[16];
+};
+
+/* Rare-path event counters, a global in .bss that user space reads. */
+struct netatop_stats {
+	/* Events not counted because the threads or procs map was full. */
+	__u64 thread_map_full;
+	__u64 proc_map_full;
+	/* Final totals of exited processes lost because `exited` was full. */
+	__u64 exit_map_full;
+	/* Exited processes whose final totals were published. */
+	__u64 exits;
+};
+
+#endif

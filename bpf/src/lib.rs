@@ -1,0 +1,411 @@
+//! netatopd's BPF programs: checking the kernel, loading and attaching
+//! them, and reading their maps with batched lookups.
+//!
+//! The record types shared with the BPF side (`types::counters`,
+//! `types::proc_val`, ...) are generated from the object's BTF, which is
+//! compiled from `src/bpf/netatop.h`: there is no hand-written mirror.
+
+use std::fs;
+use std::mem::{size_of, MaybeUninit};
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd};
+use std::path::Path;
+use std::ptr;
+
+use libbpf_rs::skel::{OpenSkel, Skel, SkelBuilder};
+use libbpf_rs::{MapCore, OpenObject, PrintLevel};
+
+mod skel {
+    #![allow(clippy::all, clippy::pedantic)]
+    #![allow(non_camel_case_types, non_snake_case, dead_code, unused_imports)]
+    include!(concat!(env!("OUT_DIR"), "/netatop.skel.rs"));
+}
+
+pub use skel::types;
+use skel::{NetatopSkel, NetatopSkelBuilder};
+
+/// Kernel pieces netatopd cannot work without, with the release that added them.
+const TRACEPOINTS: [(&str, &str); 4] = [
+    ("sock_send_length", "6.3"),
+    ("sock_recv_length", "6.3"),
+    ("sched_process_exit", "4.17"),
+    ("sched_process_exec", "4.17"),
+];
+const VMLINUX_BTF: &str = "/sys/kernel/btf/vmlinux";
+
+/// Why the programs could not be loaded; each says what to do.
+#[derive(Debug, thiserror::Error)]
+pub enum LoadError {
+    #[error(
+        "netatopd needs root (or the capabilities CAP_BPF and CAP_PERFMON) to load its \
+         BPF programs: run it as root"
+    )]
+    NotPrivileged,
+    #[error(
+        "the kernel has no BTF ({VMLINUX_BTF} is missing): netatopd needs Linux >= 6.3 \
+         built with CONFIG_DEBUG_INFO_BTF=y"
+    )]
+    NoBtf,
+    #[error(
+        "the kernel (Linux {kernel}) has no tracepoint {name}, added in Linux {since}: \
+         netatopd needs Linux >= 6.3 with BTF"
+    )]
+    MissingTracepoint {
+        name: &'static str,
+        since: &'static str,
+        kernel: String,
+    },
+    #[error("{stage} the BPF programs: {source}")]
+    Libbpf {
+        stage: &'static str,
+        #[source]
+        source: libbpf_rs::Error,
+    },
+}
+
+fn libbpf(stage: &'static str) -> impl FnOnce(libbpf_rs::Error) -> LoadError {
+    move |source| LoadError::Libbpf { stage, source }
+}
+
+/// Sizes of the kernel maps (entries). Memory is allocated per entry in use.
+#[derive(Debug, Clone, Copy)]
+pub struct MapSizes {
+    pub threads: u32,
+    pub procs: u32,
+    pub exited: u32,
+}
+
+impl Default for MapSizes {
+    fn default() -> Self {
+        Self {
+            threads: 65536,
+            procs: 32768,
+            exited: 8192,
+        }
+    }
+}
+
+/// Counters of rare events in the kernel (a copy of `types::netatop_stats`).
+pub type KernelStats = types::netatop_stats;
+
+/// Whether the effective capabilities allow loading tracing programs.
+fn privileged() -> bool {
+    const CAP_SYS_ADMIN: u32 = 21;
+    const CAP_PERFMON: u32 = 38;
+    const CAP_BPF: u32 = 39;
+    let Ok(status) = fs::read_to_string("/proc/self/status") else {
+        return false;
+    };
+    let caps = status
+        .lines()
+        .find_map(|l| l.strip_prefix("CapEff:"))
+        .and_then(|v| u64::from_str_radix(v.trim(), 16).ok())
+        .unwrap_or(0);
+    let has = |cap: u32| caps & (1u64 << cap) != 0;
+    has(CAP_SYS_ADMIN) || (has(CAP_BPF) && has(CAP_PERFMON))
+}
+
+fn kernel_release() -> String {
+    fs::read_to_string("/proc/sys/kernel/osrelease")
+        .map(|s| s.trim().to_owned())
+        .unwrap_or_else(|_| "unknown".to_owned())
+}
+
+/// Checks privileges, BTF and the tracepoints before anything is loaded,
+/// so a failure names the missing piece instead of a verifier log.
+pub fn check_kernel() -> Result<(), LoadError> {
+    if !privileged() {
+        return Err(LoadError::NotPrivileged);
+    }
+    if !Path::new(VMLINUX_BTF).exists() {
+        return Err(LoadError::NoBtf);
+    }
+    let btf = libbpf_rs::Btf::from_vmlinux().map_err(|_| LoadError::NoBtf)?;
+    for (name, since) in TRACEPOINTS {
+        let typedef = format!("btf_trace_{name}");
+        if btf
+            .type_by_name::<libbpf_rs::btf::types::Typedef<'_>>(&typedef)
+            .is_none()
+        {
+            return Err(LoadError::MissingTracepoint {
+                name,
+                since,
+                kernel: kernel_release(),
+            });
+        }
+    }
+    Ok(())
+}
+
+/// Routes libbpf's own messages into the `log` facade.
+pub fn route_libbpf_logs() {
+    fn print(level: PrintLevel, msg: String) {
+        let msg = msg.trim_end();
+        match level {
+            PrintLevel::Warn => log::warn!(target: "libbpf", "{msg}"),
+            PrintLevel::Info => log::debug!(target: "libbpf", "{msg}"),
+            PrintLevel::Debug => log::trace!(target: "libbpf", "{msg}"),
+        }
+    }
+    libbpf_rs::set_print(Some((PrintLevel::Debug, print)));
+}
+
+/// Plain integer records: every bit pattern is a valid value.
+///
+/// # Safety
+/// Implementors must be `repr(C)` structs (or integers) made only of
+/// integer fields and arrays of them.
+unsafe trait Pod: Copy + Default {}
+// SAFETY: generated from netatop.h; integer fields only.
+unsafe impl Pod for types::thread_val {}
+// SAFETY: generated from netatop.h; integer fields only.
+unsafe impl Pod for types::proc_val {}
+// SAFETY: generated from netatop.h; integer fields only.
+unsafe impl Pod for types::exit_key {}
+// SAFETY: generated from netatop.h; integer fields only.
+unsafe impl Pod for types::exit_val {}
+// SAFETY: an integer.
+unsafe impl Pod for u32 {}
+
+/// Reads a whole hash map with BPF_MAP_LOOKUP_BATCH (or its delete
+/// variant), appending to `keys`/`vals`.
+///
+/// The kernel returns short batches in the middle of a map whenever the
+/// next bucket does not fit; only ENOENT means the end.
+fn read_batched<K: Pod, V: Pod>(
+    fd: BorrowedFd<'_>,
+    delete: bool,
+    keys: &mut Vec<K>,
+    vals: &mut Vec<V>,
+) -> std::io::Result<()> {
+    let mut chunk: u32 = 1024;
+    // The batch token of hash maps is a u32 bucket index; u64 leaves room.
+    let mut token_in: u64 = 0;
+    let mut token_out: u64 = 0;
+    let mut first = true;
+    let opts = libbpf_rs::libbpf_sys::bpf_map_batch_opts {
+        sz: size_of::<libbpf_rs::libbpf_sys::bpf_map_batch_opts>() as _,
+        ..Default::default()
+    };
+    loop {
+        keys.reserve(chunk as usize);
+        vals.reserve(chunk as usize);
+        let mut count = chunk;
+        let in_ptr = if first {
+            ptr::null_mut()
+        } else {
+            ptr::addr_of_mut!(token_in).cast()
+        };
+        let out_ptr = ptr::addr_of_mut!(token_out).cast();
+        let key_ptr = keys.spare_capacity_mut().as_mut_ptr().cast();
+        let val_ptr = vals.spare_capacity_mut().as_mut_ptr().cast();
+        // SAFETY: `keys` and `vals` have room for `count` more elements, whose
+        // sizes equal the map's key and value sizes (checked at load); the
+        // tokens are 8 bytes, more than the 4 the kernel writes for hash maps.
+        let ret = unsafe {
+            if delete {
+                libbpf_rs::libbpf_sys::bpf_map_lookup_and_delete_batch(
+                    fd.as_raw_fd(),
+                    in_ptr,
+                    out_ptr,
+                    key_ptr,
+                    val_ptr,
+                    &mut count,
+                    &opts,
+                )
+            } else {
+                libbpf_rs::libbpf_sys::bpf_map_lookup_batch(
+                    fd.as_raw_fd(),
+                    in_ptr,
+                    out_ptr,
+                    key_ptr,
+                    val_ptr,
+                    &mut count,
+                    &opts,
+                )
+            }
+        };
+        let err = if ret < 0 { -ret } else { 0 };
+        if err == 0 || err == libc::ENOENT {
+            let n = count.min(chunk) as usize;
+            // SAFETY: the kernel initialised `count` (<= chunk) elements of
+            // plain-integer types in the spare capacity.
+            unsafe {
+                keys.set_len(keys.len() + n);
+                vals.set_len(vals.len() + n);
+            }
+        }
+        match err {
+            0 => {}
+            libc::ENOENT => return Ok(()),
+            // One bucket holds more entries than `count`: retry, larger.
+            libc::ENOSPC => {
+                chunk = chunk.saturating_mul(2);
+                continue;
+            }
+            e => return Err(std::io::Error::from_raw_os_error(e)),
+        }
+        token_in = token_out;
+        first = false;
+    }
+}
+
+/// Loaded and attached programs. Dropping it detaches them and frees the maps.
+pub struct Tracer {
+    skel: NetatopSkel<'static>,
+}
+
+impl Tracer {
+    /// Loads the programs with the given map sizes and attaches them.
+    pub fn load(sizes: MapSizes) -> Result<Self, LoadError> {
+        check_kernel()?;
+        // The skeleton borrows its object for as long as it lives; the
+        // daemon keeps one for its whole life, so the object is leaked
+        // (a few hundred bytes) rather than made self-referential.
+        let object: &'static mut MaybeUninit<OpenObject> =
+            Box::leak(Box::new(MaybeUninit::uninit()));
+        let mut open = NetatopSkelBuilder::default()
+            .open(object)
+            .map_err(libbpf("opening"))?;
+        open.maps
+            .threads
+            .set_max_entries(sizes.threads)
+            .map_err(libbpf("sizing"))?;
+        open.maps
+            .procs
+            .set_max_entries(sizes.procs)
+            .map_err(libbpf("sizing"))?;
+        open.maps
+            .exited
+            .set_max_entries(sizes.exited)
+            .map_err(libbpf("sizing"))?;
+        let mut skel = open.load().map_err(libbpf("loading"))?;
+        skel.attach().map_err(libbpf("attaching"))?;
+        let tracer = Self { skel };
+        tracer.check_layouts();
+        Ok(tracer)
+    }
+
+    /// The generated types must match the maps byte for byte.
+    fn check_layouts(&self) {
+        let m = &self.skel.maps;
+        let check = |name: &str, map: &libbpf_rs::MapMut<'_>, k: usize, v: usize| {
+            assert_eq!(
+                (map.key_size() as usize, map.value_size() as usize),
+                (k, v),
+                "layout of map {name} differs from its generated type"
+            );
+        };
+        check(
+            "threads",
+            &m.threads,
+            size_of::<u32>(),
+            size_of::<types::thread_val>(),
+        );
+        check(
+            "procs",
+            &m.procs,
+            size_of::<u32>(),
+            size_of::<types::proc_val>(),
+        );
+        check(
+            "exited",
+            &m.exited,
+            size_of::<types::exit_key>(),
+            size_of::<types::exit_val>(),
+        );
+    }
+
+    /// All process entries (appended).
+    pub fn read_procs(
+        &self,
+        keys: &mut Vec<u32>,
+        vals: &mut Vec<types::proc_val>,
+    ) -> std::io::Result<()> {
+        read_batched(self.skel.maps.procs.as_fd(), false, keys, vals)
+    }
+
+    /// All thread entries (appended).
+    pub fn read_threads(
+        &self,
+        keys: &mut Vec<u32>,
+        vals: &mut Vec<types::thread_val>,
+    ) -> std::io::Result<()> {
+        read_batched(self.skel.maps.threads.as_fd(), false, keys, vals)
+    }
+
+    /// Takes the final totals of exited processes out of the kernel
+    /// (appended); each is returned exactly once.
+    pub fn drain_exited(
+        &self,
+        keys: &mut Vec<types::exit_key>,
+        vals: &mut Vec<types::exit_val>,
+    ) -> std::io::Result<()> {
+        read_batched(self.skel.maps.exited.as_fd(), true, keys, vals)
+    }
+
+    /// Rare-event counters kept by the programs.
+    pub fn stats(&self) -> KernelStats {
+        match self.skel.maps.bss_data.as_deref() {
+            // SAFETY: the .bss map is mmapped for the skeleton's lifetime; a
+            // volatile copy reads the counters the programs update in place.
+            Some(bss) => unsafe { ptr::read_volatile(ptr::addr_of!(bss.stats)) },
+            None => KernelStats::default(),
+        }
+    }
+
+    /// Map sizes as loaded.
+    pub fn map_sizes(&self) -> MapSizes {
+        let m = &self.skel.maps;
+        MapSizes {
+            threads: m.threads.max_entries(),
+            procs: m.procs.max_entries(),
+            exited: m.exited.max_entries(),
+        }
+    }
+}
+
+/// A kernel `comm` array as bytes.
+pub fn comm_bytes(comm: &[i8; 16]) -> [u8; 16] {
+    comm.map(|c| c as u8)
+}
+
+impl types::counters {
+    /// Adds `other` field by field (wrapping, like the kernel's counters).
+    pub fn add(&mut self, o: &Self) {
+        self.tcpsndpacks = self.tcpsndpacks.wrapping_add(o.tcpsndpacks);
+        self.tcpsndbytes = self.tcpsndbytes.wrapping_add(o.tcpsndbytes);
+        self.tcprcvpacks = self.tcprcvpacks.wrapping_add(o.tcprcvpacks);
+        self.tcprcvbytes = self.tcprcvbytes.wrapping_add(o.tcprcvbytes);
+        self.udpsndpacks = self.udpsndpacks.wrapping_add(o.udpsndpacks);
+        self.udpsndbytes = self.udpsndbytes.wrapping_add(o.udpsndbytes);
+        self.udprcvpacks = self.udprcvpacks.wrapping_add(o.udprcvpacks);
+        self.udprcvbytes = self.udprcvbytes.wrapping_add(o.udprcvbytes);
+    }
+
+    /// Raises each field to at least `other`'s.
+    pub fn raise_to(&mut self, o: &Self) {
+        self.tcpsndpacks = self.tcpsndpacks.max(o.tcpsndpacks);
+        self.tcpsndbytes = self.tcpsndbytes.max(o.tcpsndbytes);
+        self.tcprcvpacks = self.tcprcvpacks.max(o.tcprcvpacks);
+        self.tcprcvbytes = self.tcprcvbytes.max(o.tcprcvbytes);
+        self.udpsndpacks = self.udpsndpacks.max(o.udpsndpacks);
+        self.udpsndbytes = self.udpsndbytes.max(o.udpsndbytes);
+        self.udprcvpacks = self.udprcvpacks.max(o.udprcvpacks);
+        self.udprcvbytes = self.udprcvbytes.max(o.udprcvbytes);
+    }
+}
+
+impl From<types::counters> for netatop_protocol::Counters {
+    fn from(c: types::counters) -> Self {
+        Self {
+            tcpsndpacks: c.tcpsndpacks,
+            tcpsndbytes: c.tcpsndbytes,
+            tcprcvpacks: c.tcprcvpacks,
+            tcprcvbytes: c.tcprcvbytes,
+            udpsndpacks: c.udpsndpacks,
+            udpsndbytes: c.udpsndbytes,
+            udprcvpacks: c.udprcvpacks,
+            udprcvbytes: c.udprcvbytes,
+        }
+    }
+}

@@ -1,0 +1,160 @@
+//! Turns the kernel maps into atop's per-process records.
+
+use std::collections::HashMap;
+use std::fs;
+use std::io;
+
+use netatop_protocol::NetPerTask;
+use netatopd_bpf::{comm_bytes, types, Tracer};
+
+use crate::exits::ExitLog;
+
+/// Seconds since the epoch at boot, from /proc/stat, as atop reads it.
+pub fn boot_epoch() -> io::Result<u64> {
+    let stat = fs::read_to_string("/proc/stat")?;
+    stat.lines()
+        .find_map(|l| l.strip_prefix("btime "))
+        .and_then(|v| v.trim().parse().ok())
+        .ok_or_else(|| io::Error::new(io::ErrorKind::InvalidData, "no btime line in /proc/stat"))
+}
+
+/// CLOCK_BOOTTIME in ns, the clock of the programs' timestamps.
+pub fn boottime_ns() -> u64 {
+    let mut ts = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    // SAFETY: `ts` is a valid, writable timespec; CLOCK_BOOTTIME always exists on Linux.
+    let rc = unsafe { libc::clock_gettime(libc::CLOCK_BOOTTIME, &mut ts) };
+    assert_eq!(rc, 0, "clock_gettime(CLOCK_BOOTTIME)");
+    ts.tv_sec as u64 * 1_000_000_000 + ts.tv_nsec as u64
+}
+
+/// One process's totals while it is assembled.
+#[derive(Debug, Clone, Copy)]
+struct Proc {
+    tgid: u32,
+    start_ns: u64,
+    comm: [u8; 16],
+    c: types::counters,
+}
+
+/// Builds records from the maps; owns the buffers reused across queries.
+pub struct Collector {
+    tracer: Tracer,
+    boot_epoch: u64,
+    pkeys: Vec<u32>,
+    pvals: Vec<types::proc_val>,
+    tkeys: Vec<u32>,
+    tvals: Vec<types::thread_val>,
+    ekeys: Vec<types::exit_key>,
+    evals: Vec<types::exit_val>,
+    procs: Vec<Proc>,
+    index: HashMap<u32, usize>,
+    /// Last totals reported per process (tgid -> start, counters).
+    reported: HashMap<u32, (u64, types::counters)>,
+}
+
+impl Collector {
+    pub fn new(tracer: Tracer) -> io::Result<Self> {
+        Ok(Self {
+            tracer,
+            boot_epoch: boot_epoch()?,
+            pkeys: Vec::new(),
+            pvals: Vec::new(),
+            tkeys: Vec::new(),
+            tvals: Vec::new(),
+            ekeys: Vec::new(),
+            evals: Vec::new(),
+            procs: Vec::new(),
+            index: HashMap::new(),
+            reported: HashMap::new(),
+        })
+    }
+
+    pub fn tracer(&self) -> &Tracer {
+        &self.tracer
+    }
+
+    fn record(&self, tgid: u32, start_ns: u64, comm: &[u8; 16], c: types::counters) -> NetPerTask {
+        let mut r = NetPerTask {
+            id: tgid as i32,
+            btime: btime(self.boot_epoch, start_ns),
+            counters: c.into(),
+            ..Default::default()
+        };
+        r.set_command(comm);
+        r
+    }
+
+    /// Appends one record per live process, then moves the final totals of
+    /// processes that exited into `exits` (after the live records, so that
+    /// a process that exits during the walk is covered by its final record).
+    pub fn snapshot(&mut self, out: &mut Vec<NetPerTask>, exits: &mut ExitLog) -> io::Result<()> {
+        self.pkeys.clear();
+        self.pvals.clear();
+        self.tkeys.clear();
+        self.tvals.clear();
+        // Processes before threads: a thread that exits in between is
+        // missed for this one walk at worst, never counted twice.
+        self.tracer.read_procs(&mut self.pkeys, &mut self.pvals)?;
+        self.tracer.read_threads(&mut self.tkeys, &mut self.tvals)?;
+
+        self.procs.clear();
+        self.index.clear();
+        for (&tgid, p) in self.pkeys.iter().zip(&self.pvals) {
+            self.index.insert(tgid, self.procs.len());
+            self.procs.push(Proc {
+                tgid,
+                start_ns: p.start_ns,
+                comm: comm_bytes(&p.comm),
+                c: p.exited,
+            });
+        }
+        for t in &self.tvals {
+            if let Some(&i) = self.index.get(&t.tgid) {
+                self.procs[i].c.add(&t.c);
+            }
+        }
+        // Such a miss must not show as a counter going backwards.
+        let mut reported = HashMap::with_capacity(self.procs.len());
+        for p in &mut self.procs {
+            if let Some((start, last)) = self.reported.get(&p.tgid) {
+                if *start == p.start_ns {
+                    p.c.raise_to(last);
+                }
+            }
+            reported.insert(p.tgid, (p.start_ns, p.c));
+        }
+        self.reported = reported;
+        out.reserve(self.procs.len());
+        for p in &self.procs {
+            out.push(self.record(p.tgid, p.start_ns, &p.comm, p.c));
+        }
+        self.drain(exits)
+    }
+
+    /// Moves the final totals of exited processes from the kernel into `exits`.
+    pub fn drain(&mut self, exits: &mut ExitLog) -> io::Result<()> {
+        self.ekeys.clear();
+        self.evals.clear();
+        self.tracer.drain_exited(&mut self.ekeys, &mut self.evals)?;
+        let mut order: Vec<usize> = (0..self.ekeys.len()).collect();
+        order.sort_by_key(|&i| self.evals[i].exit_ns);
+        for i in order {
+            let (k, v) = (self.ekeys[i], self.evals[i]);
+            self.reported.remove(&k.tgid);
+            exits.push(
+                v.exit_ns,
+                self.record(k.tgid, k.start_ns, &comm_bytes(&v.comm), v.c),
+            );
+        }
+        Ok(())
+    }
+}
+
+/// A process's start in seconds since the epoch from its start in ns since
+/// boot, truncated like atop's own computation from /proc/PID/stat.
+pub fn btime(boot_epoch: u64, start_ns: u64) -> u64 {
+    boot_epoch + start_ns / 1_000_000_000
+}

@@ -1,0 +1,8 @@
+//! netatopd: per-process TCP/UDP accounting in eBPF, served to atop.
+//!
+//! `collect` reads the kernel maps into atop's records, `exits` keeps final
+//! totals of exited processes for every client, `server` is the event loop.
+
+pub mod collect;
+pub mod exits;
+pub mod server;

@@ -1,0 +1,168 @@
+//! netatopd: answers atop (`-K`) on the netatop-bpf socket with per-process
+//! TCP/UDP counters gathered by BPF programs.
+
+use std::fs;
+use std::io::{self, Write};
+use std::os::unix::fs::{FileTypeExt, MetadataExt};
+use std::os::unix::net::{UnixListener, UnixStream};
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::time::Duration;
+
+use anyhow::{bail, Context, Result};
+use clap::Parser;
+use log::info;
+use netatopd::collect::Collector;
+use netatopd::exits::ExitLog;
+use netatopd::server::{Config, Server};
+use netatopd_bpf::{MapSizes, Tracer};
+
+#[derive(Parser, Debug)]
+#[command(
+    version,
+    about = "Per-process TCP/UDP accounting in eBPF, served to atop -K"
+)]
+struct Args {
+    /// Unix socket atop connects to.
+    #[arg(long, value_name = "PATH", default_value = netatop_protocol::DEFAULT_SOCKET)]
+    socket: PathBuf,
+    /// Run in the foreground with timestamped logs on stderr (without it,
+    /// log lines carry syslog priority prefixes for the journal).
+    #[arg(long)]
+    foreground: bool,
+    /// More log output (-v debug, -vv trace); RUST_LOG overrides.
+    #[arg(short, long, action = clap::ArgAction::Count)]
+    verbose: u8,
+    /// Seconds after a process exits during which a newly connected client
+    /// still gets its final totals.
+    #[arg(long, value_name = "SECONDS", default_value_t = 10.0)]
+    exit_grace: f64,
+    /// Exited-process records kept for clients; beyond it the oldest go.
+    #[arg(long, value_name = "N", default_value_t = 65536)]
+    max_exited: usize,
+    /// Kernel map size: threads counted at once.
+    #[arg(long, value_name = "N", default_value_t = MapSizes::default().threads)]
+    max_threads: u32,
+    /// Kernel map size: processes counted at once.
+    #[arg(long, value_name = "N", default_value_t = MapSizes::default().procs)]
+    max_processes: u32,
+    /// Kernel map size: exited processes awaiting collection (collected every second).
+    #[arg(long, value_name = "N", default_value_t = MapSizes::default().exited)]
+    max_pending_exits: u32,
+}
+
+fn init_logging(args: &Args) {
+    let level = match args.verbose {
+        0 => log::LevelFilter::Info,
+        1 => log::LevelFilter::Debug,
+        _ => log::LevelFilter::Trace,
+    };
+    let mut b = env_logger::Builder::new();
+    b.filter_level(level).parse_default_env();
+    if !args.foreground {
+        b.format(|buf, rec| {
+            let prio = match rec.level() {
+                log::Level::Error => 3,
+                log::Level::Warn => 4,
+                log::Level::Info => 6,
+                log::Level::Debug | log::Level::Trace => 7,
+            };
+            writeln!(buf, "<{prio}>{}", rec.args())
+        });
+    }
+    b.init();
+}
+
+/// Refuses a live socket; removes a stale one left by a crashed service.
+fn claim_socket(path: &Path) -> Result<()> {
+    match UnixStream::connect(path) {
+        Ok(_) => bail!(
+            "another netatop service is already answering on {}: stop it first, or give this one \
+             another --socket",
+            path.display()
+        ),
+        Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(()),
+        Err(e) if e.raw_os_error() == Some(libc::ECONNREFUSED) => {
+            let meta = fs::symlink_metadata(path)
+                .with_context(|| format!("cannot inspect {}", path.display()))?;
+            if !meta.file_type().is_socket() {
+                bail!(
+                    "{} exists and is not a socket: remove it or choose another --socket",
+                    path.display()
+                );
+            }
+            info!("removing stale socket {}", path.display());
+            fs::remove_file(path)
+                .with_context(|| format!("cannot remove stale socket {}", path.display()))
+        }
+        Err(e) => Err(e).with_context(|| format!("cannot check socket {}", path.display())),
+    }
+}
+
+/// Binds the socket with mode 0600: only root can read the counters.
+fn bind(path: &Path) -> Result<UnixListener> {
+    // SAFETY: umask only swaps the process's file-creation mask; no other
+    // thread creates files while the daemon starts.
+    let old = unsafe { libc::umask(0o177) };
+    let res = UnixListener::bind(path);
+    // SAFETY: as above, restoring the previous mask.
+    unsafe { libc::umask(old) };
+    res.with_context(|| format!("cannot listen on {}", path.display()))
+}
+
+fn run(args: &Args) -> Result<()> {
+    if !args.exit_grace.is_finite() || args.exit_grace < 0.0 {
+        bail!("--exit-grace must be a number of seconds >= 0");
+    }
+    netatopd_bpf::route_libbpf_logs();
+    claim_socket(&args.socket)?;
+    let sizes = MapSizes {
+        threads: args.max_threads,
+        procs: args.max_processes,
+        exited: args.max_pending_exits,
+    };
+    // Counting starts here, before anyone can connect.
+    let tracer = Tracer::load(sizes)?;
+    let collector = Collector::new(tracer).context("cannot read the boot time")?;
+    let listener = bind(&args.socket)?;
+    let ours = fs::metadata(&args.socket).map(|m| (m.dev(), m.ino())).ok();
+    let exits = ExitLog::new((args.exit_grace * 1e9) as u64, args.max_exited);
+    let mut server = Server::new(
+        listener,
+        collector,
+        exits,
+        Config {
+            tick: Duration::from_secs(1),
+        },
+    )
+    .context("cannot start the event loop")?;
+    info!(
+        "netatopd {} started: Linux {}, tp_btf programs attached, socket {}, map sizes: {} threads, {} processes, {} pending exits",
+        env!("CARGO_PKG_VERSION"),
+        fs::read_to_string("/proc/sys/kernel/osrelease").unwrap_or_default().trim(),
+        args.socket.display(),
+        sizes.threads,
+        sizes.procs,
+        sizes.exited
+    );
+    let result = server.run();
+    // Remove the socket only if it is still the one this process bound.
+    if fs::metadata(&args.socket).map(|m| (m.dev(), m.ino())).ok() == ours {
+        let _ = fs::remove_file(&args.socket);
+    }
+    drop(server); // detaches the programs
+    info!("stopped");
+    result.context("event loop failed")
+}
+
+fn main() -> ExitCode {
+    let args = Args::parse();
+    init_logging(&args);
+    match run(&args) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("netatopd: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}

@@ -1,0 +1,325 @@
+//! The mio event loop that answers atop on the netatop-bpf socket.
+//!
+//! Every client is non-blocking. A whole 96-byte request produces one whole
+//! response; while a response is being written, the client's further
+//! requests wait in its socket. Responses are written in chunks of whole
+//! records that the kernel queues all-or-nothing, so a reader never finds a
+//! partial record at the end of the queue.
+
+use std::collections::HashMap;
+use std::io::{self, Read, Write};
+use std::time::{Duration, Instant};
+
+use log::{debug, info, warn};
+use mio::net::{UnixListener, UnixStream};
+use mio::{Events, Interest, Poll, Token};
+use netatop_protocol::{NetPerTask, RECORD_SIZE};
+use signal_hook::consts::{SIGINT, SIGTERM};
+use signal_hook_mio::v1_0::Signals;
+use zerocopy::IntoBytes;
+
+use crate::collect::{boottime_ns, Collector};
+use crate::exits::{Cursor, ExitLog};
+
+const LISTENER: Token = Token(0);
+const SIGNALS: Token = Token(1);
+const FIRST_CLIENT: usize = 2;
+
+/// Largest write: whole records within one unix-socket buffer (32 KiB).
+const MAX_CHUNK: usize = 32 * 1024 / RECORD_SIZE * RECORD_SIZE;
+/// Repeated warnings of the same kind are at most this frequent.
+const WARN_EVERY: Duration = Duration::from_secs(60);
+
+pub struct Config {
+    /// How often exited processes are collected when nobody asks.
+    pub tick: Duration,
+}
+
+/// Bytes per write for a client: whole records, and small enough that the
+/// kernel takes each write into one buffer (`sk_sndbuf / 2 - 64` caps
+/// one unix stream buffer), so a write is queued whole or not at all.
+fn chunk_for(stream: &UnixStream) -> usize {
+    let sndbuf = socket2::SockRef::from(stream)
+        .send_buffer_size()
+        .unwrap_or(0);
+    let per_buf = (sndbuf / 2).saturating_sub(64);
+    (per_buf.min(MAX_CHUNK) / RECORD_SIZE * RECORD_SIZE).max(RECORD_SIZE)
+}
+
+enum State {
+    Open,
+    Closed,
+}
+
+struct Client {
+    stream: UnixStream,
+    req: [u8; RECORD_SIZE],
+    req_len: usize,
+    out: Vec<u8>,
+    sent: usize,
+    chunk: usize,
+    cursor: Cursor,
+    interest: Interest,
+}
+
+impl Client {
+    /// Writes pending output; true when all of it is out.
+    fn flush(&mut self) -> io::Result<bool> {
+        while self.sent < self.out.len() {
+            let end = (self.sent + self.chunk).min(self.out.len());
+            match self.stream.write(&self.out[self.sent..end]) {
+                Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
+                Ok(n) => {
+                    if n != end - self.sent {
+                        debug!("short write of {n} bytes to a client");
+                    }
+                    self.sent += n;
+                }
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok(false),
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) => return Err(e),
+            }
+        }
+        self.out.clear();
+        self.sent = 0;
+        Ok(true)
+    }
+
+    fn set_interest(&mut self, poll: &Poll, token: Token, interest: Interest) -> io::Result<()> {
+        if self.interest != interest {
+            poll.registry()
+                .reregister(&mut self.stream, token, interest)?;
+            self.interest = interest;
+        }
+        Ok(())
+    }
+}
+
+pub struct Server {
+    poll: Poll,
+    listener: UnixListener,
+    signals: Signals,
+    clients: HashMap<Token, Client>,
+    next_token: usize,
+    collector: Collector,
+    exits: ExitLog,
+    records: Vec<NetPerTask>,
+    config: Config,
+    warned: Warned,
+}
+
+/// What has been warned about, for rate limiting.
+#[derive(Default)]
+struct Warned {
+    at: Option<Instant>,
+    thread_map_full: u64,
+    proc_map_full: u64,
+    exit_map_full: u64,
+    exit_log_dropped: u64,
+}
+
+impl Server {
+    pub fn new(
+        listener: std::os::unix::net::UnixListener,
+        collector: Collector,
+        exits: ExitLog,
+        config: Config,
+    ) -> io::Result<Self> {
+        let poll = Poll::new()?;
+        listener.set_nonblocking(true)?;
+        let mut listener = UnixListener::from_std(listener);
+        poll.registry()
+            .register(&mut listener, LISTENER, Interest::READABLE)?;
+        let mut signals = Signals::new([SIGTERM, SIGINT])?;
+        poll.registry()
+            .register(&mut signals, SIGNALS, Interest::READABLE)?;
+        Ok(Self {
+            poll,
+            listener,
+            signals,
+            clients: HashMap::new(),
+            next_token: FIRST_CLIENT,
+            collector,
+            exits,
+            records: Vec::new(),
+            config,
+            warned: Warned::default(),
+        })
+    }
+
+    /// Runs until SIGTERM or SIGINT.
+    pub fn run(&mut self) -> io::Result<()> {
+        let mut events = Events::with_capacity(256);
+        let mut next_tick = Instant::now() + self.config.tick;
+        loop {
+            let timeout = next_tick.saturating_duration_since(Instant::now());
+            match self.poll.poll(&mut events, Some(timeout)) {
+                Ok(()) => {}
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                Err(e) => return Err(e),
+            }
+            for ev in events.iter() {
+                match ev.token() {
+                    LISTENER => self.accept()?,
+                    SIGNALS => {
+                        if let Some(sig) = self.signals.pending().next() {
+                            info!("signal {sig} received, stopping");
+                            return Ok(());
+                        }
+                    }
+                    token => self.serve(token),
+                }
+            }
+            if Instant::now() >= next_tick {
+                self.tick();
+                next_tick = Instant::now() + self.config.tick;
+            }
+        }
+    }
+
+    fn accept(&mut self) -> io::Result<()> {
+        loop {
+            match self.listener.accept() {
+                Ok((mut stream, _)) => {
+                    let token = Token(self.next_token);
+                    self.next_token += 1;
+                    self.poll
+                        .registry()
+                        .register(&mut stream, token, Interest::READABLE)?;
+                    let chunk = chunk_for(&stream);
+                    debug!("client {} connected (writes of {chunk} bytes)", token.0);
+                    let client = Client {
+                        stream,
+                        req: [0; RECORD_SIZE],
+                        req_len: 0,
+                        out: Vec::new(),
+                        sent: 0,
+                        chunk,
+                        cursor: self.exits.cursor(boottime_ns()),
+                        interest: Interest::READABLE,
+                    };
+                    self.clients.insert(token, client);
+                }
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok(()),
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                // Out of descriptors or memory: the pending connection stays
+                // queued; keep serving the clients we have.
+                Err(e) => {
+                    warn!("cannot accept a client: {e}");
+                    return Ok(());
+                }
+            }
+        }
+    }
+
+    fn serve(&mut self, token: Token) {
+        let Some(mut client) = self.clients.remove(&token) else {
+            return;
+        };
+        match self.serve_client(token, &mut client) {
+            Ok(State::Open) => {
+                self.clients.insert(token, client);
+            }
+            Ok(State::Closed) => debug!("client {} disconnected", token.0),
+            Err(e) => debug!("client {} dropped: {e}", token.0),
+        }
+        // A dropped client is deregistered when its stream closes.
+    }
+
+    fn serve_client(&mut self, token: Token, c: &mut Client) -> io::Result<State> {
+        loop {
+            if !c.flush()? {
+                c.set_interest(&self.poll, token, Interest::WRITABLE)?;
+                return Ok(State::Open);
+            }
+            match c.stream.read(&mut c.req[c.req_len..]) {
+                Ok(0) => return Ok(State::Closed),
+                Ok(n) => c.req_len += n,
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                    c.set_interest(&self.poll, token, Interest::READABLE)?;
+                    return Ok(State::Open);
+                }
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                Err(e) => return Err(e),
+            }
+            if c.req_len == RECORD_SIZE {
+                // The request's content means nothing: it asks for everything.
+                c.req_len = 0;
+                self.respond(c)?;
+            }
+        }
+    }
+
+    fn respond(&mut self, c: &mut Client) -> io::Result<()> {
+        self.records.clear();
+        if let Err(e) = self.collector.snapshot(&mut self.records, &mut self.exits) {
+            warn!("cannot read the kernel maps: {e}");
+            return Err(e);
+        }
+        self.exits.take_for(&mut c.cursor, &mut self.records);
+        self.records.push(NetPerTask::TERMINATOR);
+        c.out.extend_from_slice(self.records.as_bytes());
+        Ok(())
+    }
+
+    fn tick(&mut self) {
+        if let Err(e) = self.collector.drain(&mut self.exits) {
+            warn!("cannot collect exited processes: {e}");
+        }
+        self.exits
+            .expire(boottime_ns(), self.clients.values().map(|c| &c.cursor));
+        self.warn_drops();
+    }
+
+    /// Warns, at most once a minute, about updates lost to full maps.
+    fn warn_drops(&mut self) {
+        if self.warned.at.is_some_and(|t| t.elapsed() < WARN_EVERY) {
+            return;
+        }
+        let s = self.collector.tracer().stats();
+        let sizes = self.collector.tracer().map_sizes();
+        let w = &mut self.warned;
+        let mut said = false;
+        let mut say = |what: String| {
+            warn!("{what}");
+            said = true;
+        };
+        if s.thread_map_full > w.thread_map_full {
+            say(format!(
+                "{} socket calls not counted: the thread map is full ({} entries; raise --max-threads)",
+                s.thread_map_full - w.thread_map_full,
+                sizes.threads
+            ));
+        }
+        if s.proc_map_full > w.proc_map_full {
+            say(format!(
+                "{} socket calls not counted: the process map is full ({} entries; raise --max-processes)",
+                s.proc_map_full - w.proc_map_full,
+                sizes.procs
+            ));
+        }
+        if s.exit_map_full > w.exit_map_full {
+            say(format!(
+                "final totals of {} exited processes lost: the exit map is full ({} entries; raise --max-pending-exits)",
+                s.exit_map_full - w.exit_map_full,
+                sizes.exited
+            ));
+        }
+        let dropped = self.exits.dropped();
+        if dropped > w.exit_log_dropped {
+            say(format!(
+                "{} exited-process records dropped before every client had them (raise --max-exited)",
+                dropped - w.exit_log_dropped
+            ));
+        }
+        if said {
+            *w = Warned {
+                at: Some(Instant::now()),
+                thread_map_full: s.thread_map_full,
+                proc_map_full: s.proc_map_full,
+                exit_map_full: s.exit_map_full,
+                exit_log_dropped: dropped,
+            };
+        }
+    }
+}
