@@ -1,0 +1,553 @@
+//! Traffic generator for netatopd's tests: makes known socket traffic and
+//! prints its own ground truth, counted from the return value of every call.
+//!
+//! Usage: netatop-gen SCENARIO [--wait-go] [--linger] [--count N] [--size N] [--threads N]
+//!
+//! With --wait-go it reads one line from stdin before any traffic. It then
+//! prints one JSON object on stdout (pid, the eight counters, failed calls,
+//! and scenario details) and, with --linger, stays alive until stdin closes.
+//! Only pipes talk to the test, so the generator's own sockets are all that
+//! netatopd sees of it.
+
+use std::ffi::c_void;
+use std::io::{self, BufRead, Read};
+use std::mem::zeroed;
+use std::net::{Ipv4Addr, Ipv6Addr, SocketAddr, TcpListener, TcpStream, UdpSocket};
+use std::os::fd::{AsRawFd, RawFd};
+use std::os::unix::net::{UnixDatagram, UnixStream};
+use std::process::ExitCode;
+
+use serde::Serialize;
+
+#[derive(Debug, Default, Clone, Copy, Serialize)]
+struct Truth {
+    tcp_send_packets: u64,
+    tcp_send_bytes: u64,
+    tcp_recv_packets: u64,
+    tcp_recv_bytes: u64,
+    udp_send_packets: u64,
+    udp_send_bytes: u64,
+    udp_recv_packets: u64,
+    udp_recv_bytes: u64,
+    /// Calls that failed or moved nothing (not to be counted).
+    failed_calls: u64,
+    /// Successful MSG_PEEK receives (not to be counted).
+    peeked_calls: u64,
+}
+
+#[derive(Clone, Copy, PartialEq)]
+enum Proto {
+    Tcp,
+    Udp,
+}
+
+impl Truth {
+    /// Records the result of one send or receive call.
+    fn call(&mut self, proto: Proto, send: bool, ret: isize) {
+        if ret <= 0 {
+            self.failed_calls += 1;
+            return;
+        }
+        let n = ret as u64;
+        let (p, b) = match (proto, send) {
+            (Proto::Tcp, true) => (&mut self.tcp_send_packets, &mut self.tcp_send_bytes),
+            (Proto::Tcp, false) => (&mut self.tcp_recv_packets, &mut self.tcp_recv_bytes),
+            (Proto::Udp, true) => (&mut self.udp_send_packets, &mut self.udp_send_bytes),
+            (Proto::Udp, false) => (&mut self.udp_recv_packets, &mut self.udp_recv_bytes),
+        };
+        *p += 1;
+        *b += n;
+    }
+
+    fn add(&mut self, o: &Truth) {
+        self.tcp_send_packets += o.tcp_send_packets;
+        self.tcp_send_bytes += o.tcp_send_bytes;
+        self.tcp_recv_packets += o.tcp_recv_packets;
+        self.tcp_recv_bytes += o.tcp_recv_bytes;
+        self.udp_send_packets += o.udp_send_packets;
+        self.udp_send_bytes += o.udp_send_bytes;
+        self.udp_recv_packets += o.udp_recv_packets;
+        self.udp_recv_bytes += o.udp_recv_bytes;
+        self.failed_calls += o.failed_calls;
+        self.peeked_calls += o.peeked_calls;
+    }
+}
+
+#[derive(Serialize)]
+struct Report {
+    pid: u32,
+    #[serde(flatten)]
+    truth: Truth,
+    /// Thread ids of the threads scenario (all exited).
+    tids: Vec<i32>,
+    /// Pids of the fork scenario's children (each sent one datagram).
+    children: Vec<i32>,
+}
+
+struct Opts {
+    count: usize,
+    size: usize,
+    threads: usize,
+}
+
+fn send(fd: RawFd, buf: &[u8], flags: i32) -> isize {
+    // SAFETY: `buf` is valid for `buf.len()` bytes for the call.
+    unsafe { libc::send(fd, buf.as_ptr().cast(), buf.len(), flags) }
+}
+
+fn recv(fd: RawFd, buf: &mut [u8], flags: i32) -> isize {
+    // SAFETY: `buf` is valid and writable for `buf.len()` bytes for the call.
+    unsafe { libc::recv(fd, buf.as_mut_ptr().cast(), buf.len(), flags) }
+}
+
+fn write(fd: RawFd, buf: &[u8]) -> isize {
+    // SAFETY: `buf` is valid for `buf.len()` bytes for the call.
+    unsafe { libc::write(fd, buf.as_ptr().cast(), buf.len()) }
+}
+
+fn read(fd: RawFd, buf: &mut [u8]) -> isize {
+    // SAFETY: `buf` is valid and writable for `buf.len()` bytes for the call.
+    unsafe { libc::read(fd, buf.as_mut_ptr().cast(), buf.len()) }
+}
+
+fn loopback(v6: bool) -> SocketAddr {
+    if v6 {
+        (Ipv6Addr::LOCALHOST, 0).into()
+    } else {
+        (Ipv4Addr::LOCALHOST, 0).into()
+    }
+}
+
+/// A pair of connected UDP sockets on loopback.
+fn udp_pair(v6: bool) -> io::Result<(UdpSocket, UdpSocket)> {
+    let a = UdpSocket::bind(loopback(v6))?;
+    let b = UdpSocket::bind(loopback(v6))?;
+    a.connect(b.local_addr()?)?;
+    b.connect(a.local_addr()?)?;
+    Ok((a, b))
+}
+
+/// A connected TCP pair on loopback.
+fn tcp_pair(v6: bool) -> io::Result<(TcpStream, TcpStream)> {
+    let l = TcpListener::bind(loopback(v6))?;
+    let c = TcpStream::connect(l.local_addr()?)?;
+    let (s, _) = l.accept()?;
+    Ok((c, s))
+}
+
+/// UDP datagrams a -> b, each received; `rw` uses write()/read().
+fn udp(t: &mut Truth, v6: bool, rw: bool, o: &Opts) -> io::Result<()> {
+    let (a, b) = udp_pair(v6)?;
+    let msg = vec![0x5au8; o.size];
+    let mut buf = vec![0u8; o.size + 1];
+    for _ in 0..o.count {
+        let n = if rw {
+            write(a.as_raw_fd(), &msg)
+        } else {
+            send(a.as_raw_fd(), &msg, 0)
+        };
+        t.call(Proto::Udp, true, n);
+        let n = if rw {
+            read(b.as_raw_fd(), &mut buf)
+        } else {
+            recv(b.as_raw_fd(), &mut buf, 0)
+        };
+        t.call(Proto::Udp, false, n);
+    }
+    Ok(())
+}
+
+/// Sends `count` pieces of `size` bytes over `from`; `to` reads each
+/// piece completely before the next is sent.
+fn tcp_stream(t: &mut Truth, from: &TcpStream, to: &TcpStream, rw: bool, o: &Opts) {
+    let msg = vec![0xa5u8; o.size];
+    let mut buf = vec![0u8; o.size];
+    for _ in 0..o.count {
+        let mut sent = 0;
+        while sent < o.size {
+            let n = if rw {
+                write(from.as_raw_fd(), &msg[sent..])
+            } else {
+                send(from.as_raw_fd(), &msg[sent..], 0)
+            };
+            t.call(Proto::Tcp, true, n);
+            assert!(n > 0, "tcp send failed");
+            sent += n as usize;
+        }
+        let mut got = 0;
+        while got < o.size {
+            let n = if rw {
+                read(to.as_raw_fd(), &mut buf[got..])
+            } else {
+                recv(to.as_raw_fd(), &mut buf[got..], 0)
+            };
+            t.call(Proto::Tcp, false, n);
+            assert!(n > 0, "tcp receive failed");
+            got += n as usize;
+        }
+    }
+}
+
+/// TCP both ways on one loopback connection.
+fn tcp(t: &mut Truth, v6: bool, rw: bool, o: &Opts) -> io::Result<()> {
+    let (c, s) = tcp_pair(v6)?;
+    tcp_stream(t, &c, &s, rw, o);
+    tcp_stream(t, &s, &c, rw, o);
+    Ok(())
+}
+
+/// sendmmsg/recvmmsg in batches of 8 datagrams.
+fn mmsg(t: &mut Truth, o: &Opts) -> io::Result<()> {
+    const BATCH: usize = 8;
+    let (a, b) = udp_pair(false)?;
+    let mut bufs = vec![vec![0x11u8; o.size]; BATCH];
+    let mut left = o.count;
+    while left > 0 {
+        let n = left.min(BATCH);
+        let mut iov: Vec<libc::iovec> = bufs
+            .iter_mut()
+            .take(n)
+            .map(|b| libc::iovec {
+                iov_base: b.as_mut_ptr().cast::<c_void>(),
+                iov_len: b.len(),
+            })
+            .collect();
+        let mut hdrs: Vec<libc::mmsghdr> = iov
+            .iter_mut()
+            .map(|v| {
+                // SAFETY: all-zero is a valid mmsghdr (null pointers, zero lengths).
+                let mut h: libc::mmsghdr = unsafe { zeroed() };
+                h.msg_hdr.msg_iov = v;
+                h.msg_hdr.msg_iovlen = 1;
+                h
+            })
+            .collect();
+        // SAFETY: `hdrs` holds `n` headers whose iovecs point into `bufs`.
+        let sent = unsafe { libc::sendmmsg(a.as_raw_fd(), hdrs.as_mut_ptr(), n as u32, 0) };
+        if sent < 0 {
+            t.failed_calls += 1;
+            return Err(io::Error::last_os_error());
+        }
+        for h in &hdrs[..sent as usize] {
+            t.call(Proto::Udp, true, h.msg_len as isize);
+        }
+        let mut got = 0;
+        while got < sent as usize {
+            // SAFETY: as above; the kernel writes at most `sent - got` headers' data.
+            let r = unsafe {
+                libc::recvmmsg(
+                    b.as_raw_fd(),
+                    hdrs.as_mut_ptr(),
+                    (sent as usize - got) as u32,
+                    0,
+                    std::ptr::null_mut(),
+                )
+            };
+            if r < 0 {
+                return Err(io::Error::last_os_error());
+            }
+            for h in &hdrs[..r as usize] {
+                t.call(Proto::Udp, false, h.msg_len as isize);
+            }
+            got += r as usize;
+        }
+        left -= sent as usize;
+    }
+    Ok(())
+}
+
+fn errno() -> i32 {
+    io::Error::last_os_error().raw_os_error().unwrap_or(0)
+}
+
+/// Calls that fail: EAGAIN, ECONNREFUSED, and sends on a reset TCP connection.
+fn fail(t: &mut Truth, o: &Opts) -> io::Result<()> {
+    let mut buf = [0u8; 256];
+    // EAGAIN on an empty non-blocking UDP socket.
+    let s = UdpSocket::bind(loopback(false))?;
+    s.set_nonblocking(true)?;
+    for _ in 0..o.count {
+        let r = recv(s.as_raw_fd(), &mut buf, 0);
+        assert!(r < 0 && errno() == libc::EAGAIN, "expected EAGAIN");
+        t.call(Proto::Udp, false, r);
+    }
+    // ECONNREFUSED on a UDP socket connected to a closed port.
+    let closed = UdpSocket::bind(loopback(false))?;
+    let dead = closed.local_addr()?;
+    drop(closed);
+    let u = UdpSocket::bind(loopback(false))?;
+    u.connect(dead)?;
+    let mut refused = 0;
+    for _ in 0..o.count {
+        // The second send finds the first one's ICMP error pending.
+        for _ in 0..2 {
+            let r = send(u.as_raw_fd(), b"ping", 0);
+            if r < 0 && errno() == libc::ECONNREFUSED {
+                refused += 1;
+            }
+            t.call(Proto::Udp, true, r);
+        }
+        let r = recv(u.as_raw_fd(), &mut buf, libc::MSG_DONTWAIT);
+        if r < 0 && errno() == libc::ECONNREFUSED {
+            refused += 1;
+        }
+        t.call(Proto::Udp, false, r);
+    }
+    assert!(refused > 0, "no ECONNREFUSED seen");
+    // A TCP connection reset by its peer (SO_LINGER 0), then sends on it.
+    let (c, s) = tcp_pair(false)?;
+    let linger = libc::linger {
+        l_onoff: 1,
+        l_linger: 0,
+    };
+    // SAFETY: `linger` is a valid SO_LINGER value of the size passed.
+    let rc = unsafe {
+        libc::setsockopt(
+            s.as_raw_fd(),
+            libc::SOL_SOCKET,
+            libc::SO_LINGER,
+            std::ptr::addr_of!(linger).cast(),
+            std::mem::size_of::<libc::linger>() as u32,
+        )
+    };
+    if rc != 0 {
+        return Err(io::Error::last_os_error());
+    }
+    drop(s);
+    let mut errors = 0;
+    let mut reset_seen = false;
+    while errors < o.count {
+        let r = send(c.as_raw_fd(), b"after reset", libc::MSG_NOSIGNAL);
+        if r < 0 {
+            errors += 1;
+            reset_seen |= matches!(errno(), libc::ECONNRESET | libc::EPIPE);
+        }
+        t.call(Proto::Tcp, true, r);
+    }
+    assert!(reset_seen, "no ECONNRESET/EPIPE seen");
+    let r = recv(c.as_raw_fd(), &mut buf, libc::MSG_DONTWAIT);
+    t.call(Proto::Tcp, false, r);
+    Ok(())
+}
+
+/// Zero-length datagrams (send and receive return 0) among normal ones.
+fn zero(t: &mut Truth, o: &Opts) -> io::Result<()> {
+    let (a, b) = udp_pair(false)?;
+    let msg = vec![7u8; o.size];
+    let mut buf = vec![0u8; o.size + 1];
+    for i in 0..o.count {
+        let m = if i % 2 == 0 { &msg[..0] } else { &msg[..] };
+        t.call(Proto::Udp, true, send(a.as_raw_fd(), m, 0));
+        t.call(Proto::Udp, false, recv(b.as_raw_fd(), &mut buf, 0));
+    }
+    assert!(t.failed_calls > 0, "no zero-length calls");
+    Ok(())
+}
+
+/// Every datagram and TCP chunk is peeked first, then read.
+fn peek(t: &mut Truth, o: &Opts) -> io::Result<()> {
+    let (a, b) = udp_pair(false)?;
+    let (c, s) = tcp_pair(false)?;
+    let msg = vec![3u8; o.size];
+    let mut buf = vec![0u8; o.size];
+    for _ in 0..o.count {
+        t.call(Proto::Udp, true, send(a.as_raw_fd(), &msg, 0));
+        let r = recv(b.as_raw_fd(), &mut buf, libc::MSG_PEEK);
+        assert_eq!(r, o.size as isize);
+        t.peeked_calls += 1;
+        t.call(Proto::Udp, false, recv(b.as_raw_fd(), &mut buf, 0));
+
+        t.call(Proto::Tcp, true, send(c.as_raw_fd(), &msg, 0));
+        let mut got = 0;
+        while got < o.size {
+            // Peek until the whole chunk is there, then read it once.
+            let r = recv(s.as_raw_fd(), &mut buf, libc::MSG_PEEK);
+            assert!(r > 0);
+            t.peeked_calls += 1;
+            if r as usize == o.size {
+                let r = recv(s.as_raw_fd(), &mut buf, 0);
+                t.call(Proto::Tcp, false, r);
+                got += r as usize;
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Threads that each send and receive, then exit before the report.
+fn threads(t: &mut Truth, tids: &mut Vec<i32>, o: &Opts) -> io::Result<()> {
+    let handles: Vec<_> = (0..o.threads)
+        .map(|_| {
+            let (count, size) = (o.count, o.size);
+            // Named threads: the process record must carry the leader's name.
+            std::thread::Builder::new()
+                .name("worker".into())
+                .spawn(move || -> io::Result<(Truth, i32)> {
+                    let mut t = Truth::default();
+                    udp(
+                        &mut t,
+                        false,
+                        false,
+                        &Opts {
+                            count,
+                            size,
+                            threads: 1,
+                        },
+                    )?;
+                    // SAFETY: gettid has no preconditions.
+                    let tid = unsafe { libc::gettid() };
+                    Ok((t, tid))
+                })
+                .expect("spawning a thread")
+        })
+        .collect();
+    for h in handles {
+        let (tt, tid) = h.join().expect("thread panicked")?;
+        t.add(&tt);
+        tids.push(tid);
+    }
+    Ok(())
+}
+
+/// Unix-socket traffic only: nothing to count.
+fn unix(t: &mut Truth, o: &Opts) -> io::Result<()> {
+    let (a, b) = UnixDatagram::pair()?;
+    let (c, d) = UnixStream::pair()?;
+    let msg = vec![1u8; o.size];
+    let mut buf = vec![0u8; o.size];
+    for _ in 0..o.count {
+        for (x, y) in [
+            (a.as_raw_fd(), b.as_raw_fd()),
+            (c.as_raw_fd(), d.as_raw_fd()),
+        ] {
+            assert_eq!(send(x, &msg, 0), o.size as isize);
+            assert!(recv(y, &mut buf, 0) > 0);
+        }
+    }
+    // Nothing here is TCP/UDP; the truth stays all zero.
+    let _ = t;
+    Ok(())
+}
+
+/// `count` child processes, each sending one datagram of `size` bytes, that
+/// stay alive until the generator's stdin closes.
+fn fork(children: &mut Vec<i32>, o: &Opts) -> io::Result<(RawFd, UdpSocket)> {
+    let sink = UdpSocket::bind(loopback(false))?;
+    let out = UdpSocket::bind(loopback(false))?;
+    out.connect(sink.local_addr()?)?;
+    let mut fds = [0; 2];
+    // SAFETY: `fds` has room for the two descriptors.
+    if unsafe { libc::pipe2(fds.as_mut_ptr(), libc::O_CLOEXEC) } != 0 {
+        return Err(io::Error::last_os_error());
+    }
+    let [rfd, wfd] = fds;
+    let msg = vec![9u8; o.size];
+    for _ in 0..o.count {
+        // SAFETY: the child only makes async-signal-safe calls (close, send,
+        // read, _exit) before it exits.
+        let pid = unsafe { libc::fork() };
+        if pid < 0 {
+            return Err(io::Error::last_os_error());
+        }
+        if pid == 0 {
+            let mut b = [0u8; 1];
+            // SAFETY: see above; `b` and `msg` are valid buffers.
+            unsafe {
+                libc::close(wfd);
+                let ok = libc::send(out.as_raw_fd(), msg.as_ptr().cast(), msg.len(), 0)
+                    == msg.len() as isize;
+                libc::read(rfd, b.as_mut_ptr().cast(), 1);
+                libc::_exit(if ok { 0 } else { 1 });
+            }
+        }
+        children.push(pid);
+    }
+    // SAFETY: closing our copy of the read end.
+    unsafe { libc::close(rfd) };
+    Ok((wfd, sink))
+}
+
+fn main() -> ExitCode {
+    let args: Vec<String> = std::env::args().collect();
+    let Some(scenario) = args.get(1).cloned() else {
+        eprintln!("usage: netatop-gen SCENARIO [--wait-go] [--linger] [--count N] [--size N] [--threads N]");
+        return ExitCode::from(2);
+    };
+    let flag = |f: &str| args.iter().any(|a| a == f);
+    let num = |f: &str, d: usize| {
+        args.iter()
+            .position(|a| a == f)
+            .and_then(|i| args.get(i + 1))
+            .map_or(d, |v| v.parse().expect("numeric option"))
+    };
+    let o = Opts {
+        count: num("--count", 100),
+        size: num("--size", 100),
+        threads: num("--threads", 4),
+    };
+    let stdin = io::stdin();
+    if flag("--wait-go") {
+        let mut line = String::new();
+        stdin.lock().read_line(&mut line).expect("reading stdin");
+    }
+    let mut t = Truth::default();
+    let mut tids = Vec::new();
+    let mut children = Vec::new();
+    let mut fork_state = None;
+    let res = match scenario.as_str() {
+        "udp4" => udp(&mut t, false, false, &o),
+        "udp6" => udp(&mut t, true, false, &o),
+        "tcp4" => tcp(&mut t, false, false, &o),
+        "tcp6" => tcp(&mut t, true, false, &o),
+        "rw" => udp(&mut t, false, true, &o).and_then(|()| tcp(&mut t, true, true, &o)),
+        "mmsg" => mmsg(&mut t, &o),
+        "fail" => fail(&mut t, &o),
+        "zero" => zero(&mut t, &o),
+        "peek" => peek(&mut t, &o),
+        "threads" => threads(&mut t, &mut tids, &o),
+        "unix" => unix(&mut t, &o),
+        "fork" => fork(&mut children, &o).map(|s| fork_state = Some(s)),
+        other => {
+            eprintln!("netatop-gen: unknown scenario {other}");
+            return ExitCode::from(2);
+        }
+    };
+    if let Err(e) = res {
+        eprintln!("netatop-gen: {scenario}: {e}");
+        return ExitCode::FAILURE;
+    }
+    let report = Report {
+        pid: std::process::id(),
+        truth: t,
+        tids,
+        children,
+    };
+    println!(
+        "{}",
+        serde_json::to_string(&report).expect("serialising the report")
+    );
+    if flag("--linger") || fork_state.is_some() {
+        let mut sink = Vec::new();
+        let _ = stdin.lock().read_to_end(&mut sink);
+    }
+    if let Some((wfd, _sink)) = fork_state {
+        // SAFETY: closing the write end releases the children; then reap them.
+        unsafe { libc::close(wfd) };
+        let mut failed = 0;
+        for _ in 0..report.children.len() {
+            let mut status = 0;
+            // SAFETY: `status` is a valid out-pointer.
+            if unsafe { libc::wait(&mut status) } < 0
+                || !libc::WIFEXITED(status)
+                || libc::WEXITSTATUS(status) != 0
+            {
+                failed += 1;
+            }
+        }
+        if failed > 0 {
+            eprintln!("netatop-gen: {failed} children failed to send");
+            return ExitCode::FAILURE;
+        }
+    }
+    ExitCode::SUCCESS
+}

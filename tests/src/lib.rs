@@ -1,0 +1,395 @@
+//! Harness for netatopd's integration tests: starts the real daemon, runs
+//! the traffic generator, reads counters the way atop does, and looks into
+//! the daemon's kernel maps.
+//!
+//! These tests need root and a kernel with BTF. They never skip: on a
+//! machine that cannot load BPF they fail, saying why.
+
+use std::fs;
+use std::io::{BufRead, BufReader, Read, Write};
+use std::os::unix::net::UnixStream;
+use std::path::{Path, PathBuf};
+use std::process::{Child, ChildStdin, Command, ExitStatus, Stdio};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
+
+use libbpf_rs::MapCore;
+use netatop_protocol::{query, Counters, NetPerTask, ReadMode};
+use serde::Deserialize;
+
+/// A binary of this workspace, next to the test executable's directory.
+pub fn bin(name: &str) -> PathBuf {
+    let exe = std::env::current_exe().expect("current_exe");
+    let dir = exe
+        .parent()
+        .and_then(Path::parent)
+        .expect("test executable lives in target/<profile>/deps");
+    let path = dir.join(name);
+    assert!(
+        path.exists(),
+        "{} is missing: build the binaries first (`cargo build --workspace --bins`; `make test` does)",
+        path.display()
+    );
+    path
+}
+
+/// Fails loudly where BPF cannot run: these tests must not pass by skipping.
+pub fn require_bpf_machine() {
+    // SAFETY: geteuid has no preconditions.
+    let euid = unsafe { libc::geteuid() };
+    assert_eq!(
+        euid, 0,
+        "netatopd's integration tests load BPF programs and must run as root"
+    );
+    assert!(
+        Path::new("/sys/kernel/btf/vmlinux").exists(),
+        "this kernel has no BTF (/sys/kernel/btf/vmlinux): the tests need Linux >= 6.3 with BTF"
+    );
+}
+
+static SEQ: AtomicUsize = AtomicUsize::new(0);
+
+/// A fresh private directory for one test.
+pub fn scratch_dir() -> PathBuf {
+    let dir = std::env::temp_dir().join(format!(
+        "netatopd-test-{}-{}",
+        std::process::id(),
+        SEQ.fetch_add(1, Ordering::Relaxed)
+    ));
+    let _ = fs::remove_dir_all(&dir);
+    fs::create_dir_all(&dir).expect("creating a scratch directory");
+    dir
+}
+
+/// Polls `ready` every 10 ms until it holds or `limit` passes.
+pub fn wait_until(limit: Duration, what: &str, mut ready: impl FnMut() -> bool) {
+    let end = Instant::now() + limit;
+    while !ready() {
+        assert!(
+            Instant::now() < end,
+            "timed out after {limit:?} waiting for {what}"
+        );
+        std::thread::sleep(Duration::from_millis(10));
+    }
+}
+
+/// A running netatopd; stopped (SIGTERM) and reaped when dropped.
+pub struct Daemon {
+    child: Option<Child>,
+    pub socket: PathBuf,
+    dir: PathBuf,
+    log: PathBuf,
+}
+
+impl Daemon {
+    /// Starts netatopd on a private socket and waits until it answers.
+    pub fn start(extra: &[&str]) -> Daemon {
+        let dir = scratch_dir();
+        let socket = dir.join("netatop.sock");
+        Self::start_at(dir, socket, extra)
+    }
+
+    /// Starts netatopd on `socket` and waits until it answers.
+    pub fn start_at(dir: PathBuf, socket: PathBuf, extra: &[&str]) -> Daemon {
+        require_bpf_machine();
+        let log = dir.join("netatopd.log");
+        let child = Command::new(bin("netatopd"))
+            .arg("--foreground")
+            .arg("-v")
+            .arg("--socket")
+            .arg(&socket)
+            .args(extra)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(fs::File::create(&log).expect("creating the daemon log"))
+            .spawn()
+            .expect("starting netatopd");
+        let mut d = Daemon {
+            child: Some(child),
+            socket,
+            dir,
+            log,
+        };
+        d.wait_ready();
+        d
+    }
+
+    fn wait_ready(&mut self) {
+        let end = Instant::now() + Duration::from_secs(60);
+        loop {
+            // The socket is bound only after the programs are attached.
+            if UnixStream::connect(&self.socket).is_ok() {
+                return;
+            }
+            if let Some(status) = self.child.as_mut().unwrap().try_wait().expect("try_wait") {
+                panic!(
+                    "netatopd exited with {status} before answering:\n{}",
+                    self.log()
+                );
+            }
+            assert!(
+                Instant::now() < end,
+                "netatopd did not answer within 60 s:\n{}",
+                self.log()
+            );
+            std::thread::sleep(Duration::from_millis(10));
+        }
+    }
+
+    pub fn pid(&self) -> u32 {
+        self.child.as_ref().unwrap().id()
+    }
+
+    /// The daemon's log so far.
+    pub fn log(&self) -> String {
+        fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    pub fn connect(&self) -> UnixStream {
+        UnixStream::connect(&self.socket).expect("connecting to netatopd")
+    }
+
+    /// One query on a new connection, every record read as atop reads it.
+    pub fn query(&self) -> Vec<NetPerTask> {
+        query_on(&mut self.connect())
+    }
+
+    /// Stops the daemon with SIGTERM and returns its exit status.
+    pub fn stop(&mut self) -> ExitStatus {
+        let mut child = self.child.take().expect("daemon already stopped");
+        // SAFETY: signalling our own child, which has not been reaped yet.
+        unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
+        let end = Instant::now() + Duration::from_secs(20);
+        loop {
+            if let Some(status) = child.try_wait().expect("try_wait") {
+                return status;
+            }
+            if Instant::now() > end {
+                let _ = child.kill();
+                let status = child.wait().expect("wait");
+                panic!(
+                    "netatopd ignored SIGTERM for 20 s ({status}):\n{}",
+                    self.log()
+                );
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        }
+    }
+
+    /// Ids of the daemon's kernel maps, by name.
+    pub fn map_ids(&self) -> Vec<(String, u32)> {
+        let mut out = Vec::new();
+        let fdinfo = format!("/proc/{}/fdinfo", self.pid());
+        for entry in fs::read_dir(&fdinfo).expect("reading the daemon's fdinfo") {
+            let Ok(text) = fs::read_to_string(entry.expect("fdinfo entry").path()) else {
+                continue;
+            };
+            let Some(id) = text
+                .lines()
+                .find_map(|l| l.strip_prefix("map_id:"))
+                .and_then(|v| v.trim().parse::<u32>().ok())
+            else {
+                continue;
+            };
+            if let Ok(map) = libbpf_rs::MapHandle::from_map_id(id) {
+                out.push((map.name().to_string_lossy().into_owned(), id));
+            }
+        }
+        out
+    }
+
+    /// Keys of one of the daemon's kernel maps (`threads`, `procs`, `exited`).
+    pub fn map_keys(&self, name: &str) -> Vec<Vec<u8>> {
+        let (_, id) = self
+            .map_ids()
+            .into_iter()
+            .find(|(n, _)| n == name)
+            .unwrap_or_else(|| panic!("netatopd has no map named {name}"));
+        let map = libbpf_rs::MapHandle::from_map_id(id).expect("opening the map");
+        map.keys().collect()
+    }
+
+    /// Whether a map has an entry whose key starts with the u32 `id` (a tid
+    /// in `threads`, a tgid in `procs` and `exited`).
+    pub fn map_has(&self, name: &str, id: u32) -> bool {
+        self.map_keys(name)
+            .iter()
+            .any(|k| k.len() >= 4 && u32::from_ne_bytes(k[..4].try_into().unwrap()) == id)
+    }
+}
+
+impl Drop for Daemon {
+    fn drop(&mut self) {
+        if self.child.is_some() {
+            let status = self.stop();
+            if !std::thread::panicking() {
+                assert!(
+                    status.success(),
+                    "netatopd exited with {status}:\n{}",
+                    self.log()
+                );
+            }
+        }
+        let _ = fs::remove_dir_all(&self.dir);
+    }
+}
+
+/// One query on an open connection, read as atop reads it (one recv of 96
+/// bytes per record; a short read fails the test).
+pub fn query_on(stream: &mut UnixStream) -> Vec<NetPerTask> {
+    stream
+        .set_read_timeout(Some(Duration::from_secs(30)))
+        .expect("read timeout");
+    query(stream, ReadMode::AsAtop).expect("query as atop reads")
+}
+
+/// What the generator reports about itself.
+#[derive(Debug, Deserialize)]
+pub struct Report {
+    pub pid: i32,
+    pub tcp_send_packets: u64,
+    pub tcp_send_bytes: u64,
+    pub tcp_recv_packets: u64,
+    pub tcp_recv_bytes: u64,
+    pub udp_send_packets: u64,
+    pub udp_send_bytes: u64,
+    pub udp_recv_packets: u64,
+    pub udp_recv_bytes: u64,
+    pub failed_calls: u64,
+    pub peeked_calls: u64,
+    pub tids: Vec<i32>,
+    pub children: Vec<i32>,
+}
+
+impl Report {
+    /// The counters netatopd must report for this process.
+    pub fn counters(&self) -> Counters {
+        Counters {
+            tcpsndpacks: self.tcp_send_packets,
+            tcpsndbytes: self.tcp_send_bytes,
+            tcprcvpacks: self.tcp_recv_packets,
+            tcprcvbytes: self.tcp_recv_bytes,
+            udpsndpacks: self.udp_send_packets,
+            udpsndbytes: self.udp_send_bytes,
+            udprcvpacks: self.udp_recv_packets,
+            udprcvbytes: self.udp_recv_bytes,
+        }
+    }
+}
+
+/// A running traffic generator.
+pub struct Gen {
+    child: Child,
+    stdin: Option<ChildStdin>,
+    stdout: BufReader<std::process::ChildStdout>,
+}
+
+impl Gen {
+    /// Starts `netatop-gen SCENARIO ARGS...`.
+    pub fn spawn(scenario: &str, args: &[&str]) -> Gen {
+        let mut child = Command::new(bin("netatop-gen"))
+            .arg(scenario)
+            .args(args)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .expect("starting netatop-gen");
+        let stdin = child.stdin.take();
+        let stdout = BufReader::new(child.stdout.take().unwrap());
+        Gen {
+            child,
+            stdin,
+            stdout,
+        }
+    }
+
+    pub fn pid(&self) -> i32 {
+        self.child.id() as i32
+    }
+
+    /// Lets a `--wait-go` generator start its traffic.
+    pub fn go(&mut self) {
+        let stdin = self.stdin.as_mut().expect("stdin open");
+        stdin.write_all(b"go\n").expect("writing go");
+        stdin.flush().expect("flushing go");
+    }
+
+    /// Waits for the generator's report (its traffic is done by then).
+    pub fn report(&mut self) -> Report {
+        let mut line = String::new();
+        self.stdout
+            .read_line(&mut line)
+            .expect("reading the report");
+        assert!(!line.is_empty(), "netatop-gen exited without a report");
+        serde_json::from_str(&line).unwrap_or_else(|e| panic!("bad report {line:?}: {e}"))
+    }
+
+    /// Closes stdin (ending --linger) and waits for a successful exit.
+    pub fn finish(mut self) {
+        drop(self.stdin.take());
+        let mut rest = String::new();
+        let _ = self.stdout.read_to_string(&mut rest);
+        let status = self.child.wait().expect("waiting for netatop-gen");
+        assert!(status.success(), "netatop-gen failed: {status}");
+    }
+}
+
+impl Drop for Gen {
+    fn drop(&mut self) {
+        drop(self.stdin.take());
+        if self.child.try_wait().ok().flatten().is_none() {
+            let _ = self.child.kill();
+            let _ = self.child.wait();
+        }
+    }
+}
+
+/// Runs a scenario that stays alive, returns its report and the generator.
+pub fn run_lingering(scenario: &str, args: &[&str]) -> (Gen, Report) {
+    let mut all = vec!["--linger"];
+    all.extend_from_slice(args);
+    let mut g = Gen::spawn(scenario, &all);
+    let r = g.report();
+    assert_eq!(r.pid, g.pid());
+    (g, r)
+}
+
+/// The records with id `pid` (a well-formed response has at most one per
+/// live process, plus one per exited process).
+pub fn records_for(recs: &[NetPerTask], pid: i32) -> Vec<NetPerTask> {
+    recs.iter().filter(|r| r.id == pid).copied().collect()
+}
+
+/// The one record of `pid`; fails if there is none or more than one.
+pub fn record_for(recs: &[NetPerTask], pid: i32) -> NetPerTask {
+    let found = records_for(recs, pid);
+    assert_eq!(
+        found.len(),
+        1,
+        "expected one record for pid {pid}, got {found:?}"
+    );
+    found[0]
+}
+
+/// atop's own btime of a live process: /proc/stat btime plus
+/// /proc/PID/stat starttime (clock ticks) divided by the tick rate.
+pub fn atop_btime(pid: i32) -> u64 {
+    let stat = fs::read_to_string("/proc/stat").expect("/proc/stat");
+    let boot: u64 = stat
+        .lines()
+        .find_map(|l| l.strip_prefix("btime "))
+        .and_then(|v| v.trim().parse().ok())
+        .expect("btime in /proc/stat");
+    let pstat = fs::read_to_string(format!("/proc/{pid}/stat")).expect("/proc/PID/stat");
+    let after_comm = &pstat[pstat.rfind(')').expect("comm in stat") + 2..];
+    // Field 22 overall; after "pid (comm) " it is the 20th.
+    let start: u64 = after_comm
+        .split_whitespace()
+        .nth(19)
+        .and_then(|v| v.parse().ok())
+        .expect("starttime in /proc/PID/stat");
+    // SAFETY: sysconf has no preconditions.
+    let hz = unsafe { libc::sysconf(libc::_SC_CLK_TCK) } as u64;
+    boot + start / hz
+}

@@ -1,0 +1,156 @@
+//! What netatopd counts, checked against the generator's own ground truth
+//! through the socket atop uses. Root and BTF required; nothing is skipped.
+//!
+//! Every generator runs after the daemon's readiness probe has closed its
+//! connection: counting never depends on a connected client.
+
+use netatopd_tests::{atop_btime, record_for, records_for, run_lingering, Daemon, Gen};
+
+/// Runs a lingering scenario and asserts netatopd reports exactly its truth.
+fn exact(d: &Daemon, scenario: &str, args: &[&str]) -> netatopd_tests::Report {
+    let (g, r) = run_lingering(scenario, args);
+    let rec = record_for(&d.query(), r.pid);
+    assert_eq!(
+        rec.counters,
+        r.counters(),
+        "{scenario}: counters differ from the truth {r:?}"
+    );
+    assert_eq!(rec.command_str(), "netatop-gen");
+    assert_eq!(
+        rec.btime,
+        atop_btime(r.pid),
+        "{scenario}: btime differs from atop's"
+    );
+    g.finish();
+    r
+}
+
+#[test]
+fn udp_over_ipv4_and_ipv6() {
+    let d = Daemon::start(&[]);
+    for s in ["udp4", "udp6"] {
+        let r = exact(&d, s, &["--count", "500", "--size", "1200"]);
+        assert_eq!((r.udp_send_packets, r.udp_recv_bytes), (500, 600_000));
+    }
+}
+
+#[test]
+fn tcp_over_ipv4_and_ipv6_both_directions() {
+    let d = Daemon::start(&[]);
+    for s in ["tcp4", "tcp6"] {
+        let r = exact(&d, s, &["--count", "300", "--size", "5000"]);
+        assert_eq!(r.tcp_send_bytes, 2 * 300 * 5000);
+        assert_eq!(r.tcp_recv_bytes, r.tcp_send_bytes);
+    }
+}
+
+#[test]
+fn sendmmsg_and_recvmmsg_count_each_message() {
+    let d = Daemon::start(&[]);
+    let r = exact(&d, "mmsg", &["--count", "203", "--size", "64"]);
+    assert_eq!((r.udp_send_packets, r.udp_recv_packets), (203, 203));
+}
+
+#[test]
+fn write_and_read_on_sockets() {
+    let d = Daemon::start(&[]);
+    let r = exact(&d, "rw", &["--count", "100", "--size", "700"]);
+    assert!(r.udp_send_packets == 100 && r.tcp_send_packets >= 200);
+}
+
+#[test]
+fn failed_calls_count_nothing() {
+    let d = Daemon::start(&[]);
+    let r = exact(&d, "fail", &["--count", "1000"]);
+    // EAGAIN x1000, ECONNREFUSED, and sends on a reset TCP connection.
+    assert!(r.failed_calls >= 2000, "too few failures produced: {r:?}");
+    assert_eq!((r.tcp_send_packets, r.udp_recv_packets), (0, 0));
+}
+
+#[test]
+fn zero_length_datagrams_count_nothing() {
+    let d = Daemon::start(&[]);
+    let r = exact(&d, "zero", &["--count", "400", "--size", "100"]);
+    assert_eq!((r.udp_send_packets, r.failed_calls), (200, 400));
+}
+
+#[test]
+fn peeked_data_counts_once() {
+    let d = Daemon::start(&[]);
+    let r = exact(&d, "peek", &["--count", "200", "--size", "512"]);
+    assert!(r.peeked_calls >= 400);
+    assert_eq!((r.udp_recv_packets, r.tcp_recv_bytes), (200, 200 * 512));
+}
+
+#[test]
+fn exited_threads_stay_in_process_totals_and_leave_no_entries() {
+    let d = Daemon::start(&[]);
+    let (g, r) = run_lingering(
+        "threads",
+        &["--threads", "8", "--count", "250", "--size", "333"],
+    );
+    assert_eq!(r.tids.len(), 8);
+    let rec = record_for(&d.query(), r.pid);
+    assert_eq!(rec.counters, r.counters());
+    assert_eq!(r.udp_send_packets, 8 * 250);
+    // The threads were named "worker": the record carries the leader's name.
+    assert_eq!(rec.command_str(), "netatop-gen");
+    for tid in &r.tids {
+        assert!(
+            !d.map_has("threads", *tid as u32),
+            "entry of exited thread {tid} left behind"
+        );
+    }
+    assert!(d.map_has("procs", r.pid as u32));
+    g.finish();
+}
+
+#[test]
+fn unix_socket_traffic_is_not_counted() {
+    let d = Daemon::start(&[]);
+    let (g, r) = run_lingering("unix", &["--count", "300"]);
+    assert!(records_for(&d.query(), r.pid).is_empty());
+    assert!(!d.map_has("procs", r.pid as u32));
+    g.finish();
+}
+
+#[test]
+fn exited_process_is_reported_once_to_each_client_then_freed() {
+    let d = Daemon::start(&[]);
+    let mut early = d.connect();
+    assert!(records_for(&netatopd_tests::query_on(&mut early), 0).is_empty());
+
+    let mut g = Gen::spawn("udp4", &["--count", "321", "--size", "99"]);
+    let r = g.report();
+    g.finish(); // exited and reaped
+
+    // Connected at the exit: the final totals in its next response, once.
+    let first = netatopd_tests::query_on(&mut early);
+    assert_eq!(record_for(&first, r.pid).counters, r.counters());
+    assert!(records_for(&netatopd_tests::query_on(&mut early), r.pid).is_empty());
+
+    // Connected after the exit, within the grace period: once as well.
+    let mut late = d.connect();
+    assert_eq!(
+        record_for(&netatopd_tests::query_on(&mut late), r.pid).counters,
+        r.counters()
+    );
+    assert!(records_for(&netatopd_tests::query_on(&mut late), r.pid).is_empty());
+
+    // Nothing of it is left in the kernel.
+    assert!(!d.map_has("procs", r.pid as u32));
+    assert!(!d.map_has("threads", r.pid as u32));
+    assert!(!d.map_has("exited", r.pid as u32));
+}
+
+#[test]
+fn exited_process_after_the_grace_period_is_not_sent_to_new_clients() {
+    let d = Daemon::start(&["--exit-grace", "0"]);
+    let mut g = Gen::spawn("udp4", &["--count", "10"]);
+    let r = g.report();
+    g.finish();
+    // Connected after the exit, with no grace period: never due it, whether
+    // the daemon has collected the exit yet or collects it during this query.
+    assert!(records_for(&d.query(), r.pid).is_empty());
+    assert!(!d.map_has("procs", r.pid as u32));
+}
