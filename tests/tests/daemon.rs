@@ -1,0 +1,188 @@
+//! netatopd as a program: start-up checks, the socket, signals, clean-up.
+
+use std::fs;
+use std::os::unix::fs::{FileTypeExt, MetadataExt, PermissionsExt};
+use std::os::unix::net::UnixListener;
+use std::os::unix::process::CommandExt;
+use std::process::{Command, Output};
+
+use netatopd_tests::{bin, record_for, require_bpf_machine, run_lingering, scratch_dir, Daemon};
+
+const NOBODY: u32 = 65534;
+
+fn run(cmd: &mut Command) -> Output {
+    cmd.output().expect("running a binary")
+}
+
+fn one_line_error(out: &Output) -> String {
+    assert_eq!(out.status.code(), Some(1), "exit status of {out:?}");
+    let err = String::from_utf8_lossy(&out.stderr).into_owned();
+    assert_eq!(
+        err.trim_end().lines().count(),
+        1,
+        "expected one line, got {err:?}"
+    );
+    err
+}
+
+#[test]
+fn socket_is_private_and_removed_on_sigterm_with_programs_detached() {
+    let mut d = Daemon::start(&[]);
+    let meta = fs::metadata(&d.socket).unwrap();
+    assert!(meta.file_type().is_socket());
+    assert_eq!(meta.permissions().mode() & 0o777, 0o600);
+    assert_eq!(meta.uid(), 0);
+    let ids = d.map_ids();
+    assert_eq!(ids.len(), 4, "threads, procs, exited, .bss: {ids:?}");
+    let status = d.stop();
+    assert!(status.success(), "{status}");
+    assert!(!d.socket.exists(), "socket left behind");
+    // The maps are freed (asynchronously, by the kernel) only once no
+    // program uses them: so all programs were detached and unloaded.
+    netatopd_tests::wait_until(std::time::Duration::from_secs(20), "maps freed", || {
+        ids.iter()
+            .all(|(_, id)| libbpf_rs::MapHandle::from_map_id(*id).is_err())
+    });
+    assert!(d.log().contains("stopping"));
+}
+
+#[test]
+fn sigint_also_stops_cleanly() {
+    let d = Daemon::start(&[]);
+    // SAFETY: signalling our own child.
+    unsafe { libc::kill(d.pid() as i32, libc::SIGINT) };
+    netatopd_tests::wait_until(std::time::Duration::from_secs(20), "socket removal", || {
+        !d.socket.exists()
+    });
+}
+
+#[test]
+fn a_live_socket_is_never_taken_over() {
+    let d = Daemon::start(&[]);
+    let out = run(Command::new(bin("netatopd"))
+        .arg("--foreground")
+        .arg("--socket")
+        .arg(&d.socket));
+    let err = one_line_error(&out);
+    assert!(err.contains("already answering"), "{err}");
+    // The first instance still answers.
+    let (g, r) = run_lingering("udp4", &["--count", "5"]);
+    assert_eq!(record_for(&d.query(), r.pid).counters, r.counters());
+    g.finish();
+}
+
+#[test]
+fn a_stale_socket_is_replaced() {
+    require_bpf_machine();
+    let dir = scratch_dir();
+    let sock = dir.join("stale.sock");
+    drop(UnixListener::bind(&sock).unwrap()); // the file stays, nobody listens
+    assert!(sock.exists());
+    let d = Daemon::start_at(dir, sock, &[]);
+    assert!(d.query().iter().all(|r| r.id > 0));
+}
+
+#[test]
+fn a_path_that_is_not_a_socket_is_left_alone() {
+    let dir = scratch_dir();
+    let path = dir.join("file");
+    fs::write(&path, "keep me").unwrap();
+    let out = run(Command::new(bin("netatopd"))
+        .arg("--foreground")
+        .arg("--socket")
+        .arg(&path));
+    let err = one_line_error(&out);
+    assert!(err.contains("not a socket"), "{err}");
+    assert_eq!(fs::read_to_string(&path).unwrap(), "keep me");
+    fs::remove_dir_all(dir).unwrap();
+}
+
+#[test]
+fn refuses_to_start_without_privileges() {
+    let dir = scratch_dir();
+    fs::set_permissions(&dir, fs::Permissions::from_mode(0o777)).unwrap();
+    let out = run(Command::new(bin("netatopd"))
+        .arg("--foreground")
+        .arg("--socket")
+        .arg(dir.join("s"))
+        .uid(NOBODY)
+        .gid(NOBODY));
+    let err = one_line_error(&out);
+    assert!(err.contains("needs root"), "{err}");
+    assert!(!dir.join("s").exists());
+    fs::remove_dir_all(dir).unwrap();
+}
+
+#[test]
+fn netatopctl_dump_prints_a_table_and_exact_json() {
+    let d = Daemon::start(&[]);
+    let (g, r) = run_lingering("tcp4", &["--count", "40", "--size", "1000"]);
+    let out = run(Command::new(bin("netatopctl"))
+        .arg("--socket")
+        .arg(&d.socket)
+        .args(["dump", "--json"]));
+    assert!(out.status.success());
+    let rows: Vec<serde_json::Value> = serde_json::from_slice(&out.stdout).unwrap();
+    let row = rows
+        .iter()
+        .find(|v| v["pid"] == r.pid)
+        .expect("generator in dump --json");
+    let keys = [
+        ("tcp_send_packets", r.tcp_send_packets),
+        ("tcp_send_bytes", r.tcp_send_bytes),
+        ("tcp_recv_packets", r.tcp_recv_packets),
+        ("tcp_recv_bytes", r.tcp_recv_bytes),
+        ("udp_send_packets", 0),
+        ("udp_send_bytes", 0),
+        ("udp_recv_packets", 0),
+        ("udp_recv_bytes", 0),
+    ];
+    for (k, v) in keys {
+        assert_eq!(row[k], v, "{k}");
+    }
+    assert_eq!(row["command"], "netatop-gen");
+    assert_eq!(row["btime"], netatopd_tests::atop_btime(r.pid));
+    assert_eq!(row.as_object().unwrap().len(), 11);
+
+    let out = run(Command::new(bin("netatopctl"))
+        .arg("--socket")
+        .arg(&d.socket)
+        .arg("dump"));
+    assert!(out.status.success());
+    let table = String::from_utf8(out.stdout).unwrap();
+    let mut lines = table.lines();
+    assert!(lines.next().unwrap().trim_start().starts_with("PID"));
+    let line = lines
+        .find(|l| l.split_whitespace().next() == Some(&r.pid.to_string()))
+        .expect("generator row");
+    let cells: Vec<&str> = line.split_whitespace().collect();
+    // PID, date, time, command, then the eight counters.
+    assert_eq!(cells[3], "netatop-gen");
+    assert_eq!(
+        cells[4..6],
+        [r.tcp_send_packets.to_string(), r.tcp_send_bytes.to_string()]
+    );
+    g.finish();
+}
+
+#[test]
+fn netatopctl_says_what_is_wrong_in_one_line() {
+    let dir = scratch_dir();
+    let out = run(Command::new(bin("netatopctl"))
+        .arg("--socket")
+        .arg(dir.join("none"))
+        .arg("dump"));
+    let err = one_line_error(&out);
+    assert!(err.contains("no netatop service answers"), "{err}");
+
+    let d = Daemon::start(&[]);
+    let out = run(Command::new(bin("netatopctl"))
+        .arg("--socket")
+        .arg(&d.socket)
+        .arg("dump")
+        .uid(NOBODY)
+        .gid(NOBODY));
+    let err = one_line_error(&out);
+    assert!(err.contains("permission denied"), "{err}");
+    fs::remove_dir_all(dir).unwrap();
+}
