@@ -1,0 +1,126 @@
+//! End to end with real atop 2.11.1: `atop -K -P PRN 2 3` against netatopd
+//! on the default socket. Generators make their traffic after atop's first
+//! sample; what atop prints for them, summed over the samples, must equal
+//! their ground truth.
+//!
+//! `make test` installs atop privately (tests/atop-setup.sh) and passes its
+//! path in NETATOPD_TEST_ATOP; without it this test fails, it never skips.
+
+use std::collections::HashMap;
+use std::io::{BufRead, BufReader};
+use std::path::PathBuf;
+use std::process::{Command, Stdio};
+
+use netatop_protocol::{Counters, DEFAULT_SOCKET};
+use netatopd_tests::{scratch_dir, Daemon, Gen};
+
+/// Counters of one PRN line: `PRN host epoch date time interval pid (name)
+/// state flag tcpsnd tcpssz tcprcv tcprsz udpsnd udpssz udprcv udprsz ...`.
+fn parse_prn(line: &str) -> Option<(i32, Counters)> {
+    let rest = line.strip_prefix("PRN ")?;
+    let pid: i32 = rest.split_whitespace().nth(5)?.parse().ok()?;
+    let after = &rest[rest.rfind(')')? + 1..];
+    let v: Vec<u64> = after
+        .split_whitespace()
+        .skip(2)
+        .take(8)
+        .map(|f| f.parse().ok())
+        .collect::<Option<_>>()?;
+    (v.len() == 8).then(|| {
+        (
+            pid,
+            Counters {
+                tcpsndpacks: v[0],
+                tcpsndbytes: v[1],
+                tcprcvpacks: v[2],
+                tcprcvbytes: v[3],
+                udpsndpacks: v[4],
+                udpsndbytes: v[5],
+                udprcvpacks: v[6],
+                udprcvbytes: v[7],
+            },
+        )
+    })
+}
+
+fn add(a: &mut Counters, b: &Counters) {
+    a.tcpsndpacks += b.tcpsndpacks;
+    a.tcpsndbytes += b.tcpsndbytes;
+    a.tcprcvpacks += b.tcprcvpacks;
+    a.tcprcvbytes += b.tcprcvbytes;
+    a.udpsndpacks += b.udpsndpacks;
+    a.udpsndbytes += b.udpsndbytes;
+    a.udprcvpacks += b.udprcvpacks;
+    a.udprcvbytes += b.udprcvbytes;
+}
+
+#[test]
+fn real_atop_shows_exact_counters_from_netatopd() {
+    let atop = PathBuf::from(std::env::var_os("NETATOPD_TEST_ATOP").expect(
+        "NETATOPD_TEST_ATOP is not set: run `make test`, which installs atop 2.11.1 \
+         privately with tests/atop-setup.sh and sets it",
+    ));
+    assert!(atop.exists(), "{} does not exist", atop.display());
+    let _d = Daemon::start_at(scratch_dir(), PathBuf::from(DEFAULT_SOCKET), &[]);
+
+    let scenarios: [(&str, &[&str]); 3] = [
+        ("udp4", &["--count", "1000", "--size", "100"]),
+        ("tcp6", &["--count", "300", "--size", "1400"]),
+        (
+            "threads",
+            &["--threads", "3", "--count", "200", "--size", "512"],
+        ),
+    ];
+    let mut gens: Vec<Gen> = scenarios
+        .iter()
+        .map(|(s, a)| {
+            let mut args = vec!["--wait-go", "--linger"];
+            args.extend_from_slice(a);
+            Gen::spawn(s, &args)
+        })
+        .collect();
+
+    let mut child = Command::new(&atop)
+        .args(["-K", "-P", "PRN", "2", "3"])
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .expect("starting atop");
+    let out = BufReader::new(child.stdout.take().unwrap());
+    let mut seen: HashMap<i32, Counters> = HashMap::new();
+    let mut samples = 0;
+    let mut reports = Vec::new();
+    for line in out.lines() {
+        let line = line.expect("reading atop's output");
+        if line == "SEP" {
+            samples += 1;
+            if samples == 1 {
+                // atop has taken its first sample: now make the traffic.
+                for g in &mut gens {
+                    g.go();
+                }
+                for g in &mut gens {
+                    reports.push(g.report());
+                }
+            }
+        } else if let Some((pid, c)) = parse_prn(&line) {
+            add(seen.entry(pid).or_default(), &c);
+        }
+    }
+    let status = child.wait().expect("waiting for atop");
+    assert!(status.success(), "atop failed: {status}");
+    assert_eq!(samples, 3, "atop printed {samples} samples");
+    for (r, (s, _)) in reports.iter().zip(scenarios) {
+        let got = seen.get(&r.pid).copied().unwrap_or_default();
+        assert_eq!(
+            got,
+            r.counters(),
+            "{s}: atop's sums differ from the truth {r:?}"
+        );
+        assert!(got.tcpsndbytes + got.udpsndbytes > 0);
+    }
+    for g in gens {
+        g.finish();
+    }
+}
