@@ -63,6 +63,7 @@ for tool in apt-get apt-cache dpkg dpkg-deb flock timeout; do
     command -v "$tool" >/dev/null || die "required tool '$tool' not found"
 done
 
+mkdir -p -- "${LOCK_FILE%/*}"
 exec 9>"$LOCK_FILE"
 flock 9
 # Another run may have finished the work while we waited for the lock.

@@ -186,3 +186,47 @@ fn netatopctl_says_what_is_wrong_in_one_line() {
     assert!(err.contains("permission denied"), "{err}");
     fs::remove_dir_all(dir).unwrap();
 }
+
+#[test]
+fn full_maps_lose_updates_counted_and_warned_about() {
+    let d = Daemon::start(&["--max-processes", "8", "--max-threads", "8"]);
+    let mut g = netatopd_tests::Gen::spawn("fork", &["--count", "40", "--size", "10"]);
+    let r = g.report();
+    // Each child's one send is either counted exactly or lost and counted as lost.
+    let recs = d.query();
+    let counted = r
+        .children
+        .iter()
+        .filter(|p| !netatopd_tests::records_for(&recs, **p).is_empty())
+        .count();
+    assert!(counted <= 8, "more processes than the map holds: {counted}");
+    netatopd_tests::wait_until(
+        std::time::Duration::from_secs(10),
+        "a map-full warning",
+        || d.log().contains("socket calls not counted"),
+    );
+    let log = d.log();
+    let line = log
+        .lines()
+        .find(|l| l.contains("socket calls not counted"))
+        .unwrap();
+    assert!(line.contains("WARN") && line.contains("--max-"), "{line}");
+    // Every child that is missing is among the lost updates reported.
+    let lost: u64 = log
+        .lines()
+        .filter(|l| l.contains("socket calls not counted"))
+        .filter_map(|l| {
+            l.split("] ")
+                .nth(1)?
+                .split_whitespace()
+                .next()?
+                .parse::<u64>()
+                .ok()
+        })
+        .sum();
+    assert!(
+        lost >= (40 - counted) as u64,
+        "{lost} reported lost, {counted} of 40 counted"
+    );
+    g.finish();
+}
