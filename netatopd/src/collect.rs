@@ -1,7 +1,6 @@
 //! Turns the kernel maps into atop's per-process records.
 
 use std::collections::HashMap;
-use std::fs;
 use std::io;
 
 use netatop_protocol::NetPerTask;
@@ -9,25 +8,53 @@ use netatopd_bpf::{comm_bytes, types, Tracer};
 
 use crate::exits::ExitLog;
 
-/// Seconds since the epoch at boot, from /proc/stat, as atop reads it.
-pub fn boot_epoch() -> io::Result<u64> {
-    let stat = fs::read_to_string("/proc/stat")?;
-    stat.lines()
-        .find_map(|l| l.strip_prefix("btime "))
-        .and_then(|v| v.trim().parse().ok())
-        .ok_or_else(|| io::Error::new(io::ErrorKind::InvalidData, "no btime line in /proc/stat"))
-}
-
-/// CLOCK_BOOTTIME in ns, the clock of the programs' timestamps.
-pub fn boottime_ns() -> u64 {
+fn clock_ns(clock: libc::clockid_t) -> u64 {
     let mut ts = libc::timespec {
         tv_sec: 0,
         tv_nsec: 0,
     };
-    // SAFETY: `ts` is a valid, writable timespec; CLOCK_BOOTTIME always exists on Linux.
-    let rc = unsafe { libc::clock_gettime(libc::CLOCK_BOOTTIME, &mut ts) };
-    assert_eq!(rc, 0, "clock_gettime(CLOCK_BOOTTIME)");
+    // SAFETY: `ts` is a valid, writable timespec; both clocks used here
+    // always exist on Linux.
+    let rc = unsafe { libc::clock_gettime(clock, &mut ts) };
+    assert_eq!(rc, 0, "clock_gettime({clock})");
     ts.tv_sec as u64 * 1_000_000_000 + ts.tv_nsec as u64
+}
+
+/// CLOCK_BOOTTIME in ns, the clock of the programs' timestamps.
+pub fn boottime_ns() -> u64 {
+    clock_ns(libc::CLOCK_BOOTTIME)
+}
+
+/// Process start times in atop's terms: atop derives the boot time in clock
+/// ticks from the real-time clock minus the time since boot (not from
+/// /proc/stat's whole second) and divides start + boot by the tick rate.
+#[derive(Debug, Clone, Copy)]
+pub struct StartClock {
+    hz: u64,
+    boot_ticks: u64,
+}
+
+impl StartClock {
+    pub fn now() -> Self {
+        // SAFETY: sysconf has no preconditions.
+        let hz = unsafe { libc::sysconf(libc::_SC_CLK_TCK) };
+        let hz = if hz > 0 { hz as u64 } else { 100 };
+        let ticks = |ns: u64| (ns as u128 * hz as u128 / 1_000_000_000) as u64;
+        let boot = ticks(boottime_ns());
+        let real = ticks(clock_ns(libc::CLOCK_REALTIME));
+        Self::new(hz, real.saturating_sub(boot))
+    }
+
+    pub fn new(hz: u64, boot_ticks: u64) -> Self {
+        Self { hz, boot_ticks }
+    }
+
+    /// Seconds since the epoch of a start `start_ns` after boot, computed
+    /// like atop's btime from /proc/PID/stat's start time in ticks.
+    pub fn btime(&self, start_ns: u64) -> u64 {
+        let start_ticks = (start_ns as u128 * self.hz as u128 / 1_000_000_000) as u64;
+        (start_ticks + self.boot_ticks) / self.hz
+    }
 }
 
 /// One process's totals while it is assembled.
@@ -42,7 +69,7 @@ struct Proc {
 /// Builds records from the maps; owns the buffers reused across queries.
 pub struct Collector {
     tracer: Tracer,
-    boot_epoch: u64,
+    clock: StartClock,
     pkeys: Vec<u32>,
     pvals: Vec<types::proc_val>,
     tkeys: Vec<u32>,
@@ -56,10 +83,10 @@ pub struct Collector {
 }
 
 impl Collector {
-    pub fn new(tracer: Tracer) -> io::Result<Self> {
-        Ok(Self {
+    pub fn new(tracer: Tracer) -> Self {
+        Self {
             tracer,
-            boot_epoch: boot_epoch()?,
+            clock: StartClock::now(),
             pkeys: Vec::new(),
             pvals: Vec::new(),
             tkeys: Vec::new(),
@@ -69,7 +96,7 @@ impl Collector {
             procs: Vec::new(),
             index: HashMap::new(),
             reported: HashMap::new(),
-        })
+        }
     }
 
     pub fn tracer(&self) -> &Tracer {
@@ -79,7 +106,7 @@ impl Collector {
     fn record(&self, tgid: u32, start_ns: u64, comm: &[u8; 16], c: types::counters) -> NetPerTask {
         let mut r = NetPerTask {
             id: tgid as i32,
-            btime: btime(self.boot_epoch, start_ns),
+            btime: self.clock.btime(start_ns),
             counters: c.into(),
             ..Default::default()
         };
@@ -153,8 +180,19 @@ impl Collector {
     }
 }
 
-/// A process's start in seconds since the epoch from its start in ns since
-/// boot, truncated like atop's own computation from /proc/PID/stat.
-pub fn btime(boot_epoch: u64, start_ns: u64) -> u64 {
-    boot_epoch + start_ns / 1_000_000_000
+#[cfg(test)]
+mod tests {
+    use super::StartClock;
+
+    #[test]
+    fn btime_truncates_like_atop() {
+        // Booted at 1000.57 s since the epoch (100057 ticks at 100 Hz).
+        let c = StartClock::new(100, 100_057);
+        // Started 0.42 s after boot: 42 + 100057 ticks -> 1000 s.
+        assert_eq!(c.btime(420_000_000), 1000);
+        // 0.43 s after boot: 100100 ticks -> 1001 s (whole seconds of the
+        // boot time and of the start would say 1000).
+        assert_eq!(c.btime(430_000_000), 1001);
+        assert_eq!(c.btime(439_999_999), 1001);
+    }
 }

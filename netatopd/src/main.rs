@@ -123,7 +123,7 @@ fn run(args: &Args) -> Result<()> {
     };
     // Counting starts here, before anyone can connect.
     let tracer = Tracer::load(sizes)?;
-    let collector = Collector::new(tracer).context("cannot read the boot time")?;
+    let collector = Collector::new(tracer);
     let listener = bind(&args.socket)?;
     let ours = fs::metadata(&args.socket).map(|m| (m.dev(), m.ino())).ok();
     let exits = ExitLog::new((args.exit_grace * 1e9) as u64, args.max_exited);

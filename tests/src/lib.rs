@@ -372,24 +372,39 @@ pub fn record_for(recs: &[NetPerTask], pid: i32) -> NetPerTask {
     found[0]
 }
 
-/// atop's own btime of a live process: /proc/stat btime plus
-/// /proc/PID/stat starttime (clock ticks) divided by the tick rate.
-pub fn atop_btime(pid: i32) -> u64 {
-    let stat = fs::read_to_string("/proc/stat").expect("/proc/stat");
-    let boot: u64 = stat
-        .lines()
-        .find_map(|l| l.strip_prefix("btime "))
-        .and_then(|v| v.trim().parse().ok())
-        .expect("btime in /proc/stat");
+fn clock_ns(clock: libc::clockid_t) -> u128 {
+    let mut ts = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    // SAFETY: `ts` is a valid, writable timespec.
+    assert_eq!(unsafe { libc::clock_gettime(clock, &mut ts) }, 0);
+    ts.tv_sec as u128 * 1_000_000_000 + ts.tv_nsec as u128
+}
+
+/// Asserts `btime` is what atop computes for live process `pid`: atop takes
+/// the boot time in clock ticks as the real-time clock minus the time since
+/// boot, adds /proc/PID/stat's start time (ticks) and divides by the tick
+/// rate. Two atop instances can differ by one tick in that boot time, so
+/// each of the three neighbouring values is atop's answer for some instance.
+pub fn assert_atop_btime(pid: i32, btime: u64) {
+    // SAFETY: sysconf has no preconditions.
+    let hz = unsafe { libc::sysconf(libc::_SC_CLK_TCK) } as u128;
+    let boot_ticks = clock_ns(libc::CLOCK_REALTIME) * hz / 1_000_000_000
+        - clock_ns(libc::CLOCK_BOOTTIME) * hz / 1_000_000_000;
     let pstat = fs::read_to_string(format!("/proc/{pid}/stat")).expect("/proc/PID/stat");
     let after_comm = &pstat[pstat.rfind(')').expect("comm in stat") + 2..];
     // Field 22 overall; after "pid (comm) " it is the 20th.
-    let start: u64 = after_comm
+    let start: u128 = after_comm
         .split_whitespace()
         .nth(19)
         .and_then(|v| v.parse().ok())
         .expect("starttime in /proc/PID/stat");
-    // SAFETY: sysconf has no preconditions.
-    let hz = unsafe { libc::sysconf(libc::_SC_CLK_TCK) } as u64;
-    boot + start / hz
+    let atop: Vec<u64> = (boot_ticks - 1..=boot_ticks + 1)
+        .map(|b| ((start + b) / hz) as u64)
+        .collect();
+    assert!(
+        atop.contains(&btime),
+        "btime {btime} of pid {pid} is not atop's {atop:?}"
+    );
 }

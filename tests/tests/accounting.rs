@@ -4,7 +4,7 @@
 //! Every generator runs after the daemon's readiness probe has closed its
 //! connection: counting never depends on a connected client.
 
-use netatopd_tests::{atop_btime, record_for, records_for, run_lingering, Daemon, Gen};
+use netatopd_tests::{assert_atop_btime, record_for, records_for, run_lingering, Daemon, Gen};
 
 /// Runs a lingering scenario and asserts netatopd reports exactly its truth.
 fn exact(d: &Daemon, scenario: &str, args: &[&str]) -> netatopd_tests::Report {
@@ -16,11 +16,7 @@ fn exact(d: &Daemon, scenario: &str, args: &[&str]) -> netatopd_tests::Report {
         "{scenario}: counters differ from the truth {r:?}"
     );
     assert_eq!(rec.command_str(), "netatop-gen");
-    assert_eq!(
-        rec.btime,
-        atop_btime(r.pid),
-        "{scenario}: btime differs from atop's"
-    );
+    assert_atop_btime(r.pid, rec.btime);
     g.finish();
     r
 }

@@ -14,12 +14,16 @@ use std::process::{Command, Stdio};
 use netatop_protocol::{Counters, DEFAULT_SOCKET};
 use netatopd_tests::{scratch_dir, Daemon, Gen};
 
-/// Counters of one PRN line: `PRN host epoch date time interval pid (name)
-/// state flag tcpsnd tcpssz tcprcv tcprsz udpsnd udpssz udprcv udprsz ...`.
+/// Counters of one PRN process line: `PRN host epoch date time interval pid
+/// (name) state flag tcpsnd tcpssz tcprcv tcprsz udpsnd udpssz udprcv udprsz
+/// 0 0 tgid isproc`. Thread lines (isproc `n`) are skipped.
 fn parse_prn(line: &str) -> Option<(i32, Counters)> {
     let rest = line.strip_prefix("PRN ")?;
     let pid: i32 = rest.split_whitespace().nth(5)?.parse().ok()?;
     let after = &rest[rest.rfind(')')? + 1..];
+    if after.split_whitespace().last()? != "y" {
+        return None;
+    }
     let v: Vec<u64> = after
         .split_whitespace()
         .skip(2)
