@@ -79,7 +79,7 @@ impl Default for MapSizes {
         Self {
             threads: 65536,
             procs: 32768,
-            exited: 8192,
+            exited: 32768,
         }
     }
 }
@@ -367,32 +367,6 @@ impl Tracer {
 /// A kernel `comm` array as bytes.
 pub fn comm_bytes(comm: &[i8; 16]) -> [u8; 16] {
     comm.map(|c| c as u8)
-}
-
-impl types::counters {
-    /// Adds `other` field by field (wrapping, like the kernel's counters).
-    pub fn add(&mut self, o: &Self) {
-        self.tcpsndpacks = self.tcpsndpacks.wrapping_add(o.tcpsndpacks);
-        self.tcpsndbytes = self.tcpsndbytes.wrapping_add(o.tcpsndbytes);
-        self.tcprcvpacks = self.tcprcvpacks.wrapping_add(o.tcprcvpacks);
-        self.tcprcvbytes = self.tcprcvbytes.wrapping_add(o.tcprcvbytes);
-        self.udpsndpacks = self.udpsndpacks.wrapping_add(o.udpsndpacks);
-        self.udpsndbytes = self.udpsndbytes.wrapping_add(o.udpsndbytes);
-        self.udprcvpacks = self.udprcvpacks.wrapping_add(o.udprcvpacks);
-        self.udprcvbytes = self.udprcvbytes.wrapping_add(o.udprcvbytes);
-    }
-
-    /// Raises each field to at least `other`'s.
-    pub fn raise_to(&mut self, o: &Self) {
-        self.tcpsndpacks = self.tcpsndpacks.max(o.tcpsndpacks);
-        self.tcpsndbytes = self.tcpsndbytes.max(o.tcpsndbytes);
-        self.tcprcvpacks = self.tcprcvpacks.max(o.tcprcvpacks);
-        self.tcprcvbytes = self.tcprcvbytes.max(o.tcprcvbytes);
-        self.udpsndpacks = self.udpsndpacks.max(o.udpsndpacks);
-        self.udpsndbytes = self.udpsndbytes.max(o.udpsndbytes);
-        self.udprcvpacks = self.udprcvpacks.max(o.udprcvpacks);
-        self.udprcvbytes = self.udprcvbytes.max(o.udprcvbytes);
-    }
 }
 
 impl From<types::counters> for netatop_protocol::Counters {

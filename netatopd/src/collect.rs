@@ -3,7 +3,7 @@
 use std::collections::HashMap;
 use std::io;
 
-use netatop_protocol::NetPerTask;
+use netatop_protocol::{Counters, NetPerTask};
 use netatopd_bpf::{comm_bytes, types, Tracer};
 
 use crate::exits::ExitLog;
@@ -63,7 +63,7 @@ struct Proc {
     tgid: u32,
     start_ns: u64,
     comm: [u8; 16],
-    c: types::counters,
+    c: Counters,
 }
 
 /// Builds records from the maps; owns the buffers reused across queries.
@@ -79,7 +79,7 @@ pub struct Collector {
     procs: Vec<Proc>,
     index: HashMap<u32, usize>,
     /// Last totals reported per process (tgid -> start, counters).
-    reported: HashMap<u32, (u64, types::counters)>,
+    reported: HashMap<u32, (u64, Counters)>,
 }
 
 impl Collector {
@@ -103,11 +103,11 @@ impl Collector {
         &self.tracer
     }
 
-    fn record(&self, tgid: u32, start_ns: u64, comm: &[u8; 16], c: types::counters) -> NetPerTask {
+    fn record(&self, tgid: u32, start_ns: u64, comm: &[u8; 16], c: Counters) -> NetPerTask {
         let mut r = NetPerTask {
             id: tgid as i32,
             btime: self.clock.btime(start_ns),
-            counters: c.into(),
+            counters: c,
             ..Default::default()
         };
         r.set_command(comm);
@@ -135,12 +135,12 @@ impl Collector {
                 tgid,
                 start_ns: p.start_ns,
                 comm: comm_bytes(&p.comm),
-                c: p.exited,
+                c: p.exited.into(),
             });
         }
         for t in &self.tvals {
             if let Some(&i) = self.index.get(&t.tgid) {
-                self.procs[i].c.add(&t.c);
+                self.procs[i].c.add(&t.c.into());
             }
         }
         // Such a miss must not show as a counter going backwards.
@@ -173,7 +173,7 @@ impl Collector {
             self.reported.remove(&k.tgid);
             exits.push(
                 v.exit_ns,
-                self.record(k.tgid, k.start_ns, &comm_bytes(&v.comm), v.c),
+                self.record(k.tgid, k.start_ns, &comm_bytes(&v.comm), v.c.into()),
             );
         }
         Ok(())

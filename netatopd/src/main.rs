@@ -46,9 +46,11 @@ struct Args {
     /// Kernel map size: processes counted at once.
     #[arg(long, value_name = "N", default_value_t = MapSizes::default().procs)]
     max_processes: u32,
-    /// Kernel map size: exited processes awaiting collection (collected every second).
-    #[arg(long, value_name = "N", default_value_t = MapSizes::default().exited)]
-    max_pending_exits: u32,
+    /// Kernel map size: exited processes awaiting collection (collected
+    /// within 100 ms of their exit). Default: --max-processes, so that even
+    /// every counted process exiting at once fits.
+    #[arg(long, value_name = "N")]
+    max_pending_exits: Option<u32>,
 }
 
 fn init_logging(args: &Args) {
@@ -119,7 +121,7 @@ fn run(args: &Args) -> Result<()> {
     let sizes = MapSizes {
         threads: args.max_threads,
         procs: args.max_processes,
-        exited: args.max_pending_exits,
+        exited: args.max_pending_exits.unwrap_or(args.max_processes),
     };
     // Counting starts here, before anyone can connect.
     let tracer = Tracer::load(sizes)?;
@@ -132,7 +134,8 @@ fn run(args: &Args) -> Result<()> {
         collector,
         exits,
         Config {
-            tick: Duration::from_secs(1),
+            tick: Duration::from_millis(100),
+            housekeeping: Duration::from_secs(1),
         },
     )
     .context("cannot start the event loop")?;

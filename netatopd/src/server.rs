@@ -31,8 +31,12 @@ const MAX_CHUNK: usize = 32 * 1024 / RECORD_SIZE * RECORD_SIZE;
 const WARN_EVERY: Duration = Duration::from_secs(60);
 
 pub struct Config {
-    /// How often exited processes are collected when nobody asks.
+    /// How often the exit counter of the programs is looked at (a memory
+    /// read); exited processes are collected as soon as it moves, so bursts
+    /// of exits do not overflow the kernel's pending-exit map.
     pub tick: Duration,
+    /// How often expired exit records are forgotten and map-full drops checked.
+    pub housekeeping: Duration,
 }
 
 /// Bytes per write for a client: whole records, and small enough that the
@@ -106,6 +110,9 @@ pub struct Server {
     records: Vec<NetPerTask>,
     config: Config,
     warned: Warned,
+    /// The programs' exit counter when exits were last collected.
+    exits_seen: u64,
+    next_housekeeping: Instant,
 }
 
 /// What has been warned about, for rate limiting.
@@ -142,8 +149,10 @@ impl Server {
             collector,
             exits,
             records: Vec::new(),
+            next_housekeeping: Instant::now() + config.housekeeping,
             config,
             warned: Warned::default(),
+            exits_seen: 0,
         })
     }
 
@@ -160,7 +169,7 @@ impl Server {
             }
             for ev in events.iter() {
                 match ev.token() {
-                    LISTENER => self.accept()?,
+                    LISTENER => self.accept(),
                     SIGNALS => {
                         if let Some(sig) = self.signals.pending().next() {
                             info!("signal {sig} received, stopping");
@@ -177,15 +186,20 @@ impl Server {
         }
     }
 
-    fn accept(&mut self) -> io::Result<()> {
+    fn accept(&mut self) {
         loop {
             match self.listener.accept() {
                 Ok((mut stream, _)) => {
                     let token = Token(self.next_token);
                     self.next_token += 1;
-                    self.poll
-                        .registry()
-                        .register(&mut stream, token, Interest::READABLE)?;
+                    if let Err(e) =
+                        self.poll
+                            .registry()
+                            .register(&mut stream, token, Interest::READABLE)
+                    {
+                        warn!("cannot watch a new client, closing it: {e}");
+                        continue;
+                    }
                     let chunk = chunk_for(&stream);
                     debug!("client {} connected (writes of {chunk} bytes)", token.0);
                     let client = Client {
@@ -200,13 +214,13 @@ impl Server {
                     };
                     self.clients.insert(token, client);
                 }
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok(()),
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
                 // Out of descriptors or memory: the pending connection stays
                 // queued; keep serving the clients we have.
                 Err(e) => {
                     warn!("cannot accept a client: {e}");
-                    return Ok(());
+                    return;
                 }
             }
         }
@@ -263,12 +277,19 @@ impl Server {
     }
 
     fn tick(&mut self) {
-        if let Err(e) = self.collector.drain(&mut self.exits) {
-            warn!("cannot collect exited processes: {e}");
+        let published = self.collector.tracer().stats().exits;
+        if published != self.exits_seen {
+            self.exits_seen = published;
+            if let Err(e) = self.collector.drain(&mut self.exits) {
+                warn!("cannot collect exited processes: {e}");
+            }
         }
-        self.exits
-            .expire(boottime_ns(), self.clients.values().map(|c| &c.cursor));
-        self.warn_drops();
+        if Instant::now() >= self.next_housekeeping {
+            self.next_housekeeping = Instant::now() + self.config.housekeeping;
+            self.exits
+                .expire(boottime_ns(), self.clients.values().map(|c| &c.cursor));
+            self.warn_drops();
+        }
     }
 
     /// Warns, at most once a minute, about updates lost to full maps.

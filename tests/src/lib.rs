@@ -247,34 +247,13 @@ pub fn query_on(stream: &mut UnixStream) -> Vec<NetPerTask> {
 #[derive(Debug, Deserialize)]
 pub struct Report {
     pub pid: i32,
-    pub tcp_send_packets: u64,
-    pub tcp_send_bytes: u64,
-    pub tcp_recv_packets: u64,
-    pub tcp_recv_bytes: u64,
-    pub udp_send_packets: u64,
-    pub udp_send_bytes: u64,
-    pub udp_recv_packets: u64,
-    pub udp_recv_bytes: u64,
+    /// What netatopd must report for this process.
+    #[serde(flatten)]
+    pub counters: Counters,
     pub failed_calls: u64,
     pub peeked_calls: u64,
     pub tids: Vec<i32>,
     pub children: Vec<i32>,
-}
-
-impl Report {
-    /// The counters netatopd must report for this process.
-    pub fn counters(&self) -> Counters {
-        Counters {
-            tcpsndpacks: self.tcp_send_packets,
-            tcpsndbytes: self.tcp_send_bytes,
-            tcprcvpacks: self.tcp_recv_packets,
-            tcprcvbytes: self.tcp_recv_bytes,
-            udpsndpacks: self.udp_send_packets,
-            udpsndbytes: self.udp_send_bytes,
-            udprcvpacks: self.udp_recv_packets,
-            udprcvbytes: self.udp_recv_bytes,
-        }
-    }
 }
 
 /// A running traffic generator.

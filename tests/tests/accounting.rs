@@ -11,8 +11,7 @@ fn exact(d: &Daemon, scenario: &str, args: &[&str]) -> netatopd_tests::Report {
     let (g, r) = run_lingering(scenario, args);
     let rec = record_for(&d.query(), r.pid);
     assert_eq!(
-        rec.counters,
-        r.counters(),
+        rec.counters, r.counters,
         "{scenario}: counters differ from the truth {r:?}"
     );
     assert_eq!(rec.command_str(), "netatop-gen");
@@ -26,7 +25,10 @@ fn udp_over_ipv4_and_ipv6() {
     let d = Daemon::start(&[]);
     for s in ["udp4", "udp6"] {
         let r = exact(&d, s, &["--count", "500", "--size", "1200"]);
-        assert_eq!((r.udp_send_packets, r.udp_recv_bytes), (500, 600_000));
+        assert_eq!(
+            (r.counters.udpsndpacks, r.counters.udprcvbytes),
+            (500, 600_000)
+        );
     }
 }
 
@@ -35,8 +37,8 @@ fn tcp_over_ipv4_and_ipv6_both_directions() {
     let d = Daemon::start(&[]);
     for s in ["tcp4", "tcp6"] {
         let r = exact(&d, s, &["--count", "300", "--size", "5000"]);
-        assert_eq!(r.tcp_send_bytes, 2 * 300 * 5000);
-        assert_eq!(r.tcp_recv_bytes, r.tcp_send_bytes);
+        assert_eq!(r.counters.tcpsndbytes, 2 * 300 * 5000);
+        assert_eq!(r.counters.tcprcvbytes, r.counters.tcpsndbytes);
     }
 }
 
@@ -44,14 +46,14 @@ fn tcp_over_ipv4_and_ipv6_both_directions() {
 fn sendmmsg_and_recvmmsg_count_each_message() {
     let d = Daemon::start(&[]);
     let r = exact(&d, "mmsg", &["--count", "203", "--size", "64"]);
-    assert_eq!((r.udp_send_packets, r.udp_recv_packets), (203, 203));
+    assert_eq!((r.counters.udpsndpacks, r.counters.udprcvpacks), (203, 203));
 }
 
 #[test]
 fn write_and_read_on_sockets() {
     let d = Daemon::start(&[]);
     let r = exact(&d, "rw", &["--count", "100", "--size", "700"]);
-    assert!(r.udp_send_packets == 100 && r.tcp_send_packets >= 200);
+    assert!(r.counters.udpsndpacks == 100 && r.counters.tcpsndpacks >= 200);
 }
 
 #[test]
@@ -60,14 +62,14 @@ fn failed_calls_count_nothing() {
     let r = exact(&d, "fail", &["--count", "1000"]);
     // EAGAIN x1000, ECONNREFUSED, and sends on a reset TCP connection.
     assert!(r.failed_calls >= 2000, "too few failures produced: {r:?}");
-    assert_eq!((r.tcp_send_packets, r.udp_recv_packets), (0, 0));
+    assert_eq!((r.counters.tcpsndpacks, r.counters.udprcvpacks), (0, 0));
 }
 
 #[test]
 fn zero_length_datagrams_count_nothing() {
     let d = Daemon::start(&[]);
     let r = exact(&d, "zero", &["--count", "400", "--size", "100"]);
-    assert_eq!((r.udp_send_packets, r.failed_calls), (200, 400));
+    assert_eq!((r.counters.udpsndpacks, r.failed_calls), (200, 400));
 }
 
 #[test]
@@ -75,7 +77,10 @@ fn peeked_data_counts_once() {
     let d = Daemon::start(&[]);
     let r = exact(&d, "peek", &["--count", "200", "--size", "512"]);
     assert!(r.peeked_calls >= 400);
-    assert_eq!((r.udp_recv_packets, r.tcp_recv_bytes), (200, 200 * 512));
+    assert_eq!(
+        (r.counters.udprcvpacks, r.counters.tcprcvbytes),
+        (200, 200 * 512)
+    );
 }
 
 #[test]
@@ -87,8 +92,8 @@ fn exited_threads_stay_in_process_totals_and_leave_no_entries() {
     );
     assert_eq!(r.tids.len(), 8);
     let rec = record_for(&d.query(), r.pid);
-    assert_eq!(rec.counters, r.counters());
-    assert_eq!(r.udp_send_packets, 8 * 250);
+    assert_eq!(rec.counters, r.counters);
+    assert_eq!(r.counters.udpsndpacks, 8 * 250);
     // The threads were named "worker": the record carries the leader's name.
     assert_eq!(rec.command_str(), "netatop-gen");
     for tid in &r.tids {
@@ -122,14 +127,14 @@ fn exited_process_is_reported_once_to_each_client_then_freed() {
 
     // Connected at the exit: the final totals in its next response, once.
     let first = netatopd_tests::query_on(&mut early);
-    assert_eq!(record_for(&first, r.pid).counters, r.counters());
+    assert_eq!(record_for(&first, r.pid).counters, r.counters);
     assert!(records_for(&netatopd_tests::query_on(&mut early), r.pid).is_empty());
 
     // Connected after the exit, within the grace period: once as well.
     let mut late = d.connect();
     assert_eq!(
         record_for(&netatopd_tests::query_on(&mut late), r.pid).counters,
-        r.counters()
+        r.counters
     );
     assert!(records_for(&netatopd_tests::query_on(&mut late), r.pid).is_empty());
 

@@ -47,17 +47,6 @@ fn parse_prn(line: &str) -> Option<(i32, Counters)> {
     })
 }
 
-fn add(a: &mut Counters, b: &Counters) {
-    a.tcpsndpacks += b.tcpsndpacks;
-    a.tcpsndbytes += b.tcpsndbytes;
-    a.tcprcvpacks += b.tcprcvpacks;
-    a.tcprcvbytes += b.tcprcvbytes;
-    a.udpsndpacks += b.udpsndpacks;
-    a.udpsndbytes += b.udpsndbytes;
-    a.udprcvpacks += b.udprcvpacks;
-    a.udprcvbytes += b.udprcvbytes;
-}
-
 #[test]
 fn real_atop_shows_exact_counters_from_netatopd() {
     let atop = PathBuf::from(std::env::var_os("NETATOPD_TEST_ATOP").expect(
@@ -109,7 +98,7 @@ fn real_atop_shows_exact_counters_from_netatopd() {
                 }
             }
         } else if let Some((pid, c)) = parse_prn(&line) {
-            add(seen.entry(pid).or_default(), &c);
+            seen.entry(pid).or_default().add(&c);
         }
     }
     let status = child.wait().expect("waiting for atop");
@@ -118,8 +107,7 @@ fn real_atop_shows_exact_counters_from_netatopd() {
     for (r, (s, _)) in reports.iter().zip(scenarios) {
         let got = seen.get(&r.pid).copied().unwrap_or_default();
         assert_eq!(
-            got,
-            r.counters(),
+            got, r.counters,
             "{s}: atop's sums differ from the truth {r:?}"
         );
         assert!(got.tcpsndbytes + got.udpsndbytes > 0);

@@ -67,7 +67,7 @@ fn a_live_socket_is_never_taken_over() {
     assert!(err.contains("already answering"), "{err}");
     // The first instance still answers.
     let (g, r) = run_lingering("udp4", &["--count", "5"]);
-    assert_eq!(record_for(&d.query(), r.pid).counters, r.counters());
+    assert_eq!(record_for(&d.query(), r.pid).counters, r.counters);
     g.finish();
 }
 
@@ -128,10 +128,10 @@ fn netatopctl_dump_prints_a_table_and_exact_json() {
         .find(|v| v["pid"] == r.pid)
         .expect("generator in dump --json");
     let keys = [
-        ("tcp_send_packets", r.tcp_send_packets),
-        ("tcp_send_bytes", r.tcp_send_bytes),
-        ("tcp_recv_packets", r.tcp_recv_packets),
-        ("tcp_recv_bytes", r.tcp_recv_bytes),
+        ("tcp_send_packets", r.counters.tcpsndpacks),
+        ("tcp_send_bytes", r.counters.tcpsndbytes),
+        ("tcp_recv_packets", r.counters.tcprcvpacks),
+        ("tcp_recv_bytes", r.counters.tcprcvbytes),
         ("udp_send_packets", 0),
         ("udp_send_bytes", 0),
         ("udp_recv_packets", 0),
@@ -160,7 +160,10 @@ fn netatopctl_dump_prints_a_table_and_exact_json() {
     assert_eq!(cells[3], "netatop-gen");
     assert_eq!(
         cells[4..6],
-        [r.tcp_send_packets.to_string(), r.tcp_send_bytes.to_string()]
+        [
+            r.counters.tcpsndpacks.to_string(),
+            r.counters.tcpsndbytes.to_string()
+        ]
     );
     g.finish();
 }
@@ -229,4 +232,18 @@ fn full_maps_lose_updates_counted_and_warned_about() {
         "{lost} reported lost, {counted} of 40 counted"
     );
     g.finish();
+}
+
+#[test]
+fn a_full_pending_exit_map_is_warned_about() {
+    let d = Daemon::start(&["--max-pending-exits", "2"]);
+    let mut g = netatopd_tests::Gen::spawn("fork", &["--count", "200", "--size", "10"]);
+    let r = g.report();
+    assert_eq!(r.children.len(), 200);
+    g.finish(); // 200 exits at once into a map of 2
+    netatopd_tests::wait_until(
+        std::time::Duration::from_secs(10),
+        "an exit-map warning",
+        || d.log().contains("exited processes lost"),
+    );
 }

@@ -38,16 +38,15 @@ fn a_reused_pid_starts_from_zero() {
     // (atop keeps the later one of equal ids).
     let both = records_for(&recs, old_r.pid);
     assert_eq!(both.len(), 2, "{both:?}");
-    assert_eq!(both[0].counters, new_r.counters(), "live record first");
+    assert_eq!(both[0].counters, new_r.counters, "live record first");
     assert_eq!(
-        both[1].counters,
-        old_r.counters(),
+        both[1].counters, old_r.counters,
         "final record of the exited one last"
     );
     // Next time, on the same connection, only the new process.
     assert_eq!(
         record_for(&query_on(&mut atop), new_r.pid).counters,
-        new_r.counters()
+        new_r.counters
     );
     new.finish();
 }

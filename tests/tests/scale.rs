@@ -70,4 +70,6 @@ fn ten_thousand_processes_arrive_whole_as_atop_reads_them() {
             .count()
     };
     assert_eq!((left("procs"), left("threads"), left("exited")), (0, 0, 0));
+    let log = d.log();
+    assert!(!log.contains("WARN"), "warnings during the test:\n{log}");
 }

@@ -48,7 +48,7 @@ struct {
 struct {
 	__uint(type, BPF_MAP_TYPE_HASH);
 	__uint(map_flags, BPF_F_NO_PREALLOC);
-	__uint(max_entries, 8192);
+	__uint(max_entries, 32768);
 	__type(key, struct exit_key);
 	__type(value, struct exit_val);
 } exited SEC(".maps");

@@ -6,7 +6,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
-use netatop_protocol::{query, NetPerTask, QueryError, ReadMode, DEFAULT_SOCKET};
+use netatop_protocol::{query, Counters, NetPerTask, QueryError, ReadMode, DEFAULT_SOCKET};
 use serde::Serialize;
 
 #[derive(Parser, Debug)]
@@ -35,31 +35,17 @@ struct Row {
     pid: i32,
     btime: u64,
     command: String,
-    tcp_send_packets: u64,
-    tcp_send_bytes: u64,
-    tcp_recv_packets: u64,
-    tcp_recv_bytes: u64,
-    udp_send_packets: u64,
-    udp_send_bytes: u64,
-    udp_recv_packets: u64,
-    udp_recv_bytes: u64,
+    #[serde(flatten)]
+    counters: Counters,
 }
 
 impl From<&NetPerTask> for Row {
     fn from(r: &NetPerTask) -> Self {
-        let c = &r.counters;
         Row {
             pid: r.id,
             btime: r.btime,
             command: r.command_str(),
-            tcp_send_packets: c.tcpsndpacks,
-            tcp_send_bytes: c.tcpsndbytes,
-            tcp_recv_packets: c.tcprcvpacks,
-            tcp_recv_bytes: c.tcprcvbytes,
-            udp_send_packets: c.udpsndpacks,
-            udp_send_bytes: c.udpsndbytes,
-            udp_recv_packets: c.udprcvpacks,
-            udp_recv_bytes: c.udprcvbytes,
+            counters: r.counters,
         }
     }
 }
@@ -101,22 +87,8 @@ fn print_table(recs: &[NetPerTask], out: &mut impl Write) -> io::Result<()> {
     let rows: Vec<Vec<String>> = recs
         .iter()
         .map(|r| {
-            let c = &r.counters;
             let mut row = vec![r.id.to_string(), local_time(r.btime), r.command_str()];
-            row.extend(
-                [
-                    c.tcpsndpacks,
-                    c.tcpsndbytes,
-                    c.tcprcvpacks,
-                    c.tcprcvbytes,
-                    c.udpsndpacks,
-                    c.udpsndbytes,
-                    c.udprcvpacks,
-                    c.udprcvbytes,
-                ]
-                .iter()
-                .map(u64::to_string),
-            );
+            row.extend(r.counters.fields().iter().map(u64::to_string));
             row
         })
         .collect();

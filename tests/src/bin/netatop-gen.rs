@@ -17,18 +17,14 @@ use std::os::fd::{AsRawFd, RawFd};
 use std::os::unix::net::{UnixDatagram, UnixStream};
 use std::process::ExitCode;
 
+use netatop_protocol::Counters;
 use serde::Serialize;
 
 #[derive(Debug, Default, Clone, Copy, Serialize)]
 struct Truth {
-    tcp_send_packets: u64,
-    tcp_send_bytes: u64,
-    tcp_recv_packets: u64,
-    tcp_recv_bytes: u64,
-    udp_send_packets: u64,
-    udp_send_bytes: u64,
-    udp_recv_packets: u64,
-    udp_recv_bytes: u64,
+    /// What netatopd must report: successful calls and their bytes.
+    #[serde(flatten)]
+    c: Counters,
     /// Calls that failed or moved nothing (not to be counted).
     failed_calls: u64,
     /// Successful MSG_PEEK receives (not to be counted).
@@ -49,25 +45,19 @@ impl Truth {
             return;
         }
         let n = ret as u64;
+        let c = &mut self.c;
         let (p, b) = match (proto, send) {
-            (Proto::Tcp, true) => (&mut self.tcp_send_packets, &mut self.tcp_send_bytes),
-            (Proto::Tcp, false) => (&mut self.tcp_recv_packets, &mut self.tcp_recv_bytes),
-            (Proto::Udp, true) => (&mut self.udp_send_packets, &mut self.udp_send_bytes),
-            (Proto::Udp, false) => (&mut self.udp_recv_packets, &mut self.udp_recv_bytes),
+            (Proto::Tcp, true) => (&mut c.tcpsndpacks, &mut c.tcpsndbytes),
+            (Proto::Tcp, false) => (&mut c.tcprcvpacks, &mut c.tcprcvbytes),
+            (Proto::Udp, true) => (&mut c.udpsndpacks, &mut c.udpsndbytes),
+            (Proto::Udp, false) => (&mut c.udprcvpacks, &mut c.udprcvbytes),
         };
         *p += 1;
         *b += n;
     }
 
     fn add(&mut self, o: &Truth) {
-        self.tcp_send_packets += o.tcp_send_packets;
-        self.tcp_send_bytes += o.tcp_send_bytes;
-        self.tcp_recv_packets += o.tcp_recv_packets;
-        self.tcp_recv_bytes += o.tcp_recv_bytes;
-        self.udp_send_packets += o.udp_send_packets;
-        self.udp_send_bytes += o.udp_send_bytes;
-        self.udp_recv_packets += o.udp_recv_packets;
-        self.udp_recv_bytes += o.udp_recv_bytes;
+        self.c.add(&o.c);
         self.failed_calls += o.failed_calls;
         self.peeked_calls += o.peeked_calls;
     }
