@@ -419,22 +419,30 @@ fn unix(t: &mut Truth, o: &Opts) -> io::Result<()> {
     Ok(())
 }
 
-/// `count` child processes, each sending one datagram of `size` bytes, that
-/// stay alive until the generator's stdin closes.
-fn fork(children: &mut Vec<i32>, o: &Opts) -> io::Result<(RawFd, UdpSocket)> {
-    let sink = UdpSocket::bind(loopback(false))?;
-    let out = UdpSocket::bind(loopback(false))?;
-    out.connect(sink.local_addr()?)?;
+fn pipe() -> io::Result<(RawFd, RawFd)> {
     let mut fds = [0; 2];
     // SAFETY: `fds` has room for the two descriptors.
     if unsafe { libc::pipe2(fds.as_mut_ptr(), libc::O_CLOEXEC) } != 0 {
         return Err(io::Error::last_os_error());
     }
-    let [rfd, wfd] = fds;
+    Ok((fds[0], fds[1]))
+}
+
+/// `count` child processes, each sending one datagram of `size` bytes, that
+/// stay alive until the generator's stdin closes. Returns once every child
+/// has sent.
+fn fork(children: &mut Vec<i32>, o: &Opts) -> io::Result<(RawFd, UdpSocket)> {
+    let sink = UdpSocket::bind(loopback(false))?;
+    let out = UdpSocket::bind(loopback(false))?;
+    out.connect(sink.local_addr()?)?;
+    // Children wait on `hold` until the parent closes it; they report on
+    // `sent` that their datagram is out.
+    let (hold_r, hold_w) = pipe()?;
+    let (sent_r, sent_w) = pipe()?;
     let msg = vec![9u8; o.size];
     for _ in 0..o.count {
         // SAFETY: the child only makes async-signal-safe calls (close, send,
-        // read, _exit) before it exits.
+        // write, read, _exit) before it exits.
         let pid = unsafe { libc::fork() };
         if pid < 0 {
             return Err(io::Error::last_os_error());
@@ -443,18 +451,34 @@ fn fork(children: &mut Vec<i32>, o: &Opts) -> io::Result<(RawFd, UdpSocket)> {
             let mut b = [0u8; 1];
             // SAFETY: see above; `b` and `msg` are valid buffers.
             unsafe {
-                libc::close(wfd);
+                libc::close(hold_w);
+                libc::close(sent_r);
                 let ok = libc::send(out.as_raw_fd(), msg.as_ptr().cast(), msg.len(), 0)
                     == msg.len() as isize;
-                libc::read(rfd, b.as_mut_ptr().cast(), 1);
+                libc::write(sent_w, b.as_ptr().cast(), 1);
+                libc::read(hold_r, b.as_mut_ptr().cast(), 1);
                 libc::_exit(if ok { 0 } else { 1 });
             }
         }
         children.push(pid);
     }
-    // SAFETY: closing our copy of the read end.
-    unsafe { libc::close(rfd) };
-    Ok((wfd, sink))
+    // SAFETY: closing the parent's copies of the children's ends.
+    unsafe {
+        libc::close(hold_r);
+        libc::close(sent_w);
+    }
+    let mut done = 0;
+    let mut buf = [0u8; 4096];
+    while done < o.count {
+        let n = read(sent_r, &mut buf);
+        if n <= 0 {
+            return Err(io::Error::other(format!("only {done} children reported")));
+        }
+        done += n as usize;
+    }
+    // SAFETY: closing the read end of the report pipe.
+    unsafe { libc::close(sent_r) };
+    Ok((hold_w, sink))
 }
 
 fn main() -> ExitCode {
