@@ -116,10 +116,16 @@ pub fn check_kernel() -> Result<(), LoadError> {
     if !privileged() {
         return Err(LoadError::NotPrivileged);
     }
-    if !Path::new(VMLINUX_BTF).exists() {
+    check_btf(Path::new(VMLINUX_BTF))
+}
+
+/// Checks that the kernel BTF at `path` exists and describes every
+/// tracepoint the programs attach to.
+fn check_btf(path: &Path) -> Result<(), LoadError> {
+    if !path.exists() {
         return Err(LoadError::NoBtf);
     }
-    let btf = libbpf_rs::Btf::from_vmlinux().map_err(|_| LoadError::NoBtf)?;
+    let btf = libbpf_rs::Btf::from_path(path).map_err(|_| LoadError::NoBtf)?;
     for (name, since) in TRACEPOINTS {
         let typedef = format!("btf_trace_{name}");
         if btf
@@ -381,5 +387,45 @@ impl From<types::counters> for netatop_protocol::Counters {
             udprcvpacks: c.udprcvpacks,
             udprcvbytes: c.udprcvbytes,
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_kernel_without_btf_is_named_as_such() {
+        let err = check_btf(Path::new("/nonexistent/vmlinux")).unwrap_err();
+        assert!(matches!(err, LoadError::NoBtf));
+        assert!(err.to_string().contains("CONFIG_DEBUG_INFO_BTF"), "{err}");
+    }
+
+    #[test]
+    fn a_kernel_without_the_tracepoints_is_named_as_such() {
+        // The programs' own object carries BTF, but no tracepoint typedefs:
+        // it stands in for a kernel older than 6.3.
+        let obj = include_bytes!(concat!(env!("OUT_DIR"), "/netatop.bpf.o"));
+        let path = std::env::temp_dir().join(format!("netatop-btf-{}.o", std::process::id()));
+        fs::write(&path, obj).unwrap();
+        let err = check_btf(&path).unwrap_err();
+        fs::remove_file(&path).unwrap();
+        match &err {
+            LoadError::MissingTracepoint { name, since, .. } => {
+                assert_eq!((*name, *since), ("sock_send_length", "6.3"));
+            }
+            other => panic!("unexpected {other:?}"),
+        }
+        let msg = err.to_string();
+        assert!(
+            msg.contains("Linux >= 6.3 with BTF") && msg.contains("sock_send_length"),
+            "{msg}"
+        );
+    }
+
+    #[test]
+    fn this_kernel_passes_the_btf_check() {
+        check_btf(Path::new(VMLINUX_BTF))
+            .expect("this machine's kernel must have BTF and the tracepoints");
     }
 }

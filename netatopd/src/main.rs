@@ -14,7 +14,7 @@ use clap::Parser;
 use log::info;
 use netatopd::collect::Collector;
 use netatopd::exits::ExitLog;
-use netatopd::server::{Config, Server};
+use netatopd::server::{stop_signals, Config, Server};
 use netatopd_bpf::{MapSizes, Tracer};
 
 #[derive(Parser, Debug)]
@@ -116,6 +116,8 @@ fn run(args: &Args) -> Result<()> {
     if !args.exit_grace.is_finite() || args.exit_grace < 0.0 {
         bail!("--exit-grace must be a number of seconds >= 0");
     }
+    // Before anything else: a SIGTERM from now on stops the daemon cleanly.
+    let signals = stop_signals().context("cannot install signal handlers")?;
     netatopd_bpf::route_libbpf_logs();
     claim_socket(&args.socket)?;
     let sizes = MapSizes {
@@ -130,6 +132,7 @@ fn run(args: &Args) -> Result<()> {
     let ours = fs::metadata(&args.socket).map(|m| (m.dev(), m.ino())).ok();
     let exits = ExitLog::new((args.exit_grace * 1e9) as u64, args.max_exited);
     let mut server = Server::new(
+        signals,
         listener,
         collector,
         exits,

@@ -30,6 +30,11 @@ const MAX_CHUNK: usize = 32 * 1024 / RECORD_SIZE * RECORD_SIZE;
 /// Repeated warnings of the same kind are at most this frequent.
 const WARN_EVERY: Duration = Duration::from_secs(60);
 
+/// The signals that stop the daemon; create this first of all.
+pub fn stop_signals() -> io::Result<Signals> {
+    Signals::new([SIGTERM, SIGINT])
+}
+
 pub struct Config {
     /// How often the exit counter of the programs is looked at (a memory
     /// read); exited processes are collected as soon as it moves, so bursts
@@ -126,7 +131,10 @@ struct Warned {
 }
 
 impl Server {
+    /// `signals` must have been created before the socket was bound, so that
+    /// a stop requested as soon as the socket answers is not lost.
     pub fn new(
+        mut signals: Signals,
         listener: std::os::unix::net::UnixListener,
         collector: Collector,
         exits: ExitLog,
@@ -137,7 +145,6 @@ impl Server {
         let mut listener = UnixListener::from_std(listener);
         poll.registry()
             .register(&mut listener, LISTENER, Interest::READABLE)?;
-        let mut signals = Signals::new([SIGTERM, SIGINT])?;
         poll.registry()
             .register(&mut signals, SIGNALS, Interest::READABLE)?;
         Ok(Self {

@@ -247,3 +247,32 @@ fn a_full_pending_exit_map_is_warned_about() {
         || d.log().contains("exited processes lost"),
     );
 }
+
+#[test]
+fn service_mode_logs_with_journal_priorities() {
+    require_bpf_machine();
+    let dir = scratch_dir();
+    let sock = dir.join("svc.sock");
+    let log = dir.join("log");
+    let mut child = Command::new(bin("netatopd"))
+        .arg("--socket")
+        .arg(&sock)
+        .stderr(fs::File::create(&log).unwrap())
+        .spawn()
+        .unwrap();
+    netatopd_tests::wait_until(std::time::Duration::from_secs(60), "the socket", || {
+        std::os::unix::net::UnixStream::connect(&sock).is_ok()
+    });
+    // SAFETY: signalling our own child.
+    unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
+    assert!(child.wait().unwrap().success());
+    let text = fs::read_to_string(&log).unwrap();
+    let first = text.lines().next().unwrap_or_default();
+    assert!(
+        first.starts_with("<6>netatopd ") && first.contains("started"),
+        "{text}"
+    );
+    assert!(text.lines().all(|l| l.starts_with('<')), "{text}");
+    assert!(!sock.exists());
+    fs::remove_dir_all(dir).unwrap();
+}
