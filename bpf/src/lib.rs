@@ -188,6 +188,11 @@ fn read_batched<K: Pod, V: Pod>(
     let mut token_in: u64 = 0;
     let mut token_out: u64 = 0;
     let mut first = true;
+    let batch_op = if delete {
+        libbpf_rs::libbpf_sys::bpf_map_lookup_and_delete_batch
+    } else {
+        libbpf_rs::libbpf_sys::bpf_map_lookup_batch
+    };
     let opts = libbpf_rs::libbpf_sys::bpf_map_batch_opts {
         sz: size_of::<libbpf_rs::libbpf_sys::bpf_map_batch_opts>() as _,
         ..Default::default()
@@ -208,27 +213,15 @@ fn read_batched<K: Pod, V: Pod>(
         // sizes equal the map's key and value sizes (checked at load); the
         // tokens are 8 bytes, more than the 4 the kernel writes for hash maps.
         let ret = unsafe {
-            if delete {
-                libbpf_rs::libbpf_sys::bpf_map_lookup_and_delete_batch(
-                    fd.as_raw_fd(),
-                    in_ptr,
-                    out_ptr,
-                    key_ptr,
-                    val_ptr,
-                    &mut count,
-                    &opts,
-                )
-            } else {
-                libbpf_rs::libbpf_sys::bpf_map_lookup_batch(
-                    fd.as_raw_fd(),
-                    in_ptr,
-                    out_ptr,
-                    key_ptr,
-                    val_ptr,
-                    &mut count,
-                    &opts,
-                )
-            }
+            batch_op(
+                fd.as_raw_fd(),
+                in_ptr,
+                out_ptr,
+                key_ptr,
+                val_ptr,
+                &mut count,
+                &opts,
+            )
         };
         let err = if ret < 0 { -ret } else { 0 };
         if err == 0 || err == libc::ENOENT {
