@@ -40,6 +40,13 @@ struct Args {
     /// Exited-process records kept for clients; beyond it the oldest go.
     #[arg(long, value_name = "N", default_value_t = 65536)]
     max_exited: usize,
+    /// Clients served at once; connections beyond it are closed at once.
+    #[arg(long, value_name = "N", default_value_t = 4096)]
+    max_clients: usize,
+    /// Seconds a client may leave its pending response unread before it is
+    /// disconnected.
+    #[arg(long, value_name = "SECONDS", default_value_t = 30.0)]
+    client_timeout: f64,
     /// Kernel map size: threads counted at once.
     #[arg(long, value_name = "N", default_value_t = MapSizes::default().threads)]
     max_threads: u32,
@@ -112,10 +119,52 @@ fn bind(path: &Path) -> Result<UnixListener> {
     res.with_context(|| format!("cannot listen on {}", path.display()))
 }
 
-fn run(args: &Args) -> Result<()> {
-    if !args.exit_grace.is_finite() || args.exit_grace < 0.0 {
-        bail!("--exit-grace must be a number of seconds >= 0");
+/// Descriptors the daemon needs beside its clients (maps, programs, links,
+/// listener, epoll, signal pipe, logs), with room to spare.
+const OWN_FDS: u64 = 64;
+
+/// Raises the soft descriptor limit so that `max_clients` can connect.
+fn raise_fd_limit(max_clients: usize) -> Result<()> {
+    let mut lim = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: `lim` is a valid, writable rlimit.
+    if unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim) } != 0 {
+        return Err(io::Error::last_os_error()).context("cannot read the descriptor limit");
     }
+    let want = max_clients as u64 + OWN_FDS;
+    if lim.rlim_cur >= want {
+        return Ok(());
+    }
+    if lim.rlim_max < want {
+        bail!(
+            "--max-clients {max_clients} needs {want} file descriptors but the hard limit is {}: \
+             lower --max-clients or raise LimitNOFILE",
+            lim.rlim_max
+        );
+    }
+    lim.rlim_cur = want;
+    // SAFETY: `lim` is a valid rlimit within the hard limit.
+    if unsafe { libc::setrlimit(libc::RLIMIT_NOFILE, &lim) } != 0 {
+        return Err(io::Error::last_os_error()).context("cannot raise the descriptor limit");
+    }
+    Ok(())
+}
+
+fn run(args: &Args) -> Result<()> {
+    for (name, v) in [
+        ("--exit-grace", args.exit_grace),
+        ("--client-timeout", args.client_timeout),
+    ] {
+        if !v.is_finite() || v < 0.0 {
+            bail!("{name} must be a number of seconds >= 0");
+        }
+    }
+    if args.max_clients == 0 {
+        bail!("--max-clients must be at least 1");
+    }
+    raise_fd_limit(args.max_clients)?;
     // Before anything else: a SIGTERM from now on stops the daemon cleanly.
     let signals = stop_signals().context("cannot install signal handlers")?;
     netatopd_bpf::route_libbpf_logs();
@@ -139,6 +188,8 @@ fn run(args: &Args) -> Result<()> {
         Config {
             tick: Duration::from_millis(100),
             housekeeping: Duration::from_secs(1),
+            max_clients: args.max_clients,
+            client_timeout: Duration::from_secs_f64(args.client_timeout),
         },
     )
     .context("cannot start the event loop")?;

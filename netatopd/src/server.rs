@@ -40,8 +40,14 @@ pub struct Config {
     /// read); exited processes are collected as soon as it moves, so bursts
     /// of exits do not overflow the kernel's pending-exit map.
     pub tick: Duration,
-    /// How often expired exit records are forgotten and map-full drops checked.
+    /// How often expired exit records are forgotten, stuck clients
+    /// dropped and map-full drops checked.
     pub housekeeping: Duration,
+    /// Clients served at once; further connections are closed at once.
+    pub max_clients: usize,
+    /// A client whose pending response does not move for this long is
+    /// disconnected.
+    pub client_timeout: Duration,
 }
 
 /// Bytes per write for a client: whole records, and small enough that the
@@ -69,6 +75,8 @@ struct Client {
     chunk: usize,
     cursor: Cursor,
     interest: Interest,
+    /// Since when pending output has not moved (None: nothing is stuck).
+    stalled_since: Option<Instant>,
 }
 
 impl Client {
@@ -83,14 +91,19 @@ impl Client {
                         debug!("short write of {n} bytes to a client");
                     }
                     self.sent += n;
+                    self.stalled_since = None;
                 }
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok(false),
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                    self.stalled_since.get_or_insert_with(Instant::now);
+                    return Ok(false);
+                }
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
                 Err(e) => return Err(e),
             }
         }
         self.out.clear();
         self.sent = 0;
+        self.stalled_since = None;
         Ok(true)
     }
 
@@ -128,6 +141,9 @@ struct Warned {
     proc_map_full: u64,
     exit_map_full: u64,
     exit_log_dropped: u64,
+    /// When a refused connection was last warned about.
+    refused_at: Option<Instant>,
+    refused: u64,
 }
 
 impl Server {
@@ -197,6 +213,12 @@ impl Server {
         loop {
             match self.listener.accept() {
                 Ok((mut stream, _)) => {
+                    if self.clients.len() >= self.config.max_clients {
+                        // Closing it at once: the client reads end-of-file.
+                        drop(stream);
+                        self.warn_refused();
+                        continue;
+                    }
                     let token = Token(self.next_token);
                     self.next_token += 1;
                     if let Err(e) =
@@ -218,6 +240,7 @@ impl Server {
                         chunk,
                         cursor: self.exits.cursor(boottime_ns()),
                         interest: Interest::READABLE,
+                        stalled_since: None,
                     };
                     self.clients.insert(token, client);
                 }
@@ -293,9 +316,41 @@ impl Server {
         }
         if Instant::now() >= self.next_housekeeping {
             self.next_housekeeping = Instant::now() + self.config.housekeeping;
+            self.drop_stuck_clients();
             self.exits
                 .expire(boottime_ns(), self.clients.values().map(|c| &c.cursor));
             self.warn_drops();
+        }
+    }
+
+    /// Disconnects clients that have not taken any of their response for
+    /// `client_timeout`: they hold memory and would never catch up.
+    fn drop_stuck_clients(&mut self) {
+        let limit = self.config.client_timeout;
+        self.clients.retain(|token, c| {
+            let stuck = c.stalled_since.is_some_and(|t| t.elapsed() >= limit);
+            if stuck {
+                debug!(
+                    "client {} disconnected: its response ({} bytes pending) did not move for {limit:?}",
+                    token.0,
+                    c.out.len() - c.sent
+                );
+            }
+            !stuck
+        });
+    }
+
+    /// Warns, at most once a minute, about connections refused for the limit.
+    fn warn_refused(&mut self) {
+        let w = &mut self.warned;
+        w.refused += 1;
+        if w.refused_at.is_none_or(|t| t.elapsed() >= WARN_EVERY) {
+            warn!(
+                "{} connection(s) refused: {} clients connected (--max-clients)",
+                w.refused, self.config.max_clients
+            );
+            w.refused = 0;
+            w.refused_at = Some(Instant::now());
         }
     }
 
@@ -341,13 +396,11 @@ impl Server {
             ));
         }
         if said {
-            *w = Warned {
-                at: Some(Instant::now()),
-                thread_map_full: s.thread_map_full,
-                proc_map_full: s.proc_map_full,
-                exit_map_full: s.exit_map_full,
-                exit_log_dropped: dropped,
-            };
+            w.at = Some(Instant::now());
+            w.thread_map_full = s.thread_map_full;
+            w.proc_map_full = s.proc_map_full;
+            w.exit_map_full = s.exit_map_full;
+            w.exit_log_dropped = dropped;
         }
     }
 }

@@ -1,0 +1,100 @@
+//! Clients that misbehave or come in numbers, with responses of 10,000
+//! processes (larger than any socket buffer).
+
+use std::io::{ErrorKind, Read, Write};
+use std::os::unix::net::UnixStream;
+use std::time::Duration;
+
+use netatop_protocol::{read_response, ReadMode, RECORD_SIZE};
+use netatopd_tests::{record_for, run_lingering, wait_until, Daemon, Gen};
+
+/// Reads until the daemon closes the connection; fails on a timeout.
+fn expect_closed(mut s: UnixStream) {
+    s.set_read_timeout(Some(Duration::from_secs(20))).unwrap();
+    let mut sink = Vec::new();
+    match s.read_to_end(&mut sink) {
+        Ok(_) => {}
+        Err(e) if e.kind() == ErrorKind::ConnectionReset => {}
+        Err(e) => panic!("connection not closed by the daemon: {e}"),
+    }
+}
+
+#[test]
+fn a_client_that_never_reads_delays_no_one_and_is_dropped() {
+    const N: usize = 10_000;
+    let d = Daemon::start(&["--client-timeout", "2"]);
+    let mut g = Gen::spawn("fork", &["--count", &N.to_string(), "--size", "50"]);
+    let r = g.report();
+
+    // Asks five times and never reads: its first ~1 MB response fills the
+    // socket buffer and stays pending.
+    let mut stuck = d.connect();
+    stuck.write_all(&[0u8; 5 * RECORD_SIZE]).unwrap();
+    // A normal client is served in full meanwhile, twice.
+    for _ in 0..2 {
+        let recs = d.query();
+        assert_eq!(
+            record_for(&recs, r.children[N - 1]).counters.udpsndbytes,
+            50
+        );
+        assert!(recs.len() >= N);
+    }
+    // After the timeout the stuck client is disconnected, logged at debug.
+    wait_until(
+        Duration::from_secs(30),
+        "the stuck client to be dropped",
+        || d.log().contains("did not move"),
+    );
+    expect_closed(stuck);
+    assert!(d.query().len() >= N, "still serving");
+    g.finish();
+}
+
+/// Raises this test process's descriptor limit for many connections.
+fn allow_fds(n: u64) {
+    let lim = libc::rlimit {
+        rlim_cur: n,
+        rlim_max: n,
+    };
+    // SAFETY: `lim` is a valid rlimit; the tests run as root.
+    assert_eq!(unsafe { libc::setrlimit(libc::RLIMIT_NOFILE, &lim) }, 0);
+}
+
+#[test]
+fn a_thousand_concurrent_clients_are_served_and_the_next_is_refused() {
+    const CLIENTS: usize = 1000;
+    allow_fds(8192);
+    let d = Daemon::start(&["--max-clients", &CLIENTS.to_string()]);
+    let (g, r) = run_lingering("udp4", &["--count", "10", "--size", "10"]);
+    let mut conns: Vec<UnixStream> = (0..CLIENTS).map(|_| d.connect()).collect();
+    for c in &mut conns {
+        c.write_all(&[0u8; RECORD_SIZE]).unwrap();
+    }
+    for c in &mut conns {
+        c.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
+        let recs = read_response(c, ReadMode::AsAtop).expect("a whole response");
+        assert_eq!(record_for(&recs, r.pid).counters, r.counters);
+    }
+    // One more than the limit: closed at once, not left hanging.
+    let extra = d.connect();
+    expect_closed(extra);
+    wait_until(Duration::from_secs(10), "a refusal warning", || {
+        d.log().contains("refused")
+    });
+    // When a client leaves, a new one gets in.
+    drop(conns.pop());
+    wait_until(Duration::from_secs(10), "a free slot", || {
+        let mut s = d.connect();
+        s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+        s.write_all(&[0u8; RECORD_SIZE]).is_ok() && read_response(&mut s, ReadMode::AsAtop).is_ok()
+    });
+    // The connected ones are still served.
+    for c in conns.iter_mut().take(10) {
+        c.write_all(&[0u8; RECORD_SIZE]).unwrap();
+        assert_eq!(
+            record_for(&read_response(c, ReadMode::AsAtop).unwrap(), r.pid).counters,
+            r.counters
+        );
+    }
+    g.finish();
+}
