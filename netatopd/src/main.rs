@@ -3,7 +3,7 @@
 
 use std::fs;
 use std::io::{self, Write};
-use std::os::unix::fs::{FileTypeExt, MetadataExt};
+use std::os::unix::fs::{FileTypeExt, MetadataExt, PermissionsExt};
 use std::os::unix::net::{UnixListener, UnixStream};
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
@@ -11,7 +11,7 @@ use std::time::Duration;
 
 use anyhow::{bail, Context, Result};
 use clap::Parser;
-use log::info;
+use log::{info, warn};
 use netatopd::collect::Collector;
 use netatopd::exits::ExitLog;
 use netatopd::server::{stop_signals, Config, Server};
@@ -26,6 +26,14 @@ struct Args {
     /// Unix socket atop connects to.
     #[arg(long, value_name = "PATH", default_value = netatop_protocol::DEFAULT_SOCKET)]
     socket: PathBuf,
+    /// Permissions of the socket, octal. The default lets only root read the
+    /// counters; 0660 with --socket-group lets a group in. Whoever can
+    /// connect sees the network traffic volumes of every process.
+    #[arg(long, value_name = "MODE", default_value = "0600", value_parser = parse_mode)]
+    socket_mode: u32,
+    /// Group owning the socket (name or number), e.g. for --socket-mode 0660.
+    #[arg(long, value_name = "GROUP")]
+    socket_group: Option<String>,
     /// Run in the foreground with timestamped logs on stderr (without it,
     /// log lines carry syslog priority prefixes for the journal).
     #[arg(long)]
@@ -108,15 +116,47 @@ fn claim_socket(path: &Path) -> Result<()> {
     }
 }
 
-/// Binds the socket with mode 0600: only root can read the counters.
-fn bind(path: &Path) -> Result<UnixListener> {
+fn parse_mode(s: &str) -> Result<u32, String> {
+    match u32::from_str_radix(s.trim_start_matches("0o"), 8) {
+        Ok(m) if m <= 0o777 => Ok(m),
+        _ => Err(format!("{s:?} is not an octal mode such as 0600 or 0660")),
+    }
+}
+
+fn resolve_group(group: &str) -> Result<u32> {
+    if let Ok(gid) = group.parse::<u32>() {
+        return Ok(gid);
+    }
+    match nix::unistd::Group::from_name(group) {
+        Ok(Some(g)) => Ok(g.gid.as_raw()),
+        Ok(None) => bail!("--socket-group: no group named {group:?}"),
+        Err(e) => Err(e).with_context(|| format!("cannot look up group {group:?}")),
+    }
+}
+
+/// Binds the socket, created 0600 (only root), then gives it its group and
+/// the requested mode, in that order, so it is never wider than asked.
+fn bind(path: &Path, mode: u32, gid: Option<u32>) -> Result<UnixListener> {
     // SAFETY: umask only swaps the process's file-creation mask; no other
     // thread creates files while the daemon starts.
     let old = unsafe { libc::umask(0o177) };
     let res = UnixListener::bind(path);
     // SAFETY: as above, restoring the previous mask.
     unsafe { libc::umask(old) };
-    res.with_context(|| format!("cannot listen on {}", path.display()))
+    let listener = res.with_context(|| format!("cannot listen on {}", path.display()))?;
+    if let Some(gid) = gid {
+        std::os::unix::fs::chown(path, None, Some(gid))
+            .with_context(|| format!("cannot give {} to group {gid}", path.display()))?;
+    }
+    fs::set_permissions(path, fs::Permissions::from_mode(mode))
+        .with_context(|| format!("cannot set mode {mode:o} on {}", path.display()))?;
+    if mode & 0o006 != 0 {
+        warn!(
+            "socket {} is mode {mode:04o}: every local user can read the traffic volumes of every process",
+            path.display()
+        );
+    }
+    Ok(listener)
 }
 
 /// Descriptors the daemon needs beside its clients (maps, programs, links,
@@ -165,6 +205,11 @@ fn run(args: &Args) -> Result<()> {
         bail!("--max-clients must be at least 1");
     }
     raise_fd_limit(args.max_clients)?;
+    let gid = args
+        .socket_group
+        .as_deref()
+        .map(resolve_group)
+        .transpose()?;
     // Before anything else: a SIGTERM from now on stops the daemon cleanly.
     let signals = stop_signals().context("cannot install signal handlers")?;
     netatopd_bpf::route_libbpf_logs();
@@ -177,7 +222,7 @@ fn run(args: &Args) -> Result<()> {
     // Counting starts here, before anyone can connect.
     let tracer = Tracer::load(sizes)?;
     let collector = Collector::new(tracer);
-    let listener = bind(&args.socket)?;
+    let listener = bind(&args.socket, args.socket_mode, gid)?;
     let ours = fs::metadata(&args.socket).map(|m| (m.dev(), m.ino())).ok();
     let exits = ExitLog::new((args.exit_grace * 1e9) as u64, args.max_exited);
     let mut server = Server::new(

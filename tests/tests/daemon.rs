@@ -276,3 +276,51 @@ fn service_mode_logs_with_journal_priorities() {
     assert!(!sock.exists());
     fs::remove_dir_all(dir).unwrap();
 }
+
+#[test]
+fn a_group_can_be_let_in_deliberately() {
+    // nobody's primary group is nogroup (65534).
+    let d = Daemon::start(&["--socket-mode", "0660", "--socket-group", "nogroup"]);
+    let meta = fs::metadata(&d.socket).unwrap();
+    assert_eq!(
+        (meta.permissions().mode() & 0o777, meta.gid()),
+        (0o660, NOBODY)
+    );
+    let out = run(Command::new(bin("netatopctl"))
+        .arg("--socket")
+        .arg(&d.socket)
+        .args(["dump", "--json"])
+        .uid(NOBODY)
+        .gid(NOBODY));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let rows: Vec<serde_json::Value> = serde_json::from_slice(&out.stdout).unwrap();
+    assert!(rows.iter().all(|r| r["pid"].as_i64().unwrap() > 0));
+}
+
+#[test]
+fn bad_socket_options_are_refused_clearly() {
+    let dir = scratch_dir();
+    for args in [
+        ["--socket-mode", "999"],
+        ["--socket-group", "no-such-group-here"],
+        ["--client-timeout", "-1"],
+    ] {
+        let out = run(Command::new(bin("netatopd"))
+            .arg("--foreground")
+            .arg("--socket")
+            .arg(dir.join("s"))
+            .args(args));
+        assert_ne!(out.status.code(), Some(0), "{args:?}");
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(
+            err.contains(args[0]) || err.contains(args[1]),
+            "{args:?}: {err}"
+        );
+        assert!(!dir.join("s").exists());
+    }
+    fs::remove_dir_all(dir).unwrap();
+}
