@@ -66,7 +66,8 @@ fn libbpf(stage: &'static str) -> impl FnOnce(libbpf_rs::Error) -> LoadError {
     move |source| LoadError::Libbpf { stage, source }
 }
 
-/// Sizes of the kernel maps (entries). Memory is allocated per entry in use.
+/// Sizes of the kernel maps (entries). Entries are allocated as they are
+/// used; each map's bucket array (16 bytes per entry of its size) up front.
 #[derive(Debug, Clone, Copy)]
 pub struct MapSizes {
     pub threads: u32,

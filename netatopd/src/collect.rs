@@ -80,6 +80,8 @@ pub struct Collector {
     index: HashMap<u32, usize>,
     /// Last totals reported per process (tgid -> start, counters).
     reported: HashMap<u32, (u64, Counters)>,
+    /// The next query's `reported`, kept to reuse its allocation.
+    reported_next: HashMap<u32, (u64, Counters)>,
 }
 
 impl Collector {
@@ -96,6 +98,7 @@ impl Collector {
             procs: Vec::new(),
             index: HashMap::new(),
             reported: HashMap::new(),
+            reported_next: HashMap::new(),
         }
     }
 
@@ -144,16 +147,16 @@ impl Collector {
             }
         }
         // Such a miss must not show as a counter going backwards.
-        let mut reported = HashMap::with_capacity(self.procs.len());
+        self.reported_next.clear();
         for p in &mut self.procs {
             if let Some((start, last)) = self.reported.get(&p.tgid) {
                 if *start == p.start_ns {
                     p.c.raise_to(last);
                 }
             }
-            reported.insert(p.tgid, (p.start_ns, p.c));
+            self.reported_next.insert(p.tgid, (p.start_ns, p.c));
         }
-        self.reported = reported;
+        std::mem::swap(&mut self.reported, &mut self.reported_next);
         out.reserve(self.procs.len());
         for p in &self.procs {
             out.push(self.record(p.tgid, p.start_ns, &p.comm, p.c));

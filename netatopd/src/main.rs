@@ -210,7 +210,7 @@ fn run(args: &Args) -> Result<()> {
         .as_deref()
         .map(resolve_group)
         .transpose()?;
-    // Before anything else: a SIGTERM from now on stops the daemon cleanly.
+    // Before loading or binding anything: from here on, SIGTERM stops cleanly.
     let signals = stop_signals().context("cannot install signal handlers")?;
     netatopd_bpf::route_libbpf_logs();
     claim_socket(&args.socket)?;
