@@ -1,20 +1,39 @@
 use std::env;
+use std::fs;
 use std::path::PathBuf;
 
 use libbpf_cargo::SkeletonBuilder;
 
 const SRC: &str = "src/bpf/netatop.bpf.c";
-const HEADERS: [&str; 2] = ["src/bpf/netatop.h", "src/bpf/vmlinux.h"];
+const SHARED: &str = "src/bpf/netatop.h";
+const HEADERS: [&str; 2] = [SHARED, "src/bpf/vmlinux.h"];
+
+/// FNV-1a, 64 bits: a stable fingerprint, the same on every build host.
+fn fnv1a(bytes: &[u8]) -> u64 {
+    bytes.iter().fold(0xcbf2_9ce4_8422_2325, |h, &b| {
+        (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3)
+    })
+}
 
 fn main() {
     let dir = PathBuf::from(env::var_os("OUT_DIR").expect("OUT_DIR must be set by cargo"));
     let out = dir.join("netatop.skel.rs");
+    let obj = dir.join("netatop.bpf.o");
     SkeletonBuilder::new()
         .source(SRC)
-        .obj(dir.join("netatop.bpf.o"))
+        .obj(&obj)
         .clang_args(["-Wall", "-Werror", "-mcpu=v3", "-Isrc/bpf"])
         .build_and_generate(&out)
         .unwrap_or_else(|e| panic!("building {SRC} (needs clang >= 14): {e:#}"));
+    // Pinned state is adopted only by a netatopd whose shared records are
+    // the same (layout) and whose programs are the same (build).
+    let layout = fnv1a(&fs::read(SHARED).expect("reading netatop.h"));
+    let build = fnv1a(&fs::read(&obj).expect("reading the BPF object"));
+    fs::write(
+        dir.join("fingerprint.rs"),
+        format!("const LAYOUT: u64 = {layout:#018x};\nconst BUILD: u64 = {build:#018x};\n"),
+    )
+    .expect("writing fingerprint.rs");
     println!("cargo:rerun-if-changed={SRC}");
     for h in HEADERS {
         println!("cargo:rerun-if-changed={h}");

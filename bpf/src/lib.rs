@@ -8,11 +8,14 @@
 use std::fs;
 use std::mem::{size_of, MaybeUninit};
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd};
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::ptr;
 
 use libbpf_rs::skel::{OpenSkel, Skel, SkelBuilder};
-use libbpf_rs::{MapCore, OpenObject, PrintLevel};
+use libbpf_rs::{Link, MapCore, MapFlags, OpenObject, PrintLevel};
+
+mod pin;
+pub use pin::{remove_pins, Pinned, DEFAULT_PIN_DIR};
 
 mod skel {
     #![allow(clippy::all, clippy::pedantic)]
@@ -54,6 +57,8 @@ pub enum LoadError {
         since: &'static str,
         kernel: String,
     },
+    #[error("cannot use {dir} to pin netatopd's maps and programs: {why}")]
+    PinDir { dir: PathBuf, why: String },
     #[error("{stage} the BPF programs: {source}")]
     Libbpf {
         stage: &'static str,
@@ -249,15 +254,27 @@ fn read_batched<K: Pod, V: Pod>(
     }
 }
 
-/// Loaded and attached programs. Dropping it detaches them and frees the maps.
+/// Loaded and attached programs, pinned with their maps under a bpffs
+/// directory. Dropping it closes them: the programs stop counting unless
+/// they are still pinned (see [`Tracer::unpin`]).
 pub struct Tracer {
     skel: NetatopSkel<'static>,
+    links: Vec<Link>,
+    pin_dir: PathBuf,
+    created_ns: u64,
 }
 
 impl Tracer {
-    /// Loads the programs with the given map sizes and attaches them.
-    pub fn load(sizes: MapSizes) -> Result<Self, LoadError> {
+    /// Loads the programs with the given map sizes, attaches them and pins
+    /// them under `pin_dir`; or adopts what an earlier netatopd pinned
+    /// there, when it is compatible. Says which it did.
+    pub fn load(sizes: MapSizes, pin_dir: &Path) -> Result<(Self, Pinned), LoadError> {
         check_kernel()?;
+        pin::prepare_dir(pin_dir)?;
+        let pin_err = |why: String| LoadError::PinDir {
+            dir: pin_dir.to_owned(),
+            why,
+        };
         // The skeleton borrows its object for as long as it lives; the
         // daemon keeps one for its whole life, so the object is leaked
         // (a few hundred bytes) rather than made self-referential.
@@ -266,23 +283,140 @@ impl Tracer {
         let mut open = NetatopSkelBuilder::default()
             .open(object)
             .map_err(libbpf("opening"))?;
-        open.maps
-            .threads
+        let m = &mut open.maps;
+        m.threads
             .set_max_entries(sizes.threads)
             .map_err(libbpf("sizing"))?;
-        open.maps
-            .procs
+        m.procs
             .set_max_entries(sizes.procs)
             .map_err(libbpf("sizing"))?;
-        open.maps
-            .exited
+        m.exited
             .set_max_entries(sizes.exited)
             .map_err(libbpf("sizing"))?;
-        let mut skel = open.load().map_err(libbpf("loading"))?;
-        skel.attach().map_err(libbpf("attaching"))?;
-        let tracer = Self { skel };
+        let pinned = pin::inspect(pin_dir, sizes, m.bss.value_size());
+        if let Pinned::Discarded(_) = pinned {
+            pin::remove_pins(pin_dir)
+                .and_then(|_| fs::DirBuilder::new().create(pin_dir))
+                .map_err(|e| pin_err(format!("cannot remove unusable pinned state: {e}")))?;
+        }
+        let adopt = matches!(pinned, Pinned::Adopted | Pinned::ProgramsReplaced);
+        if adopt {
+            let maps = [
+                &mut m.threads,
+                &mut m.procs,
+                &mut m.exited,
+                &mut m.bss,
+                &mut m.meta,
+            ];
+            for (name, map) in pin::MAPS.into_iter().zip(maps) {
+                map.reuse_pinned_map(pin_dir.join(name))
+                    .map_err(libbpf("adopting the pinned maps of"))?;
+            }
+        }
+        if pinned == Pinned::Adopted {
+            // The pinned programs go on counting; these are not needed.
+            let p = &mut open.progs;
+            for prog in [
+                &mut p.netatop_send,
+                &mut p.netatop_recv,
+                &mut p.netatop_exit,
+                &mut p.netatop_exec,
+            ] {
+                prog.set_autoload(false);
+            }
+        }
+        let skel = open.load().map_err(libbpf("loading"))?;
+        let mut tracer = Self {
+            skel,
+            links: Vec::new(),
+            pin_dir: pin_dir.to_owned(),
+            created_ns: 0,
+        };
         tracer.check_layouts();
-        Ok(tracer)
+        if adopt {
+            tracer.created_ns = pin::read_meta(&tracer.skel.maps.meta)
+                .map_err(|e| pin_err(format!("cannot read the pinned meta map: {e}")))?
+                .created_ns;
+        }
+        if pinned == Pinned::Adopted {
+            for name in pin::LINKS {
+                let link =
+                    Link::open(pin_dir.join(name)).map_err(libbpf("adopting the links of"))?;
+                tracer.links.push(link);
+            }
+            return Ok((tracer, pinned));
+        }
+        if pinned == Pinned::ProgramsReplaced {
+            // The old programs stop here; the new ones start a few
+            // microseconds later.
+            for name in pin::LINKS {
+                let _ = fs::remove_file(pin_dir.join(name));
+            }
+        } else {
+            tracer.created_ns = boottime_ns();
+        }
+        tracer.attach_and_pin(!adopt).map_err(|e| match e {
+            PinError::Libbpf(e) => libbpf("attaching")(e),
+            PinError::Pin(what, e) => pin_err(format!("cannot pin {what}: {e}")),
+        })?;
+        Ok((tracer, pinned))
+    }
+
+    /// Attaches the programs and pins the links, and the maps when they
+    /// are new, `meta` last.
+    fn attach_and_pin(&mut self, new_maps: bool) -> Result<(), PinError> {
+        self.skel.attach().map_err(PinError::Libbpf)?;
+        let l = &mut self.skel.links;
+        let links = [
+            l.netatop_send.take(),
+            l.netatop_recv.take(),
+            l.netatop_exit.take(),
+            l.netatop_exec.take(),
+        ];
+        for (name, link) in pin::LINKS.into_iter().zip(links) {
+            let mut link = link.expect("the skeleton attaches every program");
+            link.pin(self.pin_dir.join(name))
+                .map_err(|e| PinError::Pin(name, e))?;
+            self.links.push(link);
+        }
+        let m = &mut self.skel.maps;
+        m.meta
+            .update(
+                &0u32.to_ne_bytes(),
+                &pin::meta_value(self.created_ns),
+                MapFlags::ANY,
+            )
+            .map_err(|e| PinError::Pin(pin::META, e))?;
+        if new_maps {
+            let maps = [
+                &mut m.threads,
+                &mut m.procs,
+                &mut m.exited,
+                &mut m.bss,
+                &mut m.meta,
+            ];
+            for (name, map) in pin::MAPS.into_iter().zip(maps) {
+                map.pin(self.pin_dir.join(name))
+                    .map_err(|e| PinError::Pin(name, e))?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Removes the pins: the programs stop when this Tracer is dropped.
+    pub fn unpin(&self) -> std::io::Result<usize> {
+        pin::remove_pins(&self.pin_dir)
+    }
+
+    /// Where the maps and links are pinned.
+    pub fn pin_dir(&self) -> &Path {
+        &self.pin_dir
+    }
+
+    /// When counting started (CLOCK_BOOTTIME ns), by this netatopd or by
+    /// the one whose pinned state it adopted.
+    pub fn counting_since_ns(&self) -> u64 {
+        self.created_ns
     }
 
     /// The generated types must match the maps byte for byte.
@@ -312,6 +446,12 @@ impl Tracer {
             &m.exited,
             size_of::<types::exit_key>(),
             size_of::<types::exit_val>(),
+        );
+        check(
+            "meta",
+            &m.meta,
+            size_of::<u32>(),
+            size_of::<types::netatop_meta>(),
         );
     }
 
@@ -362,6 +502,29 @@ impl Tracer {
             exited: m.exited.max_entries(),
         }
     }
+}
+
+enum PinError {
+    Libbpf(libbpf_rs::Error),
+    Pin(&'static str, libbpf_rs::Error),
+}
+
+/// A clock in nanoseconds.
+pub fn clock_ns(clock: libc::clockid_t) -> u64 {
+    let mut ts = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    // SAFETY: `ts` is a valid, writable timespec; the clocks netatopd uses
+    // (BOOTTIME, REALTIME) always exist on Linux.
+    let rc = unsafe { libc::clock_gettime(clock, &mut ts) };
+    assert_eq!(rc, 0, "clock_gettime({clock})");
+    ts.tv_sec as u64 * 1_000_000_000 + ts.tv_nsec as u64
+}
+
+/// CLOCK_BOOTTIME in nanoseconds: the clock of the programs' timestamps.
+pub fn boottime_ns() -> u64 {
+    clock_ns(libc::CLOCK_BOOTTIME)
 }
 
 /// A kernel `comm` array as bytes.

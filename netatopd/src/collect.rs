@@ -8,22 +8,8 @@ use netatopd_bpf::{comm_bytes, types, Tracer};
 
 use crate::exits::ExitLog;
 
-fn clock_ns(clock: libc::clockid_t) -> u64 {
-    let mut ts = libc::timespec {
-        tv_sec: 0,
-        tv_nsec: 0,
-    };
-    // SAFETY: `ts` is a valid, writable timespec; both clocks used here
-    // always exist on Linux.
-    let rc = unsafe { libc::clock_gettime(clock, &mut ts) };
-    assert_eq!(rc, 0, "clock_gettime({clock})");
-    ts.tv_sec as u64 * 1_000_000_000 + ts.tv_nsec as u64
-}
-
-/// CLOCK_BOOTTIME in ns, the clock of the programs' timestamps.
-pub fn boottime_ns() -> u64 {
-    clock_ns(libc::CLOCK_BOOTTIME)
-}
+pub use netatopd_bpf::boottime_ns;
+use netatopd_bpf::clock_ns;
 
 /// Process start times in atop's terms: atop derives the boot time in clock
 /// ticks from the real-time clock minus the time since boot (not from

@@ -15,7 +15,10 @@ use log::{info, warn};
 use netatopd::collect::Collector;
 use netatopd::exits::ExitLog;
 use netatopd::server::{stop_signals, Config, Server};
-use netatopd_bpf::{MapSizes, Tracer};
+use netatopd_bpf::{MapSizes, Pinned, Tracer, DEFAULT_PIN_DIR};
+
+mod lock;
+use lock::PidFile;
 
 #[derive(Parser, Debug)]
 #[command(
@@ -34,6 +37,27 @@ struct Args {
     /// Group owning the socket (name or number), e.g. for --socket-mode 0660.
     #[arg(long, value_name = "GROUP")]
     socket_group: Option<String>,
+    /// bpffs directory where the programs and maps are pinned, so counting
+    /// goes on while netatopd is down and a restarted netatopd adopts them.
+    /// bpffs is mounted on /sys/fs/bpf if it is not.
+    #[arg(long, value_name = "DIR", default_value = DEFAULT_PIN_DIR)]
+    pin_dir: PathBuf,
+    /// On SIGTERM/SIGINT, leave the programs counting (pinned) for the next
+    /// netatopd, e.g. across an upgrade. Without it a clean stop unloads them.
+    #[arg(long)]
+    keep_counting: bool,
+    /// Remove every pinned program and map (stopping the counting left by
+    /// --keep-counting or by a crash) and exit.
+    #[arg(long, conflicts_with = "keep_counting")]
+    unload: bool,
+    /// Lock file holding the pid of the running netatopd: a second instance
+    /// with the same file refuses to start.
+    #[arg(
+        long,
+        value_name = "PATH",
+        default_value = "/run/netatopd/netatopd.pid"
+    )]
+    pid_file: PathBuf,
     /// Run in the foreground with timestamped logs on stderr (without it,
     /// log lines carry syslog priority prefixes for the journal).
     #[arg(long)]
@@ -192,7 +216,27 @@ fn raise_fd_limit(max_clients: usize) -> Result<()> {
     Ok(())
 }
 
+/// `--unload`: removes the pinned state, unless a netatopd is using it.
+fn unload(args: &Args) -> Result<()> {
+    let _lock = PidFile::lock(&args.pid_file)?;
+    let n = netatopd_bpf::remove_pins(&args.pin_dir)
+        .with_context(|| format!("cannot unpin {}", args.pin_dir.display()))?;
+    if n == 0 {
+        info!("nothing pinned under {}", args.pin_dir.display());
+    } else {
+        info!(
+            "removed {n} pinned objects under {}: counting stopped",
+            args.pin_dir.display()
+        );
+    }
+    Ok(())
+}
+
 fn run(args: &Args) -> Result<()> {
+    netatopd_bpf::check_kernel()?;
+    if args.unload {
+        return unload(args);
+    }
     for (name, v) in [
         ("--exit-grace", args.exit_grace),
         ("--client-timeout", args.client_timeout),
@@ -213,14 +257,26 @@ fn run(args: &Args) -> Result<()> {
     // Before loading or binding anything: from here on, SIGTERM stops cleanly.
     let signals = stop_signals().context("cannot install signal handlers")?;
     netatopd_bpf::route_libbpf_logs();
+    let pid_file = PidFile::lock(&args.pid_file)?;
     claim_socket(&args.socket)?;
     let sizes = MapSizes {
         threads: args.max_threads,
         procs: args.max_processes,
         exited: args.max_pending_exits.unwrap_or(args.max_processes),
     };
-    // Counting starts here, before anyone can connect.
-    let tracer = Tracer::load(sizes)?;
+    // Counting starts (or goes on) here, before anyone can connect.
+    let (tracer, pinned) = Tracer::load(sizes, &args.pin_dir)?;
+    let pin_dir = args.pin_dir.display();
+    match &pinned {
+        Pinned::Nothing => {}
+        Pinned::Adopted => info!("adopted the programs and maps pinned under {pin_dir}: counting went on"),
+        Pinned::ProgramsReplaced => info!(
+            "adopted the maps pinned under {pin_dir}; replaced the programs of another netatopd build with this one's"
+        ),
+        Pinned::Discarded(why) => warn!(
+            "discarded the state pinned under {pin_dir}, {why}: counters start from zero"
+        ),
+    }
     let collector = Collector::new(tracer);
     let listener = bind(&args.socket, args.socket_mode, gid)?;
     let ours = fs::metadata(&args.socket).map(|m| (m.dev(), m.ino())).ok();
@@ -252,8 +308,19 @@ fn run(args: &Args) -> Result<()> {
     if fs::metadata(&args.socket).map(|m| (m.dev(), m.ino())).ok() == ours {
         let _ = fs::remove_file(&args.socket);
     }
-    drop(server); // detaches the programs
-    info!("stopped");
+    let tracer = server.tracer();
+    if args.keep_counting {
+        info!(
+            "stopped; the programs keep counting, pinned under {pin_dir} (netatopd --unload removes them)"
+        );
+    } else {
+        match tracer.unpin() {
+            Ok(_) => info!("stopped; programs unloaded"),
+            Err(e) => warn!("stopped, but cannot unpin {pin_dir} ({e}): run netatopd --unload"),
+        }
+    }
+    drop(server); // closes the programs: they stop unless still pinned
+    drop(pid_file);
     result.context("event loop failed")
 }
 

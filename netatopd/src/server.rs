@@ -179,6 +179,10 @@ impl Server {
         })
     }
 
+    pub fn tracer(&self) -> &netatopd_bpf::Tracer {
+        self.collector.tracer()
+    }
+
     /// Runs until SIGTERM or SIGINT.
     pub fn run(&mut self) -> io::Result<()> {
         let mut events = Events::with_capacity(256);

@@ -73,12 +73,16 @@ pub fn wait_until(limit: Duration, what: &str, mut ready: impl FnMut() -> bool) 
     }
 }
 
-/// A running netatopd; stopped (SIGTERM) and reaped when dropped.
+/// A running netatopd; stopped (SIGTERM) and reaped when dropped, and
+/// whatever it left pinned removed.
 pub struct Daemon {
     child: Option<Child>,
     pub socket: PathBuf,
+    /// Its private bpffs pin directory.
+    pub pin_dir: PathBuf,
     dir: PathBuf,
     log: PathBuf,
+    extra: Vec<String>,
 }
 
 impl Daemon {
@@ -92,32 +96,77 @@ impl Daemon {
     /// Starts netatopd on `socket` and waits until it answers.
     pub fn start_at(dir: PathBuf, socket: PathBuf, extra: &[&str]) -> Daemon {
         require_bpf_machine();
-        let log = dir.join("netatopd.log");
-        let child = Command::new(bin("netatopd"))
-            .arg("--foreground")
-            .arg("-v")
-            .arg("--socket")
-            .arg(&socket)
-            .args(extra)
+        let pin_dir = Path::new("/sys/fs/bpf").join(dir.file_name().unwrap());
+        let mut d = Daemon {
+            child: None,
+            log: dir.join("netatopd.log"),
+            socket,
+            pin_dir,
+            dir,
+            extra: extra.iter().map(|s| s.to_string()).collect(),
+        };
+        d.restart();
+        d
+    }
+
+    /// Runs this daemon's command again (after `stop` or `kill9`), with
+    /// the same socket, pin directory and options; waits until it answers.
+    pub fn restart(&mut self) {
+        assert!(self.child.is_none(), "netatopd is still running");
+        let log = fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&self.log)
+            .expect("opening the daemon log");
+        let child = self
+            .command()
             .stdin(Stdio::null())
             .stdout(Stdio::null())
-            .stderr(fs::File::create(&log).expect("creating the daemon log"))
+            .stderr(log)
             .spawn()
             .expect("starting netatopd");
-        let mut d = Daemon {
-            child: Some(child),
-            socket,
-            dir,
-            log,
-        };
-        d.wait_ready();
-        d
+        self.child = Some(child);
+        self.wait_ready();
+    }
+
+    /// Like `restart`, with other options.
+    pub fn restart_with(&mut self, extra: &[&str]) {
+        self.extra = extra.iter().map(|s| s.to_string()).collect();
+        self.restart();
+    }
+
+    /// netatopd with this daemon's socket, pin directory, pid file and
+    /// options.
+    pub fn command(&self) -> Command {
+        let mut cmd = Command::new(bin("netatopd"));
+        cmd.arg("--foreground")
+            .arg("-v")
+            .arg("--socket")
+            .arg(&self.socket)
+            .arg("--pin-dir")
+            .arg(&self.pin_dir)
+            .arg("--pid-file")
+            .arg(self.pid_file())
+            .args(&self.extra);
+        cmd
+    }
+
+    pub fn pid_file(&self) -> PathBuf {
+        self.dir.join("netatopd.pid")
+    }
+
+    /// Kills the daemon with SIGKILL, as a crash would, and reaps it.
+    pub fn kill9(&mut self) {
+        let mut child = self.child.take().expect("daemon not running");
+        child.kill().expect("SIGKILL");
+        child.wait().expect("wait");
     }
 
     fn wait_ready(&mut self) {
         let end = Instant::now() + Duration::from_secs(60);
         loop {
-            // The socket is bound only after the programs are attached.
+            // The socket is bound only after the programs are attached. A
+            // killed daemon's socket file refuses connections until then.
             if UnixStream::connect(&self.socket).is_ok() {
                 return;
             }
@@ -230,6 +279,8 @@ impl Drop for Daemon {
                 );
             }
         }
+        // After a kill -9 or --keep-counting: stop the pinned programs.
+        let _ = netatopd_bpf::remove_pins(&self.pin_dir);
         let _ = fs::remove_dir_all(&self.dir);
     }
 }

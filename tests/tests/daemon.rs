@@ -4,6 +4,7 @@ use std::fs;
 use std::os::unix::fs::{FileTypeExt, MetadataExt, PermissionsExt};
 use std::os::unix::net::UnixListener;
 use std::os::unix::process::CommandExt;
+use std::path::Path;
 use std::process::{Command, Output};
 
 use netatopd_tests::{bin, record_for, require_bpf_machine, run_lingering, scratch_dir, Daemon};
@@ -33,10 +34,12 @@ fn socket_is_private_and_removed_on_sigterm_with_programs_detached() {
     assert_eq!(meta.permissions().mode() & 0o777, 0o600);
     assert_eq!(meta.uid(), 0);
     let ids = d.map_ids();
-    assert_eq!(ids.len(), 4, "threads, procs, exited, .bss: {ids:?}");
+    assert_eq!(ids.len(), 5, "threads, procs, exited, meta, .bss: {ids:?}");
+    assert!(d.pin_dir.join("link_send").exists());
     let status = d.stop();
     assert!(status.success(), "{status}");
     assert!(!d.socket.exists(), "socket left behind");
+    assert!(!d.pin_dir.exists(), "pins left behind");
     // The maps are freed (asynchronously, by the kernel) only once no
     // program uses them: so all programs were detached and unloaded.
     netatopd_tests::wait_until(std::time::Duration::from_secs(20), "maps freed", || {
@@ -62,7 +65,9 @@ fn a_live_socket_is_never_taken_over() {
     let out = run(Command::new(bin("netatopd"))
         .arg("--foreground")
         .arg("--socket")
-        .arg(&d.socket));
+        .arg(&d.socket)
+        .arg("--pid-file")
+        .arg(d.socket.with_extension("second.pid")));
     let err = one_line_error(&out);
     assert!(err.contains("already answering"), "{err}");
     // The first instance still answers.
@@ -90,7 +95,9 @@ fn a_path_that_is_not_a_socket_is_left_alone() {
     let out = run(Command::new(bin("netatopd"))
         .arg("--foreground")
         .arg("--socket")
-        .arg(&path));
+        .arg(&path)
+        .arg("--pid-file")
+        .arg(dir.join("pid")));
     let err = one_line_error(&out);
     assert!(err.contains("not a socket"), "{err}");
     assert_eq!(fs::read_to_string(&path).unwrap(), "keep me");
@@ -257,6 +264,10 @@ fn service_mode_logs_with_journal_priorities() {
     let mut child = Command::new(bin("netatopd"))
         .arg("--socket")
         .arg(&sock)
+        .arg("--pid-file")
+        .arg(dir.join("pid"))
+        .arg("--pin-dir")
+        .arg(Path::new("/sys/fs/bpf").join(dir.file_name().unwrap()))
         .stderr(fs::File::create(&log).unwrap())
         .spawn()
         .unwrap();
@@ -267,9 +278,9 @@ fn service_mode_logs_with_journal_priorities() {
     unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
     assert!(child.wait().unwrap().success());
     let text = fs::read_to_string(&log).unwrap();
-    let first = text.lines().next().unwrap_or_default();
     assert!(
-        first.starts_with("<6>netatopd ") && first.contains("started"),
+        text.lines()
+            .any(|l| l.starts_with("<6>netatopd ") && l.contains("started")),
         "{text}"
     );
     assert!(text.lines().all(|l| l.starts_with('<')), "{text}");

@@ -53,6 +53,14 @@ struct {
 	__type(value, struct exit_val);
 } exited SEC(".maps");
 
+/* Written by user space only; see struct netatop_meta. */
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, struct netatop_meta);
+} meta SEC(".maps");
+
 struct netatop_stats stats;
 
 #define stat_inc(field) __sync_fetch_and_add(&stats.field, 1)

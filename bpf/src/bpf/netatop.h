@@ -65,4 +65,17 @@ struct netatop_stats {
 	__u64 exits;
 };
 
+/*
+ * meta map (one entry): what made the pinned state. A netatopd adopts
+ * pinned maps only when `layout` equals its own (a fingerprint of this
+ * file); it keeps the pinned programs only when `build` equals its own
+ * (a fingerprint of the compiled object).
+ */
+struct netatop_meta {
+	__u64 layout;
+	__u64 build;
+	/* bpf_ktime_get_boot_ns() when counting started. */
+	__u64 created_ns;
+};
+
 #endif

@@ -78,6 +78,8 @@ struct Opts {
     count: usize,
     size: usize,
     threads: usize,
+    /// Pause between the UDP round trips (steady traffic over time).
+    pace: std::time::Duration,
 }
 
 fn send(fd: RawFd, buf: &[u8], flags: i32) -> isize {
@@ -131,6 +133,7 @@ fn udp(t: &mut Truth, v6: bool, rw: bool, o: &Opts) -> io::Result<()> {
     let msg = vec![0x5au8; o.size];
     let mut buf = vec![0u8; o.size + 1];
     for _ in 0..o.count {
+        std::thread::sleep(o.pace);
         let n = if rw {
             write(a.as_raw_fd(), &msg)
         } else {
@@ -382,6 +385,7 @@ fn threads(t: &mut Truth, tids: &mut Vec<i32>, o: &Opts) -> io::Result<()> {
                             count,
                             size,
                             threads: 1,
+                            pace: std::time::Duration::ZERO,
                         },
                     )?;
                     // SAFETY: gettid has no preconditions.
@@ -484,7 +488,7 @@ fn fork(children: &mut Vec<i32>, o: &Opts) -> io::Result<(RawFd, UdpSocket)> {
 fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().collect();
     let Some(scenario) = args.get(1).cloned() else {
-        eprintln!("usage: netatop-gen SCENARIO [--wait-go] [--linger] [--count N] [--size N] [--threads N]");
+        eprintln!("usage: netatop-gen SCENARIO [--wait-go] [--linger] [--count N] [--size N] [--threads N] [--pace-us N]");
         return ExitCode::from(2);
     };
     let flag = |f: &str| args.iter().any(|a| a == f);
@@ -498,6 +502,7 @@ fn main() -> ExitCode {
         count: num("--count", 100),
         size: num("--size", 100),
         threads: num("--threads", 4),
+        pace: std::time::Duration::from_micros(num("--pace-us", 0) as u64),
     };
     let stdin = io::stdin();
     if flag("--wait-go") {

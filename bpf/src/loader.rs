@@ -1,2 +1,0 @@
-#![allow(clippy::all)]
-include!(concat!(env!("OUT_DIR"), "/netatop.skel.rs"));

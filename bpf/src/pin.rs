@@ -1,0 +1,213 @@
+//! Pinned state under bpffs: the maps and links outlive netatopd, so
+//! counting goes on while it is down, and the next netatopd adopts them.
+//!
+//! A pin directory holds the maps `threads`, `procs`, `exited`, `stats`
+//! (the programs' .bss) and `meta`, and one link per program. `meta` is
+//! pinned last: a directory without it is left over from an interrupted
+//! start and is discarded.
+
+use std::ffi::CString;
+use std::fs;
+use std::io;
+use std::os::unix::ffi::OsStrExt;
+use std::os::unix::fs::DirBuilderExt;
+use std::path::{Path, PathBuf};
+
+use libbpf_rs::{MapCore, MapFlags, MapHandle};
+
+use crate::{types, LoadError, MapSizes};
+
+include!(concat!(env!("OUT_DIR"), "/fingerprint.rs"));
+
+/// Where netatopd pins its maps and links unless told otherwise.
+pub const DEFAULT_PIN_DIR: &str = "/sys/fs/bpf/netatopd";
+/// The conventional bpffs mount point, mounted when it is missing.
+const BPFFS: &str = "/sys/fs/bpf";
+const BPF_FS_MAGIC: i64 = 0xcafe_4a11;
+
+pub(crate) const META: &str = "meta";
+/// Pin names of the maps, in the order `Tracer` lists them; `meta` last.
+pub(crate) const MAPS: [&str; 5] = ["threads", "procs", "exited", "stats", META];
+/// Pin names of the programs' links, in the order of `Tracer::links`.
+pub(crate) const LINKS: [&str; 4] = ["link_send", "link_recv", "link_exit", "link_exec"];
+
+/// What a start found in the pin directory.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Pinned {
+    /// Nothing was pinned: counting starts now.
+    Nothing,
+    /// Maps and programs of the same build, still counting, were adopted.
+    Adopted,
+    /// The maps were adopted; the pinned programs (another build) were
+    /// replaced by this build's.
+    ProgramsReplaced,
+    /// The pinned state could not be used (the reason) and was removed:
+    /// counting starts now.
+    Discarded(String),
+}
+
+/// The fingerprints of this build.
+pub(crate) fn meta_value(created_ns: u64) -> [u8; 24] {
+    let meta = types::netatop_meta {
+        layout: LAYOUT,
+        build: BUILD,
+        created_ns,
+    };
+    let mut out = [0u8; 24];
+    out[..8].copy_from_slice(&meta.layout.to_ne_bytes());
+    out[8..16].copy_from_slice(&meta.build.to_ne_bytes());
+    out[16..].copy_from_slice(&meta.created_ns.to_ne_bytes());
+    out
+}
+
+pub(crate) fn read_meta(map: &dyn MapCore) -> io::Result<types::netatop_meta> {
+    let v = map
+        .lookup(&0u32.to_ne_bytes(), MapFlags::ANY)
+        .map_err(io::Error::other)?
+        .filter(|v| v.len() == std::mem::size_of::<types::netatop_meta>())
+        .ok_or_else(|| io::Error::other("meta map has no entry of the expected size"))?;
+    let word = |i: usize| u64::from_ne_bytes(v[i * 8..i * 8 + 8].try_into().unwrap());
+    Ok(types::netatop_meta {
+        layout: word(0),
+        build: word(1),
+        created_ns: word(2),
+    })
+}
+
+fn on_bpffs(path: &Path) -> io::Result<bool> {
+    let c = CString::new(path.as_os_str().as_bytes()).map_err(io::Error::other)?;
+    // SAFETY: all-zero bytes are a valid statfs.
+    let mut st: libc::statfs = unsafe { std::mem::zeroed() };
+    // SAFETY: `c` is a NUL-terminated path and `st` a writable statfs.
+    if unsafe { libc::statfs(c.as_ptr(), &mut st) } != 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(st.f_type as i64 == BPF_FS_MAGIC)
+}
+
+/// Makes `dir` a directory on bpffs, mounting bpffs at /sys/fs/bpf first
+/// when `dir` lies beneath it and nothing is mounted there.
+pub(crate) fn prepare_dir(dir: &Path) -> Result<(), LoadError> {
+    let parent = dir
+        .parent()
+        .filter(|p| !p.as_os_str().is_empty())
+        .ok_or_else(|| LoadError::PinDir {
+            dir: dir.to_owned(),
+            why: "it has no parent directory".into(),
+        })?;
+    let err = |why: String| LoadError::PinDir {
+        dir: dir.to_owned(),
+        why,
+    };
+    if dir.starts_with(BPFFS) && !on_bpffs(Path::new(BPFFS)).map_err(|e| err(e.to_string()))? {
+        mount_bpffs().map_err(|e| err(format!("cannot mount bpffs on {BPFFS}: {e}")))?;
+        log::info!("mounted bpffs on {BPFFS}");
+    }
+    if !on_bpffs(parent).map_err(|e| err(format!("{}: {e}", parent.display())))? {
+        return Err(err(format!(
+            "{} is not on a bpf filesystem (mount -t bpf bpf {})",
+            parent.display(),
+            parent.display()
+        )));
+    }
+    match fs::DirBuilder::new().mode(0o700).create(dir) {
+        Ok(()) => Ok(()),
+        Err(e) if e.kind() == io::ErrorKind::AlreadyExists && dir.is_dir() => Ok(()),
+        Err(e) => Err(err(e.to_string())),
+    }
+}
+
+fn mount_bpffs() -> io::Result<()> {
+    let c = |s: &str| CString::new(s).expect("no NUL");
+    let (src, target, fstype, opts) = (c("bpf"), c(BPFFS), c("bpf"), c("mode=0700"));
+    // SAFETY: every argument is a NUL-terminated string that outlives the call.
+    let ret = unsafe {
+        libc::mount(
+            src.as_ptr(),
+            target.as_ptr(),
+            fstype.as_ptr(),
+            0,
+            opts.as_ptr().cast(),
+        )
+    };
+    if ret != 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(())
+}
+
+/// Whether the pinned state in `dir` can be adopted by this build with
+/// these map sizes.
+pub(crate) fn inspect(dir: &Path, sizes: MapSizes, bss_size: u32) -> Pinned {
+    let entries: Vec<PathBuf> = match fs::read_dir(dir) {
+        Ok(rd) => rd.filter_map(|e| e.ok().map(|e| e.path())).collect(),
+        Err(_) => return Pinned::Nothing,
+    };
+    if entries.is_empty() {
+        return Pinned::Nothing;
+    }
+    match check(dir, sizes, bss_size) {
+        Ok(true) => Pinned::Adopted,
+        Ok(false) => Pinned::ProgramsReplaced,
+        Err(why) => Pinned::Discarded(why),
+    }
+}
+
+/// Ok(same build) when compatible, else why not.
+fn check(dir: &Path, sizes: MapSizes, bss_size: u32) -> Result<bool, String> {
+    let open = |name: &str| {
+        MapHandle::from_pinned_path(dir.join(name))
+            .map_err(|e| format!("pinned map {name} cannot be opened ({e}): an interrupted start"))
+    };
+    let meta = read_meta(&open(META)?).map_err(|e| format!("{e}: another record layout"))?;
+    if meta.layout != LAYOUT {
+        return Err(format!(
+            "it was made by a netatopd with another record layout ({:016x}, this one {LAYOUT:016x})",
+            meta.layout
+        ));
+    }
+    let expect = [
+        ("threads", sizes.threads, "--max-threads"),
+        ("procs", sizes.procs, "--max-processes"),
+        ("exited", sizes.exited, "--max-pending-exits"),
+        ("stats", 1, ""),
+    ];
+    for (name, entries, option) in expect {
+        let map = open(name)?;
+        if map.max_entries() != entries {
+            return Err(format!(
+                "map {name} has {} entries and {option} asks for {entries}",
+                map.max_entries()
+            ));
+        }
+        if name == "stats" && map.value_size() != bss_size {
+            return Err("its statistics have another layout".into());
+        }
+    }
+    for link in LINKS {
+        if !dir.join(link).exists() {
+            return Err(format!("link {link} is missing: an interrupted start"));
+        }
+    }
+    Ok(meta.build == BUILD)
+}
+
+/// Removes every pinned object in `dir` and `dir` itself. Programs whose
+/// links are no longer pinned stop when no process holds them any more.
+/// Returns how many objects were unpinned.
+pub fn remove_pins(dir: &Path) -> io::Result<usize> {
+    let rd = match fs::read_dir(dir) {
+        Ok(rd) => rd,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(0),
+        Err(e) => return Err(e),
+    };
+    let mut n = 0;
+    for entry in rd {
+        let path = entry?.path();
+        fs::remove_file(&path)
+            .map_err(|e| io::Error::new(e.kind(), format!("{}: {e}", path.display())))?;
+        n += 1;
+    }
+    fs::remove_dir(dir).map_err(|e| io::Error::new(e.kind(), format!("{}: {e}", dir.display())))?;
+    Ok(n)
+}

@@ -1,0 +1,237 @@
+//! Crashes, restarts and the pinned state: counting goes on while netatopd
+//! is down, and the next netatopd reports the same totals.
+
+use std::time::Duration;
+
+use libbpf_rs::{MapCore, MapFlags, MapHandle};
+use netatopd_tests::{record_for, records_for, run_lingering, wait_until, Daemon, Gen};
+
+/// The counters the pinned `threads` map holds for `tid`, read while no
+/// netatopd runs: (UDP datagrams sent, bytes sent).
+fn pinned_udp_sent(d: &Daemon, tid: i32) -> (u64, u64) {
+    let map = MapHandle::from_pinned_path(d.pin_dir.join("threads")).expect("pinned threads map");
+    let v = map
+        .lookup(&(tid as u32).to_ne_bytes(), MapFlags::ANY)
+        .expect("lookup")
+        .unwrap_or_default();
+    let word = |i: usize| {
+        v.get(i * 8..i * 8 + 8)
+            .map_or(0, |b| u64::from_ne_bytes(b.try_into().unwrap()))
+    };
+    // struct counters: tcp snd packs/bytes, tcp rcv packs/bytes, udp snd ...
+    (word(4), word(5))
+}
+
+#[test]
+fn kill_9_and_restart_lose_nothing() {
+    let mut d = Daemon::start(&[]);
+    // 2,000 round trips of 300 bytes, one every 2 ms: about 4 s of traffic.
+    let mut g = Gen::spawn(
+        "udp4",
+        &[
+            "--linger",
+            "--count",
+            "2000",
+            "--size",
+            "300",
+            "--pace-us",
+            "2000",
+        ],
+    );
+    let pid = g.pid();
+    wait_until(
+        Duration::from_secs(10),
+        "the sender's first datagrams",
+        || {
+            records_for(&d.query(), pid)
+                .first()
+                .is_some_and(|r| r.counters.udpsndpacks >= 50)
+        },
+    );
+    let before = record_for(&d.query(), pid).counters;
+    d.kill9();
+
+    // While netatopd is down the pinned programs go on counting.
+    let (down, _) = pinned_udp_sent(&d, pid);
+    assert!(down >= before.udpsndpacks);
+    wait_until(
+        Duration::from_secs(10),
+        "counting while netatopd is down",
+        || pinned_udp_sent(&d, pid).0 >= down + 50,
+    );
+
+    d.restart();
+    assert!(
+        d.log()
+            .contains("adopted the programs and maps pinned under"),
+        "{}",
+        d.log()
+    );
+    let resumed = record_for(&d.query(), pid).counters;
+    assert!(resumed.udpsndpacks >= down + 50, "{resumed:?}");
+    let r = g.report();
+    assert!(
+        resumed.udpsndpacks < r.counters.udpsndpacks,
+        "the sender must still be sending after the restart: {resumed:?} vs {:?}",
+        r.counters
+    );
+    let after = record_for(&d.query(), pid);
+    assert_eq!(after.counters, r.counters);
+    assert_eq!(r.counters.udpsndpacks, 2000);
+    assert_eq!(r.counters.udpsndbytes, 600_000);
+    g.finish();
+}
+
+#[test]
+fn a_process_that_exits_while_netatopd_is_down_is_still_reported() {
+    let mut d = Daemon::start(&[]);
+    d.kill9();
+    let mut g = Gen::spawn("udp6", &["--count", "77", "--size", "1000"]);
+    let r = g.report();
+    let pid = g.pid();
+    g.finish();
+    d.restart();
+    let recs = d.query();
+    let rec = record_for(&recs, pid);
+    assert_eq!(rec.counters, r.counters);
+    assert_eq!(rec.counters.udprcvbytes, 77_000);
+    // Reported once: the next query of the same client does not repeat it.
+    let mut conn = d.connect();
+    let first = netatopd_tests::query_on(&mut conn);
+    assert_eq!(records_for(&first, pid).len(), 1);
+    assert!(records_for(&netatopd_tests::query_on(&mut conn), pid).is_empty());
+}
+
+#[test]
+fn keep_counting_leaves_the_programs_pinned_and_sigterm_without_it_unloads() {
+    let mut d = Daemon::start(&["--keep-counting"]);
+    let (g, r) = run_lingering("udp4", &["--count", "10"]);
+    assert!(d.stop().success());
+    assert!(
+        d.log().contains("the programs keep counting"),
+        "{}",
+        d.log()
+    );
+    assert!(d.pin_dir.join("meta").exists() && d.pin_dir.join("link_send").exists());
+    assert!(!d.socket.exists(), "a clean stop removes the socket");
+    assert!(!d.pid_file().exists(), "a clean stop removes the pid file");
+
+    // Adopted by the next start, which (without --keep-counting) unloads.
+    d.restart_with(&[]);
+    assert_eq!(record_for(&d.query(), g.pid()).counters, r.counters);
+    assert!(d.stop().success());
+    assert!(d.log().contains("programs unloaded"), "{}", d.log());
+    assert!(!d.pin_dir.exists(), "a clean stop removes every pin");
+    g.finish();
+}
+
+#[test]
+fn unload_removes_every_pinned_object_and_refuses_while_running() {
+    let mut d = Daemon::start(&[]);
+    let out = d
+        .command()
+        .arg("--unload")
+        .output()
+        .expect("netatopd --unload");
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains(&format!("netatopd is already running (pid {}", d.pid())),
+        "{err}"
+    );
+    assert!(
+        d.pin_dir.join("meta").exists(),
+        "a refused --unload removes nothing"
+    );
+
+    d.kill9();
+    let out = d
+        .command()
+        .arg("--unload")
+        .output()
+        .expect("netatopd --unload");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("removed 9 pinned objects"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(!d.pin_dir.exists());
+    // Nothing counts any more: a new start begins from nothing.
+    d.restart();
+    assert!(!d.log().contains("adopted"), "{}", d.log());
+}
+
+#[test]
+fn a_second_instance_refuses_and_leaves_the_first_untouched() {
+    let d = Daemon::start(&[]);
+    let out = d.command().output().expect("second netatopd");
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains(&format!("netatopd is already running (pid {}", d.pid())),
+        "{err}"
+    );
+    // The first one's socket and pins are intact.
+    let _ = d.query();
+    assert!(d.pin_dir.join("meta").exists());
+}
+
+/// Rewrites one 8-byte word of the pinned meta map (0 layout, 1 build).
+fn tamper_meta(d: &Daemon, word: usize) {
+    let map = MapHandle::from_pinned_path(d.pin_dir.join("meta")).expect("pinned meta");
+    let key = 0u32.to_ne_bytes();
+    let mut v = map.lookup(&key, MapFlags::ANY).unwrap().unwrap();
+    v[word * 8] ^= 0xff;
+    map.update(&key, &v, MapFlags::ANY).unwrap();
+}
+
+#[test]
+fn programs_of_another_build_are_replaced_and_the_counts_kept() {
+    let mut d = Daemon::start(&[]);
+    let (g, r) = run_lingering("udp4", &["--count", "30"]);
+    d.kill9();
+    tamper_meta(&d, 1);
+    d.restart();
+    assert!(d.log().contains("replaced the programs"), "{}", d.log());
+    assert_eq!(record_for(&d.query(), g.pid()).counters, r.counters);
+    // The replacement counts: new traffic from a new process is seen.
+    let (g2, r2) = run_lingering("tcp4", &["--count", "5"]);
+    assert_eq!(record_for(&d.query(), g2.pid()).counters, r2.counters);
+    g.finish();
+    g2.finish();
+}
+
+#[test]
+fn incompatible_pinned_state_is_discarded_with_a_log_line() {
+    let mut d = Daemon::start(&[]);
+    let (g, _) = run_lingering("udp4", &["--count", "30"]);
+    d.kill9();
+    tamper_meta(&d, 0);
+    d.restart();
+    let log = d.log();
+    assert!(
+        log.contains("discarded the state pinned under")
+            && log.contains("another record layout")
+            && log.contains("counters start from zero"),
+        "{log}"
+    );
+    assert!(records_for(&d.query(), g.pid()).is_empty());
+    g.finish();
+}
+
+#[test]
+fn other_map_sizes_start_clean() {
+    let mut d = Daemon::start(&["--max-processes", "4096"]);
+    d.kill9();
+    d.restart_with(&["--max-processes", "8192"]);
+    let log = d.log();
+    assert!(
+        log.contains("map procs has 4096 entries and --max-processes asks for 8192"),
+        "{log}"
+    );
+}
