@@ -75,6 +75,11 @@ struct Args {
     /// Clients served at once; connections beyond it are closed at once.
     #[arg(long, value_name = "N", default_value_t = 4096)]
     max_clients: usize,
+    /// Bytes of responses a client may leave unread before netatopd stops
+    /// reading its requests (one response is always sent whole; about 1 MB
+    /// at 10,000 processes).
+    #[arg(long, value_name = "BYTES", default_value_t = 4 << 20)]
+    max_pending_output: usize,
     /// Seconds a client may leave its pending response unread before it is
     /// disconnected.
     #[arg(long, value_name = "SECONDS", default_value_t = 30.0)]
@@ -291,6 +296,7 @@ fn run(args: &Args) -> Result<()> {
             housekeeping: Duration::from_secs(1),
             max_clients: args.max_clients,
             client_timeout: Duration::from_secs_f64(args.client_timeout),
+            max_pending_output: args.max_pending_output,
         },
     )
     .context("cannot start the event loop")?;

@@ -1,12 +1,16 @@
 //! The mio event loop that answers atop on the netatop-bpf socket.
 //!
-//! Every client is non-blocking. A whole 96-byte request produces one whole
-//! response; while a response is being written, the client's further
-//! requests wait in its socket. Responses are written in chunks of whole
-//! records that the kernel queues all-or-nothing, so a reader never finds a
-//! partial record at the end of the queue.
+//! Every client is non-blocking. Request bytes are gathered until a whole
+//! 96-byte request is there (a client never sizes an allocation), and each
+//! whole request gets one whole response, in order. Clients are served in
+//! turns of one request each, so a client that pipelines many requests
+//! delays the others by at most one response. A client's pending output is
+//! capped: beyond `max_pending_output` its further requests wait in its
+//! socket until it reads. Responses are written in chunks of whole records
+//! that the kernel queues all-or-nothing, so a reader never finds a partial
+//! record at the end of the queue.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
 use std::io::{self, Read, Write};
 use std::time::{Duration, Instant};
 
@@ -48,6 +52,9 @@ pub struct Config {
     /// A client whose pending response does not move for this long is
     /// disconnected.
     pub client_timeout: Duration,
+    /// Bytes of responses a client may leave unread before its further
+    /// requests are left unread too (one response is always allowed).
+    pub max_pending_output: usize,
 }
 
 /// Bytes per write for a client: whole records, and small enough that the
@@ -62,7 +69,10 @@ fn chunk_for(stream: &UnixStream) -> usize {
 }
 
 enum State {
-    Open,
+    /// Waiting for events.
+    Idle,
+    /// More requests may be waiting: give it another turn.
+    Busy,
     Closed,
 }
 
@@ -74,12 +84,17 @@ struct Client {
     sent: usize,
     chunk: usize,
     cursor: Cursor,
-    interest: Interest,
+    /// The client shut down its sending side: close once its output is out.
+    eof: bool,
     /// Since when pending output has not moved (None: nothing is stuck).
     stalled_since: Option<Instant>,
 }
 
 impl Client {
+    fn pending(&self) -> usize {
+        self.out.len() - self.sent
+    }
+
     /// Writes pending output; true when all of it is out.
     fn flush(&mut self) -> io::Result<bool> {
         while self.sent < self.out.len() {
@@ -107,13 +122,29 @@ impl Client {
         Ok(true)
     }
 
-    fn set_interest(&mut self, poll: &Poll, token: Token, interest: Interest) -> io::Result<()> {
-        if self.interest != interest {
-            poll.registry()
-                .reregister(&mut self.stream, token, interest)?;
-            self.interest = interest;
+    /// Reads toward the next request; true when a whole one is there,
+    /// false when nothing more can be read now (or the client shut down).
+    fn read_request(&mut self) -> io::Result<bool> {
+        loop {
+            match self.stream.read(&mut self.req[self.req_len..]) {
+                Ok(0) => {
+                    self.eof = true;
+                    return Ok(false);
+                }
+                Ok(n) => {
+                    self.req_len += n;
+                    if self.req_len < RECORD_SIZE {
+                        continue;
+                    }
+                    // The request's content means nothing: it asks for everything.
+                    self.req_len = 0;
+                    return Ok(true);
+                }
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok(false),
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) => return Err(e),
+            }
         }
-        Ok(())
     }
 }
 
@@ -122,6 +153,8 @@ pub struct Server {
     listener: UnixListener,
     signals: Signals,
     clients: HashMap<Token, Client>,
+    /// Clients that may have more requests waiting, served in turns.
+    busy: VecDeque<Token>,
     next_token: usize,
     collector: Collector,
     exits: ExitLog,
@@ -168,6 +201,7 @@ impl Server {
             listener,
             signals,
             clients: HashMap::new(),
+            busy: VecDeque::new(),
             next_token: FIRST_CLIENT,
             collector,
             exits,
@@ -188,7 +222,11 @@ impl Server {
         let mut events = Events::with_capacity(256);
         let mut next_tick = Instant::now() + self.config.tick;
         loop {
-            let timeout = next_tick.saturating_duration_since(Instant::now());
+            let timeout = if self.busy.is_empty() {
+                next_tick.saturating_duration_since(Instant::now())
+            } else {
+                Duration::ZERO
+            };
             match self.poll.poll(&mut events, Some(timeout)) {
                 Ok(()) => {}
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
@@ -204,6 +242,12 @@ impl Server {
                         }
                     }
                     token => self.serve(token),
+                }
+            }
+            // One more turn for each client that was busy before this round.
+            for _ in 0..self.busy.len() {
+                if let Some(token) = self.busy.pop_front() {
+                    self.serve(token);
                 }
             }
             if Instant::now() >= next_tick {
@@ -225,11 +269,13 @@ impl Server {
                     }
                     let token = Token(self.next_token);
                     self.next_token += 1;
-                    if let Err(e) =
-                        self.poll
-                            .registry()
-                            .register(&mut stream, token, Interest::READABLE)
-                    {
+                    // Edge-triggered, registered once: readable and writable
+                    // events both give the client a turn.
+                    if let Err(e) = self.poll.registry().register(
+                        &mut stream,
+                        token,
+                        Interest::READABLE | Interest::WRITABLE,
+                    ) {
                         warn!("cannot watch a new client, closing it: {e}");
                         continue;
                     }
@@ -243,7 +289,7 @@ impl Server {
                         sent: 0,
                         chunk,
                         cursor: self.exits.cursor(boottime_ns()),
-                        interest: Interest::READABLE,
+                        eof: false,
                         stalled_since: None,
                     };
                     self.clients.insert(token, client);
@@ -264,9 +310,15 @@ impl Server {
         let Some(mut client) = self.clients.remove(&token) else {
             return;
         };
-        match self.serve_client(token, &mut client) {
-            Ok(State::Open) => {
+        match self.serve_client(&mut client) {
+            Ok(State::Idle) => {
                 self.clients.insert(token, client);
+            }
+            Ok(State::Busy) => {
+                self.clients.insert(token, client);
+                if !self.busy.contains(&token) {
+                    self.busy.push_back(token);
+                }
             }
             Ok(State::Closed) => debug!("client {} disconnected", token.0),
             Err(e) => debug!("client {} dropped: {e}", token.0),
@@ -274,28 +326,27 @@ impl Server {
         // A dropped client is deregistered when its stream closes.
     }
 
-    fn serve_client(&mut self, token: Token, c: &mut Client) -> io::Result<State> {
-        loop {
-            if !c.flush()? {
-                c.set_interest(&self.poll, token, Interest::WRITABLE)?;
-                return Ok(State::Open);
-            }
-            match c.stream.read(&mut c.req[c.req_len..]) {
-                Ok(0) => return Ok(State::Closed),
-                Ok(n) => c.req_len += n,
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
-                    c.set_interest(&self.poll, token, Interest::READABLE)?;
-                    return Ok(State::Open);
-                }
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-                Err(e) => return Err(e),
-            }
-            if c.req_len == RECORD_SIZE {
-                // The request's content means nothing: it asks for everything.
-                c.req_len = 0;
-                self.respond(c)?;
-            }
+    /// One turn: writes what is pending, then answers at most one request.
+    fn serve_client(&mut self, c: &mut Client) -> io::Result<State> {
+        let flushed = c.flush()?;
+        if !c.eof && c.pending() < self.config.max_pending_output && c.read_request()? {
+            self.respond(c)?;
+            c.flush()?;
+        } else {
+            // Nothing to answer now: it waits for an event. Its further
+            // requests, if over its output cap, wait in its socket.
+            return Ok(if c.eof && flushed {
+                State::Closed
+            } else {
+                State::Idle
+            });
         }
+        // Another request may be waiting; it gets the next turn.
+        Ok(if c.pending() < self.config.max_pending_output {
+            State::Busy
+        } else {
+            State::Idle
+        })
     }
 
     fn respond(&mut self, c: &mut Client) -> io::Result<()> {
@@ -306,6 +357,9 @@ impl Server {
         }
         self.exits.take_for(&mut c.cursor, &mut self.records);
         self.records.push(NetPerTask::TERMINATOR);
+        // What was sent goes, so the buffer holds only what is pending.
+        c.out.drain(..c.sent);
+        c.sent = 0;
         c.out.extend_from_slice(self.records.as_bytes());
         Ok(())
     }

@@ -295,4 +295,63 @@ mod tests {
             Err(QueryError::Closed)
         ));
     }
+
+    /// Random streams handed out in random pieces: the decoder returns the
+    /// records before the first zero id, or says the stream ended; it
+    /// never panics and never reads past the terminator.
+    #[test]
+    fn random_streams_decode_as_whole_records_or_fail_cleanly() {
+        struct Pieces<'a> {
+            data: &'a [u8],
+            state: u64,
+        }
+        impl Read for Pieces<'_> {
+            fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+                self.state = self.state.wrapping_mul(6364136223846793005).wrapping_add(1);
+                let n = (1 + (self.state >> 33) as usize % 200)
+                    .min(buf.len())
+                    .min(self.data.len());
+                buf[..n].copy_from_slice(&self.data[..n]);
+                self.data = &self.data[n..];
+                Ok(n)
+            }
+        }
+        let mut state = 0x9e37_79b9_7f4a_7c15u64;
+        let mut next = || {
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            state
+        };
+        for _ in 0..2000 {
+            let records = (next() % 6) as usize;
+            let mut data = Vec::new();
+            for _ in 0..records {
+                // Half the records get a zero id, ending the response there.
+                let zero_id = next() % 2 == 0;
+                for i in 0..RECORD_SIZE / 8 {
+                    let w = if i == 0 && zero_id { 0 } else { next() | 1 };
+                    data.extend_from_slice(&w.to_ne_bytes());
+                }
+            }
+            let cut = (next() % 2) as usize * (next() % 96) as usize;
+            data.truncate(data.len().saturating_sub(cut));
+            let expect_len = data
+                .chunks_exact(RECORD_SIZE)
+                .position(|c| c[..4] == [0; 4]);
+            let mut src = Pieces {
+                data: &data,
+                state: next(),
+            };
+            match (read_response(&mut src, ReadMode::Reassemble), expect_len) {
+                (Ok(recs), Some(n)) => {
+                    assert_eq!(recs.len(), n);
+                    assert!(recs.iter().all(|r| r.id != 0));
+                    assert_eq!(src.data.len(), data.len() - (n + 1) * RECORD_SIZE);
+                }
+                (Err(QueryError::Closed), None) => {}
+                (got, want) => panic!("{got:?} for a stream whose terminator is at {want:?}"),
+            }
+        }
+    }
 }

@@ -22,7 +22,9 @@ fn expect_closed(mut s: UnixStream) {
 #[test]
 fn a_client_that_never_reads_delays_no_one_and_is_dropped() {
     const N: usize = 10_000;
-    let d = Daemon::start(&["--client-timeout", "2"]);
+    // With an output cap of one response, pipelined requests wait in the
+    // client's socket until it has read the response before.
+    let d = Daemon::start(&["--client-timeout", "2", "--max-pending-output", "1"]);
     let mut g = Gen::spawn("fork", &["--count", &N.to_string(), "--size", "50"]);
     let r = g.report();
 
@@ -30,6 +32,20 @@ fn a_client_that_never_reads_delays_no_one_and_is_dropped() {
     // socket buffer and stays pending.
     let mut stuck = d.connect();
     stuck.write_all(&[0u8; 5 * RECORD_SIZE]).unwrap();
+    // Asks three times at once and reads alongside the normal client.
+    let mut piped = d.connect();
+    piped.write_all(&[0u8; 3 * RECORD_SIZE]).unwrap();
+    piped
+        .set_read_timeout(Some(Duration::from_secs(30)))
+        .unwrap();
+    let first_child = r.children[0];
+    let piped = std::thread::spawn(move || {
+        for _ in 0..3 {
+            let recs = read_response(&mut piped, ReadMode::AsAtop).expect("a whole response");
+            assert_eq!(record_for(&recs, first_child).counters.udpsndbytes, 50);
+            assert!(recs.len() >= N);
+        }
+    });
     // A normal client is served in full meanwhile, twice.
     for _ in 0..2 {
         let recs = d.query();
@@ -39,6 +55,7 @@ fn a_client_that_never_reads_delays_no_one_and_is_dropped() {
         );
         assert!(recs.len() >= N);
     }
+    piped.join().expect("the pipelining client");
     // After the timeout the stuck client is disconnected, logged at debug.
     wait_until(
         Duration::from_secs(30),
