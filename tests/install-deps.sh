@@ -1,10 +1,12 @@
 #!/bin/bash
 # Installs what building and testing netatopd needs on Debian 12, as root:
 # clang (compiles the BPF programs), libelf/zlib static archives (linked into
-# the binaries), pkg-config and make. Idempotent and non-interactive.
+# the binaries), pkg-config and make; for the tests, systemd-analyze (verifies
+# the unit) and setpriv (runs netatopd with the unit's capabilities).
+# Idempotent and non-interactive.
 set -euo pipefail
 
-PKGS=(clang llvm libelf-dev zlib1g-dev pkg-config make)
+PKGS=(clang llvm libelf-dev zlib1g-dev pkg-config make systemd util-linux)
 
 log() { printf 'install-deps: %s\n' "$*" >&2; }
 
@@ -22,7 +24,7 @@ if [ ${#missing[@]} -gt 0 ]; then
     apt-get update -qq
     DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
 fi
-for tool in cargo clang; do
+for tool in cargo clang systemd-analyze setpriv; do
     command -v "$tool" >/dev/null || { log "$tool not found after installing"; exit 1; }
 done
 log "build dependencies present"

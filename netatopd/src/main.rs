@@ -16,6 +16,7 @@ use netatopd::collect::Collector;
 use netatopd::exits::ExitLog;
 use netatopd::server::{stop_signals, Config, Server};
 use netatopd_bpf::{MapSizes, Pinned, Tracer, DEFAULT_PIN_DIR};
+use sd_notify::NotifyState;
 
 mod lock;
 use lock::PidFile;
@@ -301,7 +302,7 @@ fn run(args: &Args) -> Result<()> {
     )
     .context("cannot start the event loop")?;
     info!(
-        "netatopd {} started: Linux {}, tp_btf programs attached, socket {}, map sizes: {} threads, {} processes, {} pending exits",
+        "netatopd {} started: Linux {}, programs pinned under {pin_dir}, socket {}, map sizes: {} threads, {} processes, {} pending exits",
         env!("CARGO_PKG_VERSION"),
         fs::read_to_string("/proc/sys/kernel/osrelease").unwrap_or_default().trim(),
         args.socket.display(),
@@ -309,7 +310,13 @@ fn run(args: &Args) -> Result<()> {
         sizes.procs,
         sizes.exited
     );
+    // Under systemd (Type=notify): ready means the socket answers.
+    let status = format!("answering on {}", args.socket.display());
+    if let Err(e) = sd_notify::notify(false, &[NotifyState::Ready, NotifyState::Status(&status)]) {
+        warn!("cannot tell the service manager that netatopd is ready: {e}");
+    }
     let result = server.run();
+    let _ = sd_notify::notify(false, &[NotifyState::Stopping]);
     // Remove the socket only if it is still the one this process bound.
     if fs::metadata(&args.socket).map(|m| (m.dev(), m.ino())).ok() == ours {
         let _ = fs::remove_file(&args.socket);
