@@ -20,7 +20,7 @@ fn expect_closed(mut s: UnixStream) {
 }
 
 #[test]
-fn a_client_that_never_reads_delays_no_one_and_is_dropped() {
+fn misbehaving_clients_delay_no_one_with_10k_process_responses() {
     const N: usize = 10_000;
     // With an output cap of one response, pipelined requests wait in the
     // client's socket until it has read the response before.
@@ -32,6 +32,15 @@ fn a_client_that_never_reads_delays_no_one_and_is_dropped() {
     // socket buffer and stays pending.
     let mut stuck = d.connect();
     stuck.write_all(&[0u8; 5 * RECORD_SIZE]).unwrap();
+    // Asks twice, takes 100 kB of the first response and is gone.
+    let mut vanisher = d.connect();
+    vanisher.write_all(&[0u8; 2 * RECORD_SIZE]).unwrap();
+    let mut part = vec![0u8; 100_000];
+    vanisher.read_exact(&mut part).unwrap();
+    drop(vanisher);
+    // Sends half a request and waits.
+    let mut half = d.connect();
+    half.write_all(&[1u8; RECORD_SIZE / 2]).unwrap();
     // Asks three times at once and reads alongside the normal client.
     let mut piped = d.connect();
     piped.write_all(&[0u8; 3 * RECORD_SIZE]).unwrap();
@@ -56,6 +65,12 @@ fn a_client_that_never_reads_delays_no_one_and_is_dropped() {
         assert!(recs.len() >= N);
     }
     piped.join().expect("the pipelining client");
+    // The other half of the request: a whole response.
+    half.write_all(&[1u8; RECORD_SIZE / 2]).unwrap();
+    half.set_read_timeout(Some(Duration::from_secs(30)))
+        .unwrap();
+    let recs = read_response(&mut half, ReadMode::AsAtop).expect("a whole response");
+    assert!(recs.len() >= N);
     // After the timeout the stuck client is disconnected, logged at debug.
     wait_until(
         Duration::from_secs(30),
