@@ -306,6 +306,7 @@ impl Tracer {
                 &mut m.procs,
                 &mut m.exited,
                 &mut m.bss,
+                &mut m.events,
                 &mut m.meta,
             ];
             for (name, map) in pin::MAPS.into_iter().zip(maps) {
@@ -393,6 +394,7 @@ impl Tracer {
                 &mut m.procs,
                 &mut m.exited,
                 &mut m.bss,
+                &mut m.events,
                 &mut m.meta,
             ];
             for (name, map) in pin::MAPS.into_iter().zip(maps) {
@@ -491,6 +493,46 @@ impl Tracer {
             Some(bss) => unsafe { ptr::read_volatile(ptr::addr_of!(bss.stats)) },
             None => KernelStats::default(),
         }
+    }
+
+    /// Socket calls counted since counting started, over all CPUs.
+    pub fn events(&self) -> std::io::Result<u64> {
+        let per_cpu = self
+            .skel
+            .maps
+            .events
+            .lookup_percpu(&0u32.to_ne_bytes(), MapFlags::ANY)
+            .map_err(std::io::Error::other)?
+            .unwrap_or_default();
+        Ok(per_cpu
+            .iter()
+            .filter_map(|v| v.get(..8))
+            .map(|b| u64::from_ne_bytes(b.try_into().expect("8 bytes")))
+            .sum())
+    }
+
+    /// Kernel memory charged to the maps: the `memlock` of each map's
+    /// /proc/self/fdinfo entry.
+    pub fn map_memory(&self) -> std::io::Result<u64> {
+        let m = &self.skel.maps;
+        let fds = [
+            m.threads.as_fd(),
+            m.procs.as_fd(),
+            m.exited.as_fd(),
+            m.bss.as_fd(),
+            m.events.as_fd(),
+            m.meta.as_fd(),
+        ];
+        let mut total = 0;
+        for fd in fds {
+            let info = fs::read_to_string(format!("/proc/self/fdinfo/{}", fd.as_raw_fd()))?;
+            total += info
+                .lines()
+                .find_map(|l| l.strip_prefix("memlock:"))
+                .and_then(|v| v.trim().parse::<u64>().ok())
+                .unwrap_or(0);
+        }
+        Ok(total)
     }
 
     /// Map sizes as loaded.

@@ -2,7 +2,7 @@
 //! counting goes on while it is down, and the next netatopd adopts them.
 //!
 //! A pin directory holds the maps `threads`, `procs`, `exited`, `stats`
-//! (the programs' .bss) and `meta`, and one link per program. `meta` is
+//! (the programs' .bss), `events` and `meta`, and one link per program. `meta` is
 //! pinned last: a directory without it is left over from an interrupted
 //! start and is discarded.
 
@@ -27,7 +27,7 @@ const BPF_FS_MAGIC: i64 = 0xcafe_4a11;
 
 pub(crate) const META: &str = "meta";
 /// Pin names of the maps, in the order `Tracer` lists them; `meta` last.
-pub(crate) const MAPS: [&str; 5] = ["threads", "procs", "exited", "stats", META];
+pub(crate) const MAPS: [&str; 6] = ["threads", "procs", "exited", "stats", "events", META];
 /// Pin names of the programs' links, in the order of `Tracer::links`.
 pub(crate) const LINKS: [&str; 4] = ["link_send", "link_recv", "link_exit", "link_exec"];
 
@@ -44,6 +44,17 @@ pub enum Pinned {
     /// The pinned state could not be used (the reason) and was removed:
     /// counting starts now.
     Discarded(String),
+}
+
+impl std::fmt::Display for Pinned {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Pinned::Nothing => f.write_str("nothing"),
+            Pinned::Adopted => f.write_str("adopted"),
+            Pinned::ProgramsReplaced => f.write_str("programs replaced"),
+            Pinned::Discarded(why) => write!(f, "discarded: {why}"),
+        }
+    }
 }
 
 /// The fingerprints of this build.
@@ -171,6 +182,7 @@ fn check(dir: &Path, sizes: MapSizes, bss_size: u32) -> Result<bool, String> {
         ("procs", sizes.procs, "--max-processes"),
         ("exited", sizes.exited, "--max-pending-exits"),
         ("stats", 1, ""),
+        ("events", 1, ""),
     ];
     for (name, entries, option) in expect {
         let map = open(name)?;

@@ -107,14 +107,9 @@ impl Collector {
     /// processes that exited into `exits` (after the live records, so that
     /// a process that exits during the walk is covered by its final record).
     pub fn snapshot(&mut self, out: &mut Vec<NetPerTask>, exits: &mut ExitLog) -> io::Result<()> {
-        self.pkeys.clear();
-        self.pvals.clear();
-        self.tkeys.clear();
-        self.tvals.clear();
         // Processes before threads: a thread that exits in between is
         // missed for this one walk at worst, never counted twice.
-        self.tracer.read_procs(&mut self.pkeys, &mut self.pvals)?;
-        self.tracer.read_threads(&mut self.tkeys, &mut self.tvals)?;
+        self.census()?;
 
         self.procs.clear();
         self.index.clear();
@@ -148,6 +143,25 @@ impl Collector {
             out.push(self.record(p.tgid, p.start_ns, &p.comm, p.c));
         }
         self.drain(exits)
+    }
+
+    /// Live threads as of the last snapshot: (tid, tgid, counters).
+    pub fn threads(&self) -> impl Iterator<Item = (u32, u32, Counters)> + '_ {
+        self.tkeys
+            .iter()
+            .zip(&self.tvals)
+            .map(|(&tid, t)| (tid, t.tgid, t.c.into()))
+    }
+
+    /// Processes and threads in the kernel maps now.
+    pub fn census(&mut self) -> io::Result<(usize, usize)> {
+        self.pkeys.clear();
+        self.pvals.clear();
+        self.tkeys.clear();
+        self.tvals.clear();
+        self.tracer.read_procs(&mut self.pkeys, &mut self.pvals)?;
+        self.tracer.read_threads(&mut self.tkeys, &mut self.tvals)?;
+        Ok((self.pkeys.len(), self.tkeys.len()))
     }
 
     /// Moves the final totals of exited processes from the kernel into `exits`.

@@ -4,5 +4,6 @@
 //! totals of exited processes for every client, `server` is the event loop.
 
 pub mod collect;
+pub mod conns;
 pub mod exits;
 pub mod server;

@@ -3,7 +3,7 @@
 
 use std::fs;
 use std::io::{self, Write};
-use std::os::unix::fs::{FileTypeExt, MetadataExt, PermissionsExt};
+use std::os::unix::fs::{DirBuilderExt, FileTypeExt, MetadataExt, PermissionsExt};
 use std::os::unix::net::{UnixListener, UnixStream};
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
@@ -30,12 +30,16 @@ struct Args {
     /// Unix socket atop connects to.
     #[arg(long, value_name = "PATH", default_value = netatop_protocol::DEFAULT_SOCKET)]
     socket: PathBuf,
-    /// Permissions of the socket, octal. The default lets only root read the
+    /// Unix socket of the control protocol (netatopctl): per-thread records,
+    /// exited processes, statistics. Same permissions as --socket.
+    #[arg(long, value_name = "PATH", default_value = netatop_protocol::control::DEFAULT_CONTROL_SOCKET)]
+    control_socket: PathBuf,
+    /// Permissions of the sockets, octal. The default lets only root read the
     /// counters; 0660 with --socket-group lets a group in. Whoever can
     /// connect sees the network traffic volumes of every process.
     #[arg(long, value_name = "MODE", default_value = "0600", value_parser = parse_mode)]
     socket_mode: u32,
-    /// Group owning the socket (name or number), e.g. for --socket-mode 0660.
+    /// Group owning the sockets (name or number), e.g. for --socket-mode 0660.
     #[arg(long, value_name = "GROUP")]
     socket_group: Option<String>,
     /// bpffs directory where the programs and maps are pinned, so counting
@@ -264,7 +268,11 @@ fn run(args: &Args) -> Result<()> {
     let signals = stop_signals().context("cannot install signal handlers")?;
     netatopd_bpf::route_libbpf_logs();
     let pid_file = PidFile::lock(&args.pid_file)?;
+    if args.control_socket == args.socket {
+        bail!("--control-socket must differ from --socket");
+    }
     claim_socket(&args.socket)?;
+    claim_socket(&args.control_socket)?;
     let sizes = MapSizes {
         threads: args.max_threads,
         procs: args.max_processes,
@@ -286,10 +294,26 @@ fn run(args: &Args) -> Result<()> {
     let collector = Collector::new(tracer);
     let listener = bind(&args.socket, args.socket_mode, gid)?;
     let ours = fs::metadata(&args.socket).map(|m| (m.dev(), m.ino())).ok();
+    if let Some(dir) = args
+        .control_socket
+        .parent()
+        .filter(|d| !d.as_os_str().is_empty())
+    {
+        fs::DirBuilder::new()
+            .recursive(true)
+            .mode(0o755)
+            .create(dir)
+            .with_context(|| format!("cannot create {}", dir.display()))?;
+    }
+    let control = bind(&args.control_socket, args.socket_mode, gid)?;
+    let ours_control = fs::metadata(&args.control_socket)
+        .map(|m| (m.dev(), m.ino()))
+        .ok();
     let exits = ExitLog::new((args.exit_grace * 1e9) as u64, args.max_exited);
     let mut server = Server::new(
         signals,
         listener,
+        control,
         collector,
         exits,
         Config {
@@ -298,6 +322,8 @@ fn run(args: &Args) -> Result<()> {
             max_clients: args.max_clients,
             client_timeout: Duration::from_secs_f64(args.client_timeout),
             max_pending_output: args.max_pending_output,
+            pin_dir: pin_dir.to_string(),
+            pinned: pinned.to_string(),
         },
     )
     .context("cannot start the event loop")?;
@@ -317,9 +343,11 @@ fn run(args: &Args) -> Result<()> {
     }
     let result = server.run();
     let _ = sd_notify::notify(false, &[NotifyState::Stopping]);
-    // Remove the socket only if it is still the one this process bound.
-    if fs::metadata(&args.socket).map(|m| (m.dev(), m.ino())).ok() == ours {
-        let _ = fs::remove_file(&args.socket);
+    // Remove the sockets only if they are still the ones this process bound.
+    for (path, bound) in [(&args.socket, ours), (&args.control_socket, ours_control)] {
+        if fs::metadata(path).map(|m| (m.dev(), m.ino())).ok() == bound {
+            let _ = fs::remove_file(path);
+        }
     }
     let tracer = server.tracer();
     if args.keep_counting {

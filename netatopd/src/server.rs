@@ -17,6 +17,7 @@ use std::time::{Duration, Instant};
 use log::{debug, info, warn};
 use mio::net::{UnixListener, UnixStream};
 use mio::{Events, Interest, Poll, Token};
+use netatop_protocol::control::{self, Process, Response, Stats, Thread};
 use netatop_protocol::{NetPerTask, RECORD_SIZE};
 use signal_hook::consts::{SIGINT, SIGTERM};
 use signal_hook_mio::v1_0::Signals;
@@ -27,7 +28,10 @@ use crate::exits::{Cursor, ExitLog};
 
 const LISTENER: Token = Token(0);
 const SIGNALS: Token = Token(1);
-const FIRST_CLIENT: usize = 2;
+const CONTROL: Token = Token(2);
+const FIRST_CLIENT: usize = 3;
+/// Snapshot times kept for the median in the statistics.
+const TIMINGS: usize = 101;
 
 /// Largest write: whole records within one unix-socket buffer (32 KiB).
 const MAX_CHUNK: usize = 32 * 1024 / RECORD_SIZE * RECORD_SIZE;
@@ -55,6 +59,10 @@ pub struct Config {
     /// Bytes of responses a client may leave unread before its further
     /// requests are left unread too (one response is always allowed).
     pub max_pending_output: usize,
+    /// Where the programs are pinned and what the start found there, for
+    /// the statistics.
+    pub pin_dir: String,
+    pub pinned: String,
 }
 
 /// Bytes per write for a client: whole records, and small enough that the
@@ -76,10 +84,56 @@ enum State {
     Closed,
 }
 
+/// A request being gathered.
+enum Input {
+    /// atop's protocol: 96 bytes.
+    Atop { buf: [u8; RECORD_SIZE], len: usize },
+    /// The control protocol: a 4-byte length, then at most MAX_REQUEST bytes.
+    Control {
+        header: [u8; 4],
+        body: Vec<u8>,
+        in_body: bool,
+        len: usize,
+    },
+}
+
+/// A whole request.
+enum Incoming {
+    Atop,
+    Control(control::Request),
+    /// A control request that cannot be served; the text says why.
+    Refused(String),
+}
+
+/// Reads into `buf[*len..]`; true when it is full, false when nothing more
+/// can be read now (or the peer shut down: `eof`).
+fn fill(
+    stream: &mut UnixStream,
+    buf: &mut [u8],
+    len: &mut usize,
+    eof: &mut bool,
+) -> io::Result<bool> {
+    while *len < buf.len() {
+        match stream.read(&mut buf[*len..]) {
+            Ok(0) => {
+                *eof = true;
+                return Ok(false);
+            }
+            Ok(n) => *len += n,
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok(false),
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(true)
+}
+
 struct Client {
     stream: UnixStream,
-    req: [u8; RECORD_SIZE],
-    req_len: usize,
+    input: Input,
+    /// Exited processes count on this client to get them: every atop
+    /// client, and a control client once it has asked for them.
+    follows_exits: bool,
     out: Vec<u8>,
     sent: usize,
     chunk: usize,
@@ -122,27 +176,50 @@ impl Client {
         Ok(true)
     }
 
-    /// Reads toward the next request; true when a whole one is there,
-    /// false when nothing more can be read now (or the client shut down).
-    fn read_request(&mut self) -> io::Result<bool> {
-        loop {
-            match self.stream.read(&mut self.req[self.req_len..]) {
-                Ok(0) => {
-                    self.eof = true;
-                    return Ok(false);
+    /// Reads toward the next request; None while it is not whole (or the
+    /// client shut down).
+    fn read_request(&mut self) -> io::Result<Option<Incoming>> {
+        let Client {
+            stream, input, eof, ..
+        } = self;
+        match input {
+            Input::Atop { buf, len } => {
+                if !fill(stream, buf, len, eof)? {
+                    return Ok(None);
                 }
-                Ok(n) => {
-                    self.req_len += n;
-                    if self.req_len < RECORD_SIZE {
-                        continue;
+                // The request's content means nothing: it asks for everything.
+                *len = 0;
+                Ok(Some(Incoming::Atop))
+            }
+            Input::Control {
+                header,
+                body,
+                in_body,
+                len,
+            } => {
+                if !*in_body {
+                    if !fill(stream, header, len, eof)? {
+                        return Ok(None);
                     }
-                    // The request's content means nothing: it asks for everything.
-                    self.req_len = 0;
-                    return Ok(true);
+                    *len = 0;
+                    match control::frame_len(*header, control::MAX_REQUEST) {
+                        Ok(n) => {
+                            body.clear();
+                            body.resize(n, 0);
+                            *in_body = true;
+                        }
+                        Err(e) => return Ok(Some(Incoming::Refused(e.to_string()))),
+                    }
                 }
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok(false),
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-                Err(e) => return Err(e),
+                if !fill(stream, body, len, eof)? {
+                    return Ok(None);
+                }
+                *len = 0;
+                *in_body = false;
+                Ok(Some(match control::decode(body) {
+                    Ok(req) => Incoming::Control(req),
+                    Err(e) => Incoming::Refused(e.to_string()),
+                }))
             }
         }
     }
@@ -151,6 +228,7 @@ impl Client {
 pub struct Server {
     poll: Poll,
     listener: UnixListener,
+    control: UnixListener,
     signals: Signals,
     clients: HashMap<Token, Client>,
     /// Clients that may have more requests waiting, served in turns.
@@ -164,6 +242,10 @@ pub struct Server {
     /// The programs' exit counter when exits were last collected.
     exits_seen: u64,
     next_housekeeping: Instant,
+    started: Instant,
+    /// Snapshots taken, and how long the most recent ones took (µs).
+    queries: u64,
+    timings: VecDeque<u64>,
 }
 
 /// What has been warned about, for rate limiting.
@@ -185,6 +267,7 @@ impl Server {
     pub fn new(
         mut signals: Signals,
         listener: std::os::unix::net::UnixListener,
+        control: std::os::unix::net::UnixListener,
         collector: Collector,
         exits: ExitLog,
         config: Config,
@@ -196,9 +279,14 @@ impl Server {
             .register(&mut listener, LISTENER, Interest::READABLE)?;
         poll.registry()
             .register(&mut signals, SIGNALS, Interest::READABLE)?;
+        control.set_nonblocking(true)?;
+        let mut control = UnixListener::from_std(control);
+        poll.registry()
+            .register(&mut control, CONTROL, Interest::READABLE)?;
         Ok(Self {
             poll,
             listener,
+            control,
             signals,
             clients: HashMap::new(),
             busy: VecDeque::new(),
@@ -210,6 +298,9 @@ impl Server {
             config,
             warned: Warned::default(),
             exits_seen: 0,
+            started: Instant::now(),
+            queries: 0,
+            timings: VecDeque::with_capacity(TIMINGS),
         })
     }
 
@@ -234,7 +325,8 @@ impl Server {
             }
             for ev in events.iter() {
                 match ev.token() {
-                    LISTENER => self.accept(),
+                    LISTENER => self.accept(false),
+                    CONTROL => self.accept(true),
                     SIGNALS => {
                         if let Some(sig) = self.signals.pending().next() {
                             info!("signal {sig} received, stopping");
@@ -257,9 +349,14 @@ impl Server {
         }
     }
 
-    fn accept(&mut self) {
+    fn accept(&mut self, control: bool) {
         loop {
-            match self.listener.accept() {
+            let listener = if control {
+                &self.control
+            } else {
+                &self.listener
+            };
+            match listener.accept() {
                 Ok((mut stream, _)) => {
                     if self.clients.len() >= self.config.max_clients {
                         // Closing it at once: the client reads end-of-file.
@@ -281,10 +378,23 @@ impl Server {
                     }
                     let chunk = chunk_for(&stream);
                     debug!("client {} connected (writes of {chunk} bytes)", token.0);
+                    let input = if control {
+                        Input::Control {
+                            header: [0; 4],
+                            body: Vec::new(),
+                            in_body: false,
+                            len: 0,
+                        }
+                    } else {
+                        Input::Atop {
+                            buf: [0; RECORD_SIZE],
+                            len: 0,
+                        }
+                    };
                     let client = Client {
                         stream,
-                        req: [0; RECORD_SIZE],
-                        req_len: 0,
+                        input,
+                        follows_exits: !control,
                         out: Vec::new(),
                         sent: 0,
                         chunk,
@@ -328,40 +438,167 @@ impl Server {
 
     /// One turn: writes what is pending, then answers at most one request.
     fn serve_client(&mut self, c: &mut Client) -> io::Result<State> {
-        let flushed = c.flush()?;
-        if !c.eof && c.pending() < self.config.max_pending_output && c.read_request()? {
-            self.respond(c)?;
-            c.flush()?;
-        } else {
-            // Nothing to answer now: it waits for an event. Its further
-            // requests, if over its output cap, wait in its socket.
-            return Ok(if c.eof && flushed {
-                State::Closed
-            } else {
-                State::Idle
-            });
+        let cap = self.config.max_pending_output;
+        c.flush()?;
+        // Over its output cap, its further requests wait in its socket.
+        if !c.eof && c.pending() < cap {
+            if let Some(incoming) = c.read_request()? {
+                self.respond(c, incoming)?;
+                c.flush()?;
+                if !c.eof && c.pending() < cap {
+                    // Another request may be waiting; it gets the next turn.
+                    return Ok(State::Busy);
+                }
+            }
         }
-        // Another request may be waiting; it gets the next turn.
-        Ok(if c.pending() < self.config.max_pending_output {
-            State::Busy
+        Ok(if c.eof && c.pending() == 0 {
+            State::Closed
         } else {
             State::Idle
         })
     }
 
-    fn respond(&mut self, c: &mut Client) -> io::Result<()> {
+    fn respond(&mut self, c: &mut Client, incoming: Incoming) -> io::Result<()> {
+        // What was sent goes, so the buffer holds only what is pending.
+        c.out.drain(..c.sent);
+        c.sent = 0;
+        match incoming {
+            Incoming::Atop => {
+                self.snapshot()?;
+                self.exits.take_for(&mut c.cursor, &mut self.records);
+                self.records.push(NetPerTask::TERMINATOR);
+                c.out.extend_from_slice(self.records.as_bytes());
+            }
+            Incoming::Control(req) => {
+                let resp = match req {
+                    control::Request::Processes { threads, exited } => {
+                        Response::Processes(self.processes(c, threads, exited)?)
+                    }
+                    control::Request::Stats => Response::Stats(Box::new(self.stats()?)),
+                };
+                c.out.extend_from_slice(&control::encode(&resp));
+            }
+            Incoming::Refused(why) => {
+                debug!("control request refused: {why}");
+                c.out
+                    .extend_from_slice(&control::encode(&Response::Error(why)));
+                // Its stream cannot be trusted to be in step any more.
+                c.eof = true;
+            }
+        }
+        Ok(())
+    }
+
+    /// Live processes into `records`, timed for the statistics.
+    fn snapshot(&mut self) -> io::Result<()> {
+        let start = Instant::now();
         self.records.clear();
         if let Err(e) = self.collector.snapshot(&mut self.records, &mut self.exits) {
             warn!("cannot read the kernel maps: {e}");
             return Err(e);
         }
-        self.exits.take_for(&mut c.cursor, &mut self.records);
-        self.records.push(NetPerTask::TERMINATOR);
-        // What was sent goes, so the buffer holds only what is pending.
-        c.out.drain(..c.sent);
-        c.sent = 0;
-        c.out.extend_from_slice(self.records.as_bytes());
+        self.queries += 1;
+        if self.timings.len() == TIMINGS {
+            self.timings.pop_front();
+        }
+        self.timings.push_back(start.elapsed().as_micros() as u64);
         Ok(())
+    }
+
+    fn processes(
+        &mut self,
+        c: &mut Client,
+        threads: bool,
+        exited: bool,
+    ) -> io::Result<Vec<Process>> {
+        self.snapshot()?;
+        let live = self.records.len();
+        if exited {
+            c.follows_exits = true;
+            self.exits.take_for(&mut c.cursor, &mut self.records);
+        }
+        let mut procs: Vec<Process> = self
+            .records
+            .iter()
+            .enumerate()
+            .map(|(i, r)| Process {
+                pid: r.id,
+                btime: r.btime,
+                command: r.command_str(),
+                counters: r.counters,
+                exited: i >= live,
+                threads: Vec::new(),
+            })
+            .collect();
+        if threads {
+            let index: HashMap<i32, usize> = procs[..live]
+                .iter()
+                .enumerate()
+                .map(|(i, p)| (p.pid, i))
+                .collect();
+            for (tid, tgid, counters) in self.collector.threads() {
+                if let Some(&i) = index.get(&(tgid as i32)) {
+                    procs[i].threads.push(Thread {
+                        tid: tid as i32,
+                        tgid: tgid as i32,
+                        name: thread_name(tgid, tid),
+                        counters,
+                    });
+                }
+            }
+            for p in &mut procs {
+                p.threads.sort_unstable_by_key(|t| t.tid);
+            }
+        }
+        Ok(procs)
+    }
+
+    fn stats(&mut self) -> io::Result<Stats> {
+        let (processes, threads) = self.collector.census()?;
+        let tracer = self.collector.tracer();
+        let k = tracer.stats();
+        let sizes = tracer.map_sizes();
+        let mut sorted: Vec<u64> = self.timings.iter().copied().collect();
+        sorted.sort_unstable();
+        // The asking client is out of the map while it is served.
+        let control_clients = 1 + self
+            .clients
+            .values()
+            .filter(|c| matches!(c.input, Input::Control { .. }))
+            .count() as u64;
+        let now = boottime_ns();
+        Ok(Stats {
+            version: env!("CARGO_PKG_VERSION").to_owned(),
+            uptime_secs: self.started.elapsed().as_secs_f64(),
+            counting_secs: now.saturating_sub(tracer.counting_since_ns()) as f64 / 1e9,
+            kernel: std::fs::read_to_string("/proc/sys/kernel/osrelease")
+                .unwrap_or_default()
+                .trim()
+                .to_owned(),
+            attach_mode: "tp_btf (BTF raw tracepoints: sock_send_length, sock_recv_length, \
+                          sched_process_exit, sched_process_exec)"
+                .to_owned(),
+            pin_dir: self.config.pin_dir.clone(),
+            pinned: self.config.pinned.clone(),
+            processes: processes as u64,
+            threads: threads as u64,
+            max_threads: sizes.threads.into(),
+            max_processes: sizes.procs.into(),
+            max_pending_exits: sizes.exited.into(),
+            events: tracer.events()?,
+            thread_map_full: k.thread_map_full,
+            proc_map_full: k.proc_map_full,
+            exit_map_full: k.exit_map_full,
+            exits: k.exits,
+            exited_kept: self.exits.len() as u64,
+            exited_dropped: self.exits.dropped(),
+            atop_clients: self.clients.len() as u64 + 1 - control_clients,
+            control_clients,
+            queries: self.queries,
+            last_query_us: self.timings.back().copied().unwrap_or(0),
+            median_query_us: sorted.get(sorted.len() / 2).copied().unwrap_or(0),
+            map_memory_bytes: tracer.map_memory()?,
+        })
     }
 
     fn tick(&mut self) {
@@ -375,8 +612,13 @@ impl Server {
         if Instant::now() >= self.next_housekeeping {
             self.next_housekeeping = Instant::now() + self.config.housekeeping;
             self.drop_stuck_clients();
-            self.exits
-                .expire(boottime_ns(), self.clients.values().map(|c| &c.cursor));
+            self.exits.expire(
+                boottime_ns(),
+                self.clients
+                    .values()
+                    .filter(|c| c.follows_exits)
+                    .map(|c| &c.cursor),
+            );
             self.warn_drops();
         }
     }
@@ -461,4 +703,11 @@ impl Server {
             w.exit_log_dropped = dropped;
         }
     }
+}
+
+/// A thread's own name from /proc; empty if it is gone.
+fn thread_name(tgid: u32, tid: u32) -> String {
+    std::fs::read_to_string(format!("/proc/{tgid}/task/{tid}/comm"))
+        .map(|s| s.trim_end_matches('\n').to_owned())
+        .unwrap_or_default()
 }

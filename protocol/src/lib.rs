@@ -11,6 +11,8 @@ use std::mem::{offset_of, size_of};
 use serde::{Deserialize, Serialize};
 use zerocopy::{FromBytes, FromZeros, Immutable, IntoBytes, KnownLayout};
 
+pub mod control;
+
 /// Where atop looks for the service.
 pub const DEFAULT_SOCKET: &str = "/run/netatop-bpf-socket";
 

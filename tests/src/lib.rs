@@ -147,8 +147,25 @@ impl Daemon {
             .arg(&self.pin_dir)
             .arg("--pid-file")
             .arg(self.pid_file())
+            .arg("--control-socket")
+            .arg(self.control_socket())
             .args(&self.extra);
         cmd
+    }
+
+    /// netatopctl pointed at this daemon's sockets.
+    pub fn ctl(&self) -> Command {
+        let mut cmd = Command::new(bin("netatopctl"));
+        cmd.arg("--socket")
+            .arg(&self.socket)
+            .arg("--control-socket")
+            .arg(self.control_socket());
+        cmd
+    }
+
+    /// Its control socket (netatopctl's).
+    pub fn control_socket(&self) -> PathBuf {
+        self.dir.join("control.sock")
     }
 
     pub fn pid_file(&self) -> PathBuf {
@@ -305,6 +322,16 @@ pub struct Report {
     pub peeked_calls: u64,
     pub tids: Vec<i32>,
     pub children: Vec<i32>,
+    /// live-threads: each thread (still alive) and what it did.
+    pub threads: Vec<ThreadReport>,
+}
+
+#[derive(Debug, Deserialize)]
+pub struct ThreadReport {
+    pub tid: i32,
+    pub name: String,
+    #[serde(flatten)]
+    pub counters: Counters,
 }
 
 /// A running traffic generator.

@@ -29,16 +29,23 @@ fn one_line_error(out: &Output) -> String {
 #[test]
 fn socket_is_private_and_removed_on_sigterm_with_programs_detached() {
     let mut d = Daemon::start(&[]);
-    let meta = fs::metadata(&d.socket).unwrap();
-    assert!(meta.file_type().is_socket());
-    assert_eq!(meta.permissions().mode() & 0o777, 0o600);
-    assert_eq!(meta.uid(), 0);
+    for sock in [&d.socket, &d.control_socket()] {
+        let meta = fs::metadata(sock).unwrap();
+        assert!(meta.file_type().is_socket());
+        assert_eq!(meta.permissions().mode() & 0o777, 0o600);
+        assert_eq!(meta.uid(), 0);
+    }
     let ids = d.map_ids();
-    assert_eq!(ids.len(), 5, "threads, procs, exited, meta, .bss: {ids:?}");
+    assert_eq!(
+        ids.len(),
+        6,
+        "threads, procs, exited, events, meta, .bss: {ids:?}"
+    );
     assert!(d.pin_dir.join("link_send").exists());
     let status = d.stop();
     assert!(status.success(), "{status}");
     assert!(!d.socket.exists(), "socket left behind");
+    assert!(!d.control_socket().exists(), "control socket left behind");
     assert!(!d.pin_dir.exists(), "pins left behind");
     // The maps are freed (asynchronously, by the kernel) only once no
     // program uses them: so all programs were detached and unloaded.
@@ -124,10 +131,7 @@ fn refuses_to_start_without_privileges() {
 fn netatopctl_dump_prints_a_table_and_exact_json() {
     let d = Daemon::start(&[]);
     let (g, r) = run_lingering("tcp4", &["--count", "40", "--size", "1000"]);
-    let out = run(Command::new(bin("netatopctl"))
-        .arg("--socket")
-        .arg(&d.socket)
-        .args(["dump", "--json"]));
+    let out = run(d.ctl().args(["dump", "--json"]));
     assert!(out.status.success());
     let rows: Vec<serde_json::Value> = serde_json::from_slice(&out.stdout).unwrap();
     let row = rows
@@ -149,12 +153,10 @@ fn netatopctl_dump_prints_a_table_and_exact_json() {
     }
     assert_eq!(row["command"], "netatop-gen");
     netatopd_tests::assert_atop_btime(r.pid, row["btime"].as_u64().unwrap());
-    assert_eq!(row.as_object().unwrap().len(), 11);
+    assert_eq!(row["exited"], false);
+    assert_eq!(row.as_object().unwrap().len(), 12);
 
-    let out = run(Command::new(bin("netatopctl"))
-        .arg("--socket")
-        .arg(&d.socket)
-        .arg("dump"));
+    let out = run(d.ctl().args(["dump", "--raw"]));
     assert!(out.status.success());
     let table = String::from_utf8(out.stdout).unwrap();
     let mut lines = table.lines();
@@ -266,6 +268,8 @@ fn service_mode_logs_with_journal_priorities() {
         .arg(&sock)
         .arg("--pid-file")
         .arg(dir.join("pid"))
+        .arg("--control-socket")
+        .arg(dir.join("control.sock"))
         .arg("--pin-dir")
         .arg(Path::new("/sys/fs/bpf").join(dir.file_name().unwrap()))
         .stderr(fs::File::create(&log).unwrap())
@@ -292,15 +296,16 @@ fn service_mode_logs_with_journal_priorities() {
 fn a_group_can_be_let_in_deliberately() {
     // nobody's primary group is nogroup (65534).
     let d = Daemon::start(&["--socket-mode", "0660", "--socket-group", "nogroup"]);
-    let meta = fs::metadata(&d.socket).unwrap();
-    assert_eq!(
-        (meta.permissions().mode() & 0o777, meta.gid()),
-        (0o660, NOBODY)
-    );
-    let out = run(Command::new(bin("netatopctl"))
-        .arg("--socket")
-        .arg(&d.socket)
-        .args(["dump", "--json"])
+    for sock in [&d.socket, &d.control_socket()] {
+        let meta = fs::metadata(sock).unwrap();
+        assert_eq!(
+            (meta.permissions().mode() & 0o777, meta.gid()),
+            (0o660, NOBODY)
+        );
+    }
+    let out = run(d
+        .ctl()
+        .args(["dump", "--json", "--threads"])
         .uid(NOBODY)
         .gid(NOBODY));
     assert!(

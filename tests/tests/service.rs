@@ -69,6 +69,8 @@ fn runs_with_the_units_capabilities_and_is_ready_when_it_answers() {
         .arg(&sock)
         .arg("--pid-file")
         .arg(dir.join("pid"))
+        .arg("--control-socket")
+        .arg(dir.join("control.sock"))
         .arg("--pin-dir")
         .arg(Path::new("/sys/fs/bpf").join(dir.file_name().unwrap()))
         .args(["--socket-group", "nogroup", "--socket-mode", "0660"])

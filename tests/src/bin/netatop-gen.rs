@@ -2,6 +2,7 @@
 //! prints its own ground truth, counted from the return value of every call.
 //!
 //! Usage: netatop-gen SCENARIO [--wait-go] [--linger] [--count N] [--size N] [--threads N]
+//!        [--pace-us N] [--name NAME]
 //!
 //! With --wait-go it reads one line from stdin before any traffic. It then
 //! prints one JSON object on stdout (pid, the eight counters, failed calls,
@@ -72,6 +73,16 @@ struct Report {
     tids: Vec<i32>,
     /// Pids of the fork scenario's children (each sent one datagram).
     children: Vec<i32>,
+    /// The live-threads scenario's threads, still alive.
+    threads: Vec<ThreadReport>,
+}
+
+#[derive(Serialize)]
+struct ThreadReport {
+    tid: i32,
+    name: String,
+    #[serde(flatten)]
+    truth: Truth,
 }
 
 struct Opts {
@@ -367,6 +378,21 @@ fn peek(t: &mut Truth, o: &Opts) -> io::Result<()> {
     Ok(())
 }
 
+/// The calling thread's UDP round trips (for the thread scenarios), with
+/// its thread id.
+fn thread_udp(count: usize, size: usize) -> io::Result<(Truth, i32)> {
+    let mut t = Truth::default();
+    let one = Opts {
+        count,
+        size,
+        threads: 1,
+        pace: std::time::Duration::ZERO,
+    };
+    udp(&mut t, false, false, &one)?;
+    // SAFETY: gettid has no preconditions.
+    Ok((t, unsafe { libc::gettid() }))
+}
+
 /// Threads that each send and receive, then exit before the report.
 fn threads(t: &mut Truth, tids: &mut Vec<i32>, o: &Opts) -> io::Result<()> {
     let handles: Vec<_> = (0..o.threads)
@@ -375,23 +401,7 @@ fn threads(t: &mut Truth, tids: &mut Vec<i32>, o: &Opts) -> io::Result<()> {
             // Named threads: the process record must carry the leader's name.
             std::thread::Builder::new()
                 .name("worker".into())
-                .spawn(move || -> io::Result<(Truth, i32)> {
-                    let mut t = Truth::default();
-                    udp(
-                        &mut t,
-                        false,
-                        false,
-                        &Opts {
-                            count,
-                            size,
-                            threads: 1,
-                            pace: std::time::Duration::ZERO,
-                        },
-                    )?;
-                    // SAFETY: gettid has no preconditions.
-                    let tid = unsafe { libc::gettid() };
-                    Ok((t, tid))
-                })
+                .spawn(move || thread_udp(count, size))
                 .expect("spawning a thread")
         })
         .collect();
@@ -400,6 +410,32 @@ fn threads(t: &mut Truth, tids: &mut Vec<i32>, o: &Opts) -> io::Result<()> {
         t.add(&tt);
         tids.push(tid);
     }
+    Ok(())
+}
+
+/// Thread i (named worker-i) makes count * (i + 1) UDP round trips, then
+/// stays alive (parked) until the process exits.
+fn live_threads(out: &mut Vec<ThreadReport>, o: &Opts) -> io::Result<()> {
+    let (tx, rx) = std::sync::mpsc::channel();
+    for i in 0..o.threads {
+        let (count, size, tx) = (o.count * (i + 1), o.size, tx.clone());
+        let name = format!("worker-{i}");
+        std::thread::Builder::new()
+            .name(name.clone())
+            .spawn(move || {
+                let report =
+                    thread_udp(count, size).map(|(truth, tid)| ThreadReport { tid, name, truth });
+                let _ = tx.send(report);
+                loop {
+                    std::thread::park();
+                }
+            })?;
+    }
+    // Each thread keeps its sender while parked: take one message from each.
+    for _ in 0..o.threads {
+        out.push(rx.recv().map_err(io::Error::other)??);
+    }
+    out.sort_by_key(|t| t.tid);
     Ok(())
 }
 
@@ -488,7 +524,7 @@ fn fork(children: &mut Vec<i32>, o: &Opts) -> io::Result<(RawFd, UdpSocket)> {
 fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().collect();
     let Some(scenario) = args.get(1).cloned() else {
-        eprintln!("usage: netatop-gen SCENARIO [--wait-go] [--linger] [--count N] [--size N] [--threads N] [--pace-us N]");
+        eprintln!("usage: netatop-gen SCENARIO [--wait-go] [--linger] [--count N] [--size N] [--threads N] [--pace-us N] [--name NAME]");
         return ExitCode::from(2);
     };
     let flag = |f: &str| args.iter().any(|a| a == f);
@@ -504,6 +540,16 @@ fn main() -> ExitCode {
         threads: num("--threads", 4),
         pace: std::time::Duration::from_micros(num("--pace-us", 0) as u64),
     };
+    // --name NAME: the process's comm, set before any traffic.
+    if let Some(name) = args
+        .iter()
+        .position(|a| a == "--name")
+        .and_then(|i| args.get(i + 1))
+    {
+        let c = std::ffi::CString::new(name.as_str()).expect("a name without NUL");
+        // SAFETY: PR_SET_NAME reads a NUL-terminated string (truncated to 15 bytes).
+        unsafe { libc::prctl(libc::PR_SET_NAME, c.as_ptr()) };
+    }
     let stdin = io::stdin();
     if flag("--wait-go") {
         let mut line = String::new();
@@ -513,6 +559,7 @@ fn main() -> ExitCode {
     let mut tids = Vec::new();
     let mut children = Vec::new();
     let mut fork_state = None;
+    let mut live = Vec::new();
     let res = match scenario.as_str() {
         "udp4" => udp(&mut t, false, false, &o),
         "udp6" => udp(&mut t, true, false, &o),
@@ -524,6 +571,7 @@ fn main() -> ExitCode {
         "zero" => zero(&mut t, &o),
         "peek" => peek(&mut t, &o),
         "threads" => threads(&mut t, &mut tids, &o),
+        "live-threads" => live_threads(&mut live, &o),
         "unix" => unix(&mut t, &o),
         "fork" => fork(&mut children, &o).map(|s| fork_state = Some(s)),
         other => {
@@ -540,6 +588,7 @@ fn main() -> ExitCode {
         truth: t,
         tids,
         children,
+        threads: live,
     };
     println!(
         "{}",

@@ -1,0 +1,167 @@
+//! `netatopctl dump`: the counters of every process.
+
+use std::io::{self, Write};
+
+use netatop_protocol::control::{Process, Thread};
+use netatop_protocol::Counters;
+use serde::Serialize;
+
+use crate::table::{self, num, text, Column};
+use crate::{output, Args, SortKey, Source};
+
+#[derive(clap::Args, Debug)]
+pub struct Opts {
+    /// A JSON array of objects (exact integers) instead of a table.
+    #[arg(long)]
+    json: bool,
+    /// Sort by this field: counters descending, pid and command ascending.
+    #[arg(long, value_enum, value_name = "FIELD", default_value = "bytes")]
+    sort: SortKey,
+    /// Only the first N rows after sorting.
+    #[arg(long, value_name = "N")]
+    top: Option<usize>,
+    /// Only these processes.
+    #[arg(long, value_name = "PID", num_args = 1..)]
+    pid: Vec<i32>,
+    /// Only processes with this command name (exactly).
+    #[arg(long, value_name = "NAME")]
+    command: Option<String>,
+    /// Per-thread rows under each process (needs netatopd).
+    #[arg(long)]
+    threads: bool,
+    /// Include processes that exited recently, marked (needs netatopd).
+    #[arg(long)]
+    exited: bool,
+    /// Exact integers in the table instead of human units.
+    #[arg(long)]
+    raw: bool,
+}
+
+/// One process as `dump --json` prints it.
+#[derive(Serialize)]
+struct Row<'a> {
+    pid: i32,
+    btime: u64,
+    command: &'a str,
+    #[serde(flatten)]
+    counters: Counters,
+    exited: bool,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    threads: Option<Vec<ThreadRow<'a>>>,
+}
+
+#[derive(Serialize)]
+struct ThreadRow<'a> {
+    tid: i32,
+    name: &'a str,
+    #[serde(flatten)]
+    counters: Counters,
+}
+
+const COLUMNS: [Column; 11] = [
+    num("PID"),
+    text("START"),
+    text("COMMAND"),
+    num("TCPSNDPKT"),
+    num("TCPSNDBYTES"),
+    num("TCPRCVPKT"),
+    num("TCPRCVBYTES"),
+    num("UDPSNDPKT"),
+    num("UDPSNDBYTES"),
+    num("UDPRCVPKT"),
+    num("UDPRCVBYTES"),
+];
+
+fn counter_cells(c: &Counters, raw: bool) -> impl Iterator<Item = String> + '_ {
+    c.fields().into_iter().enumerate().map(move |(i, v)| {
+        if raw {
+            v.to_string()
+        } else if i % 2 == 0 {
+            table::count(v as f64)
+        } else {
+            table::bytes(v as f64)
+        }
+    })
+}
+
+fn process_row(p: &Process, raw: bool) -> Vec<String> {
+    let command = if p.exited {
+        format!("{} (exited)", p.command)
+    } else {
+        p.command.clone()
+    };
+    let mut row = vec![p.pid.to_string(), table::local_time(p.btime), command];
+    row.extend(counter_cells(&p.counters, raw));
+    row
+}
+
+fn thread_row(t: &Thread, raw: bool) -> Vec<String> {
+    let mut row = vec![
+        format!("  {}", t.tid),
+        String::new(),
+        format!("  {}", t.name),
+    ];
+    row.extend(counter_cells(&t.counters, raw));
+    row
+}
+
+pub fn select(procs: &mut Vec<Process>, o: &Opts) {
+    if !o.pid.is_empty() {
+        procs.retain(|p| o.pid.contains(&p.pid));
+    }
+    if let Some(name) = &o.command {
+        procs.retain(|p| &p.command == name);
+    }
+    o.sort.sort(procs);
+    if let Some(n) = o.top {
+        procs.truncate(n);
+    }
+}
+
+pub fn run(args: &Args, o: &Opts) -> Result<(), String> {
+    let need = match (o.threads, o.exited) {
+        (true, _) => Some("--threads"),
+        (_, true) => Some("--exited"),
+        _ => None,
+    };
+    let mut source = Source::open(args, need)?;
+    let mut procs = source.processes(o.threads, o.exited)?;
+    select(&mut procs, o);
+    let stdout = io::stdout();
+    let mut out = stdout.lock();
+    output(if o.json {
+        print_json(&procs, o.threads, &mut out)
+    } else {
+        let mut rows = Vec::new();
+        for p in &procs {
+            rows.push(process_row(p, o.raw));
+            rows.extend(p.threads.iter().map(|t| thread_row(t, o.raw)));
+        }
+        table::write(&mut out, &COLUMNS, &rows)
+    })
+}
+
+fn print_json(procs: &[Process], threads: bool, out: &mut impl Write) -> io::Result<()> {
+    let rows: Vec<Row<'_>> = procs
+        .iter()
+        .map(|p| Row {
+            pid: p.pid,
+            btime: p.btime,
+            command: &p.command,
+            counters: p.counters,
+            exited: p.exited,
+            threads: threads.then(|| {
+                p.threads
+                    .iter()
+                    .map(|t| ThreadRow {
+                        tid: t.tid,
+                        name: &t.name,
+                        counters: t.counters,
+                    })
+                    .collect()
+            }),
+        })
+        .collect();
+    serde_json::to_writer_pretty(&mut *out, &rows)?;
+    writeln!(out)
+}

@@ -1,0 +1,88 @@
+//! `netatopctl stats`: what netatopd reports about itself.
+
+use std::io::{self, Write};
+
+use netatop_protocol::control::{Request, Response, Stats};
+
+use crate::table;
+use crate::{output, Args, Source};
+
+fn duration(secs: f64) -> String {
+    let s = secs as u64;
+    match s {
+        0..=59 => format!("{secs:.1}s"),
+        60..=3599 => format!("{}m{:02}s", s / 60, s % 60),
+        3600..=86399 => format!("{}h{:02}m", s / 3600, s % 3600 / 60),
+        _ => format!("{}d{:02}h", s / 86400, s % 86400 / 3600),
+    }
+}
+
+fn print_text(s: &Stats, out: &mut impl Write) -> io::Result<()> {
+    let lines = [
+        ("version", s.version.clone()),
+        ("uptime", duration(s.uptime_secs)),
+        ("counting for", duration(s.counting_secs)),
+        ("kernel", s.kernel.clone()),
+        ("attach mode", s.attach_mode.clone()),
+        (
+            "pinned under",
+            format!("{} ({} at start)", s.pin_dir, s.pinned),
+        ),
+        (
+            "processes",
+            format!("{} tracked (map of {})", s.processes, s.max_processes),
+        ),
+        (
+            "threads",
+            format!("{} tracked (map of {})", s.threads, s.max_threads),
+        ),
+        ("events counted", s.events.to_string()),
+        (
+            "map-full drops",
+            format!(
+                "{} thread map, {} process map, {} pending-exit map (of {})",
+                s.thread_map_full, s.proc_map_full, s.exit_map_full, s.max_pending_exits
+            ),
+        ),
+        ("processes exited", s.exits.to_string()),
+        (
+            "exited records",
+            format!("{} kept, {} dropped", s.exited_kept, s.exited_dropped),
+        ),
+        (
+            "clients",
+            format!("{} atop, {} control", s.atop_clients, s.control_clients),
+        ),
+        ("queries served", s.queries.to_string()),
+        (
+            "query time",
+            format!(
+                "last {:.3} ms, median {:.3} ms",
+                s.last_query_us as f64 / 1e3,
+                s.median_query_us as f64 / 1e3
+            ),
+        ),
+        ("map memory", table::bytes(s.map_memory_bytes as f64)),
+    ];
+    let w = lines.iter().map(|(k, _)| k.len()).max().unwrap_or(0);
+    for (k, v) in lines {
+        writeln!(out, "{:<w$}  {v}", format!("{k}:"), w = w + 1)?;
+    }
+    Ok(())
+}
+
+pub fn run(args: &Args, json: bool) -> Result<(), String> {
+    let mut source = Source::open(args, Some("stats"))?;
+    let Response::Stats(s) = source.call(&Request::Stats)? else {
+        return Err("unexpected response to a statistics request".into());
+    };
+    let stdout = io::stdout();
+    let mut out = stdout.lock();
+    output(if json {
+        serde_json::to_writer_pretty(&mut out, &s)
+            .map_err(io::Error::from)
+            .and_then(|()| writeln!(out))
+    } else {
+        print_text(&s, &mut out)
+    })
+}

@@ -1,0 +1,299 @@
+//! netatopd's control protocol, for what atop's protocol cannot carry:
+//! per-thread records, exited processes marked as such, and daemon
+//! statistics. netatopctl speaks it; so can any other client.
+//!
+//! Each message is a frame: a 4-byte little-endian length, then that many
+//! bytes of bincode 2 (standard configuration: variable-length integers,
+//! little-endian). A frame's content is the protocol version (u32) followed
+//! by a [`Request`] or a [`Response`]. The version comes first in every
+//! frame, and [`Response::Error`] is variant 0, in every version to come:
+//! a server refuses a request of another version with an error response
+//! in its own version, which any client can decode.
+
+use std::io::{self, Read, Write};
+
+use serde::de::DeserializeOwned;
+use serde::{Deserialize, Serialize};
+
+use crate::Counters;
+
+/// The version this crate speaks.
+pub const VERSION: u32 = 1;
+/// Where netatopd serves the control protocol unless told otherwise.
+pub const DEFAULT_CONTROL_SOCKET: &str = "/run/netatopd/control.sock";
+/// Largest request frame a server accepts (bytes after the length).
+pub const MAX_REQUEST: usize = 4096;
+/// Largest response frame a client accepts: room for about 300,000
+/// processes with their threads.
+pub const MAX_RESPONSE: usize = 64 << 20;
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Request {
+    /// Every live process; with `exited`, also the processes that exited
+    /// since this connection's previous request (on its first request:
+    /// within the daemon's exit grace period); with `threads`, each live
+    /// process's threads.
+    Processes { threads: bool, exited: bool },
+    /// The daemon's statistics.
+    Stats,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub enum Response {
+    /// The request was refused; the text says why.
+    Error(String),
+    Processes(Vec<Process>),
+    /// Boxed: far larger than the other variants (serde encodes it the same).
+    Stats(Box<Stats>),
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Process {
+    pub pid: i32,
+    /// Start time, seconds since the epoch, as atop computes it.
+    pub btime: u64,
+    pub command: String,
+    pub counters: Counters,
+    /// The process has exited; these are its final totals.
+    pub exited: bool,
+    /// Live threads with traffic (only when asked for).
+    pub threads: Vec<Thread>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Thread {
+    pub tid: i32,
+    pub tgid: i32,
+    /// The thread's own name (its comm), empty if it could not be read.
+    pub name: String,
+    pub counters: Counters,
+}
+
+/// What netatopd reports about itself.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Stats {
+    /// netatopd's version.
+    pub version: String,
+    /// Seconds since this netatopd started.
+    pub uptime_secs: f64,
+    /// Seconds since counting started (earlier than uptime when pinned
+    /// state was adopted).
+    pub counting_secs: f64,
+    /// Kernel release.
+    pub kernel: String,
+    /// How the programs are attached.
+    pub attach_mode: String,
+    /// Where the programs and maps are pinned.
+    pub pin_dir: String,
+    /// What the start found pinned: "nothing", "adopted",
+    /// "programs replaced" or "discarded: <why>".
+    pub pinned: String,
+    /// Processes and threads in the kernel maps now.
+    pub processes: u64,
+    pub threads: u64,
+    /// Sizes of the kernel maps (entries).
+    pub max_threads: u64,
+    pub max_processes: u64,
+    pub max_pending_exits: u64,
+    /// Socket calls counted since counting started.
+    pub events: u64,
+    /// Socket calls not counted because the thread or process map was full.
+    pub thread_map_full: u64,
+    pub proc_map_full: u64,
+    /// Final totals lost because the kernel's pending-exit map was full.
+    pub exit_map_full: u64,
+    /// Exited processes whose final totals the kernel published.
+    pub exits: u64,
+    /// Exited-process records kept for clients now, and dropped because
+    /// there were more than --max-exited.
+    pub exited_kept: u64,
+    pub exited_dropped: u64,
+    /// Clients connected now, on the atop socket and the control socket.
+    pub atop_clients: u64,
+    pub control_clients: u64,
+    /// Snapshots served (atop requests and control process requests).
+    pub queries: u64,
+    /// Time to take the last snapshot, and the median of recent ones (µs).
+    pub last_query_us: u64,
+    pub median_query_us: u64,
+    /// Kernel memory charged to the maps (bytes).
+    pub map_memory_bytes: u64,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ControlError {
+    #[error("{0}")]
+    Io(#[from] io::Error),
+    #[error("the connection closed before a whole frame arrived")]
+    Closed,
+    #[error("a frame of {len} bytes is over the limit of {max}")]
+    TooLarge { len: usize, max: usize },
+    #[error("the peer speaks control protocol version {theirs}; this one speaks {VERSION}")]
+    Version { theirs: u32 },
+    #[error("malformed frame: {0}")]
+    Malformed(String),
+}
+
+fn config() -> bincode::config::Configuration {
+    bincode::config::standard()
+}
+
+/// A whole frame (length and content) for `msg`.
+pub fn encode<T: Serialize>(msg: &T) -> Vec<u8> {
+    let mut out = vec![0u8; 4];
+    bincode::serde::encode_into_std_write(VERSION, &mut out, config())
+        .and_then(|_| bincode::serde::encode_into_std_write(msg, &mut out, config()))
+        .expect("writing to a Vec cannot fail");
+    let len = (out.len() - 4) as u32;
+    out[..4].copy_from_slice(&len.to_le_bytes());
+    out
+}
+
+/// The content of a frame (after its length): its version, checked, and
+/// the message.
+pub fn decode<T: DeserializeOwned>(content: &[u8]) -> Result<T, ControlError> {
+    let malformed = |e: bincode::error::DecodeError| ControlError::Malformed(e.to_string());
+    let (version, used): (u32, usize) =
+        bincode::serde::decode_from_slice(content, config()).map_err(malformed)?;
+    if version != VERSION {
+        return Err(ControlError::Version { theirs: version });
+    }
+    let (msg, n): (T, usize) =
+        bincode::serde::decode_from_slice(&content[used..], config()).map_err(malformed)?;
+    if used + n != content.len() {
+        return Err(ControlError::Malformed(format!(
+            "{} bytes after the message",
+            content.len() - used - n
+        )));
+    }
+    Ok(msg)
+}
+
+/// The length in a frame's 4-byte header, checked against `max`.
+pub fn frame_len(header: [u8; 4], max: usize) -> Result<usize, ControlError> {
+    let len = u32::from_le_bytes(header) as usize;
+    if len > max {
+        return Err(ControlError::TooLarge { len, max });
+    }
+    Ok(len)
+}
+
+/// Reads one frame's content (at most `max` bytes) from a blocking stream.
+pub fn read_frame<R: Read>(r: &mut R, max: usize) -> Result<Vec<u8>, ControlError> {
+    let mut header = [0u8; 4];
+    read_all(r, &mut header)?;
+    let len = frame_len(header, max)?;
+    // Grown as bytes arrive, so a lying length costs nothing up front.
+    let mut content = Vec::new();
+    r.take(len as u64).read_to_end(&mut content)?;
+    if content.len() != len {
+        return Err(ControlError::Closed);
+    }
+    Ok(content)
+}
+
+fn read_all<R: Read>(r: &mut R, buf: &mut [u8]) -> Result<(), ControlError> {
+    r.read_exact(buf).map_err(|e| match e.kind() {
+        io::ErrorKind::UnexpectedEof => ControlError::Closed,
+        _ => ControlError::Io(e),
+    })
+}
+
+/// One request and its response on a blocking stream (the client side).
+pub fn call<S: Read + Write>(stream: &mut S, req: &Request) -> Result<Response, ControlError> {
+    stream.write_all(&encode(req))?;
+    let content = read_frame(stream, MAX_RESPONSE)?;
+    decode(&content)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn sample() -> Response {
+        Response::Processes(vec![Process {
+            pid: 42,
+            btime: 1_700_000_000,
+            command: "curl".into(),
+            counters: Counters {
+                tcpsndbytes: u64::MAX,
+                udprcvpacks: 3,
+                ..Default::default()
+            },
+            exited: true,
+            threads: vec![Thread {
+                tid: 43,
+                tgid: 42,
+                name: "worker".into(),
+                counters: Counters::default(),
+            }],
+        }])
+    }
+
+    #[test]
+    fn frames_round_trip() {
+        for req in [
+            Request::Stats,
+            Request::Processes {
+                threads: true,
+                exited: false,
+            },
+        ] {
+            let frame = encode(&req);
+            let content = read_frame(&mut &frame[..], MAX_REQUEST).unwrap();
+            assert_eq!(decode::<Request>(&content).unwrap(), req);
+        }
+        let frame = encode(&sample());
+        let content = read_frame(&mut &frame[..], MAX_RESPONSE).unwrap();
+        assert_eq!(decode::<Response>(&content).unwrap(), sample());
+    }
+
+    #[test]
+    fn another_version_is_named() {
+        let mut content = Vec::new();
+        bincode::serde::encode_into_std_write(VERSION + 1, &mut content, config()).unwrap();
+        bincode::serde::encode_into_std_write(Request::Stats, &mut content, config()).unwrap();
+        let err = decode::<Request>(&content).unwrap_err();
+        assert!(matches!(err, ControlError::Version { theirs } if theirs == VERSION + 1));
+        assert_eq!(
+            err.to_string(),
+            format!(
+                "the peer speaks control protocol version {}; this one speaks {VERSION}",
+                VERSION + 1
+            )
+        );
+    }
+
+    #[test]
+    fn an_error_response_decodes_in_any_version() {
+        // Variant 0 with a string: what every version's refusal looks like.
+        let frame = encode(&Response::Error("no".into()));
+        assert_eq!(&frame[4..], &[VERSION as u8, 0, 2, b'n', b'o']);
+    }
+
+    #[test]
+    fn oversized_and_truncated_frames_are_refused_without_allocating() {
+        let mut frame = (u32::MAX).to_le_bytes().to_vec();
+        frame.extend_from_slice(&[0; 10]);
+        assert!(matches!(
+            read_frame(&mut &frame[..], MAX_RESPONSE),
+            Err(ControlError::TooLarge { len, .. }) if len == u32::MAX as usize
+        ));
+        let frame = encode(&Request::Stats);
+        assert!(matches!(
+            read_frame(&mut &frame[..frame.len() - 1], MAX_REQUEST),
+            Err(ControlError::Closed)
+        ));
+        // Trailing bytes and garbage are malformed, not a panic.
+        let mut content = read_frame(&mut &frame[..], MAX_REQUEST).unwrap();
+        content.push(0);
+        assert!(matches!(
+            decode::<Request>(&content),
+            Err(ControlError::Malformed(_))
+        ));
+        assert!(matches!(
+            decode::<Request>(&[VERSION as u8, 99]),
+            Err(ControlError::Malformed(_))
+        ));
+    }
+}
