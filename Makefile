@@ -2,7 +2,7 @@
 CARGO ?= cargo
 ATOP_DIR ?= target/atop
 
-.PHONY: deps build run test
+.PHONY: deps build run test bench
 
 deps:
 	bash tests/install-deps.sh
@@ -21,3 +21,8 @@ test: deps
 	$(CARGO) clippy --workspace --all-targets -- -D warnings
 	$(CARGO) build --workspace --bins
 	NETATOPD_TEST_ATOP=$(abspath $(ATOP_DIR))/atop $(CARGO) test --workspace
+
+# The benchmark suite (root; several minutes): results in target/bench.md,
+# recorded in BENCHMARKS.md.
+bench: build
+	./target/release/netatop-bench | tee target/bench.md

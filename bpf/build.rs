@@ -5,6 +5,8 @@ use std::path::PathBuf;
 use libbpf_cargo::SkeletonBuilder;
 
 const SRC: &str = "src/bpf/netatop.bpf.c";
+/// The benchmarks' reference: programs that do nothing.
+const EMPTY: &str = "src/bpf/empty.bpf.c";
 const SHARED: &str = "src/bpf/netatop.h";
 const HEADERS: [&str; 2] = [SHARED, "src/bpf/vmlinux.h"];
 
@@ -25,6 +27,12 @@ fn main() {
         .clang_args(["-Wall", "-Werror", "-mcpu=v3", "-Isrc/bpf"])
         .build_and_generate(&out)
         .unwrap_or_else(|e| panic!("building {SRC} (needs clang >= 14): {e:#}"));
+    SkeletonBuilder::new()
+        .source(EMPTY)
+        .obj(dir.join("empty.bpf.o"))
+        .clang_args(["-Wall", "-Werror", "-mcpu=v3", "-Isrc/bpf"])
+        .build_and_generate(dir.join("empty.skel.rs"))
+        .unwrap_or_else(|e| panic!("building {EMPTY}: {e:#}"));
     // Pinned state is adopted only by a netatopd whose shared records are
     // the same (layout) and whose programs are the same (build).
     let layout = fnv1a(&fs::read(SHARED).expect("reading netatop.h"));
@@ -35,6 +43,7 @@ fn main() {
     )
     .expect("writing fingerprint.rs");
     println!("cargo:rerun-if-changed={SRC}");
+    println!("cargo:rerun-if-changed={EMPTY}");
     for h in HEADERS {
         println!("cargo:rerun-if-changed={h}");
     }

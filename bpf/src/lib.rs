@@ -23,6 +23,12 @@ mod skel {
     include!(concat!(env!("OUT_DIR"), "/netatop.skel.rs"));
 }
 
+mod empty_skel {
+    #![allow(clippy::all, clippy::pedantic)]
+    #![allow(non_camel_case_types, non_snake_case, dead_code, unused_imports)]
+    include!(concat!(env!("OUT_DIR"), "/empty.skel.rs"));
+}
+
 pub use skel::types;
 use skel::{NetatopSkel, NetatopSkelBuilder};
 
@@ -72,7 +78,10 @@ fn libbpf(stage: &'static str) -> impl FnOnce(libbpf_rs::Error) -> LoadError {
 }
 
 /// Sizes of the kernel maps (entries). Entries are allocated as they are
-/// used; each map's bucket array (16 bytes per entry of its size) up front.
+/// used; each map's bucket array (16 bytes per entry of its size) up front,
+/// and a snapshot walks every bucket: the defaults keep both small (under
+/// 1 MiB of kernel memory with 1,000 processes) and are raised with
+/// netatopd's --max-* options where more must be counted at once.
 #[derive(Debug, Clone, Copy)]
 pub struct MapSizes {
     pub threads: u32,
@@ -83,9 +92,9 @@ pub struct MapSizes {
 impl Default for MapSizes {
     fn default() -> Self {
         Self {
-            threads: 65536,
-            procs: 32768,
-            exited: 32768,
+            threads: 16384,
+            procs: 16384,
+            exited: 8192,
         }
     }
 }
@@ -306,7 +315,6 @@ impl Tracer {
                 &mut m.procs,
                 &mut m.exited,
                 &mut m.bss,
-                &mut m.events,
                 &mut m.meta,
             ];
             for (name, map) in pin::MAPS.into_iter().zip(maps) {
@@ -394,7 +402,6 @@ impl Tracer {
                 &mut m.procs,
                 &mut m.exited,
                 &mut m.bss,
-                &mut m.events,
                 &mut m.meta,
             ];
             for (name, map) in pin::MAPS.into_iter().zip(maps) {
@@ -495,22 +502,6 @@ impl Tracer {
         }
     }
 
-    /// Socket calls counted since counting started, over all CPUs.
-    pub fn events(&self) -> std::io::Result<u64> {
-        let per_cpu = self
-            .skel
-            .maps
-            .events
-            .lookup_percpu(&0u32.to_ne_bytes(), MapFlags::ANY)
-            .map_err(std::io::Error::other)?
-            .unwrap_or_default();
-        Ok(per_cpu
-            .iter()
-            .filter_map(|v| v.get(..8))
-            .map(|b| u64::from_ne_bytes(b.try_into().expect("8 bytes")))
-            .sum())
-    }
-
     /// Kernel memory charged to the maps: the `memlock` of each map's
     /// /proc/self/fdinfo entry.
     pub fn map_memory(&self) -> std::io::Result<u64> {
@@ -520,7 +511,6 @@ impl Tracer {
             m.procs.as_fd(),
             m.exited.as_fd(),
             m.bss.as_fd(),
-            m.events.as_fd(),
             m.meta.as_fd(),
         ];
         let mut total = 0;
@@ -543,6 +533,27 @@ impl Tracer {
             procs: m.procs.max_entries(),
             exited: m.exited.max_entries(),
         }
+    }
+}
+
+/// Programs that do nothing, attached to the tracepoints netatopd uses: the
+/// benchmarks' floor for the cost of any tp_btf program. Detached when
+/// dropped; never pinned.
+pub struct EmptyProbe {
+    _skel: empty_skel::EmptySkel<'static>,
+}
+
+impl EmptyProbe {
+    pub fn attach() -> Result<Self, LoadError> {
+        check_kernel()?;
+        let object: &'static mut MaybeUninit<OpenObject> =
+            Box::leak(Box::new(MaybeUninit::uninit()));
+        let open = empty_skel::EmptySkelBuilder::default()
+            .open(object)
+            .map_err(libbpf("opening"))?;
+        let mut skel = open.load().map_err(libbpf("loading"))?;
+        skel.attach().map_err(libbpf("attaching"))?;
+        Ok(Self { _skel: skel })
     }
 }
 

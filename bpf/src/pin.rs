@@ -2,7 +2,7 @@
 //! counting goes on while it is down, and the next netatopd adopts them.
 //!
 //! A pin directory holds the maps `threads`, `procs`, `exited`, `stats`
-//! (the programs' .bss), `events` and `meta`, and one link per program. `meta` is
+//! (the programs' .bss) and `meta`, and one link per program. `meta` is
 //! pinned last: a directory without it is left over from an interrupted
 //! start and is discarded.
 
@@ -27,7 +27,7 @@ const BPF_FS_MAGIC: i64 = 0xcafe_4a11;
 
 pub(crate) const META: &str = "meta";
 /// Pin names of the maps, in the order `Tracer` lists them; `meta` last.
-pub(crate) const MAPS: [&str; 6] = ["threads", "procs", "exited", "stats", "events", META];
+pub(crate) const MAPS: [&str; 5] = ["threads", "procs", "exited", "stats", META];
 /// Pin names of the programs' links, in the order of `Tracer::links`.
 pub(crate) const LINKS: [&str; 4] = ["link_send", "link_recv", "link_exit", "link_exec"];
 
@@ -182,7 +182,6 @@ fn check(dir: &Path, sizes: MapSizes, bss_size: u32) -> Result<bool, String> {
         ("procs", sizes.procs, "--max-processes"),
         ("exited", sizes.exited, "--max-pending-exits"),
         ("stats", 1, ""),
-        ("events", 1, ""),
     ];
     for (name, entries, option) in expect {
         let map = open(name)?;

@@ -153,6 +153,18 @@ impl Collector {
             .map(|(&tid, t)| (tid, t.tgid, t.c.into()))
     }
 
+    /// Socket calls counted since counting started: those of exited
+    /// threads, plus the packets of the live threads read by the last
+    /// snapshot or census.
+    pub fn events(&self) -> u64 {
+        let live: u64 = self
+            .tvals
+            .iter()
+            .map(|t| t.c.tcpsndpacks + t.c.tcprcvpacks + t.c.udpsndpacks + t.c.udprcvpacks)
+            .sum();
+        self.tracer.stats().exited_events + live
+    }
+
     /// Processes and threads in the kernel maps now.
     pub fn census(&mut self) -> io::Result<(usize, usize)> {
         self.pkeys.clear();

@@ -585,7 +585,7 @@ impl Server {
             max_threads: sizes.threads.into(),
             max_processes: sizes.procs.into(),
             max_pending_exits: sizes.exited.into(),
-            events: tracer.events()?,
+            events: self.collector.events(),
             thread_map_full: k.thread_map_full,
             proc_map_full: k.proc_map_full,
             exit_map_full: k.exit_map_full,

@@ -17,20 +17,21 @@ use libbpf_rs::MapCore;
 use netatop_protocol::{query, Counters, NetPerTask, ReadMode};
 use serde::Deserialize;
 
-/// A binary of this workspace, next to the test executable's directory.
+/// A binary of this workspace: beside the running executable (a binary
+/// such as netatop-bench) or one directory up (a test in target/*/deps).
 pub fn bin(name: &str) -> PathBuf {
     let exe = std::env::current_exe().expect("current_exe");
-    let dir = exe
-        .parent()
-        .and_then(Path::parent)
-        .expect("test executable lives in target/<profile>/deps");
-    let path = dir.join(name);
-    assert!(
-        path.exists(),
-        "{} is missing: build the binaries first (`cargo build --workspace --bins`; `make test` does)",
-        path.display()
-    );
-    path
+    let dir = exe.parent().expect("the executable's directory");
+    let path = [dir.join(name), dir.parent().unwrap_or(dir).join(name)]
+        .into_iter()
+        .find(|p| p.exists());
+    path.unwrap_or_else(|| {
+        panic!(
+            "{name} is missing beside {}: build the binaries first (`cargo build --workspace --bins`; \
+             `make test` does)",
+            exe.display()
+        )
+    })
 }
 
 /// Fails loudly where BPF cannot run: these tests must not pass by skipping.
@@ -198,7 +199,7 @@ impl Daemon {
                 "netatopd did not answer within 60 s:\n{}",
                 self.log()
             );
-            std::thread::sleep(Duration::from_millis(10));
+            std::thread::sleep(Duration::from_millis(1));
         }
     }
 

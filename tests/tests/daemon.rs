@@ -36,11 +36,7 @@ fn socket_is_private_and_removed_on_sigterm_with_programs_detached() {
         assert_eq!(meta.uid(), 0);
     }
     let ids = d.map_ids();
-    assert_eq!(
-        ids.len(),
-        6,
-        "threads, procs, exited, events, meta, .bss: {ids:?}"
-    );
+    assert_eq!(ids.len(), 5, "threads, procs, exited, meta, .bss: {ids:?}");
     assert!(d.pin_dir.join("link_send").exists());
     let status = d.stop();
     assert!(status.success(), "{status}");

@@ -53,14 +53,6 @@ struct {
 	__type(value, struct exit_val);
 } exited SEC(".maps");
 
-/* Socket calls counted, per CPU (user space sums them). */
-struct {
-	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
-	__uint(max_entries, 1);
-	__type(key, __u32);
-	__type(value, __u64);
-} events SEC(".maps");
-
 /* Written by user space only; see struct netatop_meta. */
 struct {
 	__uint(type, BPF_MAP_TYPE_ARRAY);
@@ -109,8 +101,8 @@ static __always_inline int account(struct sock *sk, int ret, int flags, bool sen
 {
 	__u16 family, proto;
 	struct thread_val *t;
-	__u64 id, *n;
-	__u32 tid, zero = 0;
+	__u64 id;
+	__u32 tid;
 
 	/* Failed and empty calls move nothing; peeked data is read again later. */
 	if (ret <= 0 || (flags & MSG_PEEK))
@@ -130,10 +122,6 @@ static __always_inline int account(struct sock *sk, int ret, int flags, bool sen
 		if (!t)
 			return 0;
 	}
-	n = bpf_map_lookup_elem(&events, &zero);
-	if (n)
-		/* This CPU's own line; atomic against preemption on this CPU. */
-		__sync_fetch_and_add(n, 1);
 	/* Only this thread writes its entry, so plain adds are exact. */
 	if (proto == IPPROTO_TCP) {
 		if (send) {
@@ -204,6 +192,9 @@ int BPF_PROG(netatop_exit, struct task_struct *task)
 		bpf_map_delete_elem(&threads, &tid);
 		fold(&p->exited, &c);
 		__sync_fetch_and_sub(&p->nthreads, 1);
+		/* Socket calls of exited threads; live ones are in `threads`. */
+		__sync_fetch_and_add(&stats.exited_events, c.tcpsndpacks + c.tcprcvpacks +
+						     c.udpsndpacks + c.udprcvpacks);
 	}
 	if (task->signal->live.counter != 0)
 		return 0;

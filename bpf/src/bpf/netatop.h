@@ -63,6 +63,8 @@ struct netatop_stats {
 	__u64 exit_map_full;
 	/* Exited processes whose final totals were published. */
 	__u64 exits;
+	/* Socket calls counted for threads that have exited. */
+	__u64 exited_events;
 };
 
 /*

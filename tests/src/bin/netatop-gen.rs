@@ -521,6 +521,57 @@ fn fork(children: &mut Vec<i32>, o: &Opts) -> io::Result<(RawFd, UdpSocket)> {
     Ok((hold_w, sink))
 }
 
+/// `count` short-lived children, at most 64 at a time: each sends one
+/// datagram and exits at once. Returns when every child has been reaped.
+fn churn(children: &mut Vec<i32>, o: &Opts) -> io::Result<()> {
+    let sink = UdpSocket::bind(loopback(false))?;
+    let out = UdpSocket::bind(loopback(false))?;
+    out.connect(sink.local_addr()?)?;
+    let msg = vec![7u8; o.size];
+    let mut running = 0;
+    let mut failed = 0;
+    let mut reap = |running: &mut usize| {
+        let mut status = 0;
+        // SAFETY: `status` is a valid out-pointer.
+        if unsafe { libc::wait(&mut status) } < 0
+            || !libc::WIFEXITED(status)
+            || libc::WEXITSTATUS(status) != 0
+        {
+            failed += 1;
+        }
+        *running -= 1;
+    };
+    for _ in 0..o.count {
+        if running == 64 {
+            reap(&mut running);
+        }
+        // SAFETY: the child only calls send and _exit.
+        let pid = unsafe { libc::fork() };
+        if pid < 0 {
+            return Err(io::Error::last_os_error());
+        }
+        if pid == 0 {
+            // SAFETY: see above; `msg` is a valid buffer.
+            unsafe {
+                let ok = libc::send(out.as_raw_fd(), msg.as_ptr().cast(), msg.len(), 0)
+                    == msg.len() as isize;
+                libc::_exit(if ok { 0 } else { 1 });
+            }
+        }
+        children.push(pid);
+        running += 1;
+    }
+    while running > 0 {
+        reap(&mut running);
+    }
+    if failed > 0 {
+        return Err(io::Error::other(format!(
+            "{failed} children failed to send"
+        )));
+    }
+    Ok(())
+}
+
 fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().collect();
     let Some(scenario) = args.get(1).cloned() else {
@@ -574,6 +625,7 @@ fn main() -> ExitCode {
         "live-threads" => live_threads(&mut live, &o),
         "unix" => unix(&mut t, &o),
         "fork" => fork(&mut children, &o).map(|s| fork_state = Some(s)),
+        "churn" => churn(&mut children, &o),
         other => {
             eprintln!("netatop-gen: unknown scenario {other}");
             return ExitCode::from(2);

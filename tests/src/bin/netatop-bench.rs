@@ -1,0 +1,568 @@
+//! netatop-bench: netatopd's benchmark suite (see BENCHMARKS.md).
+//!
+//! Usage: netatop-bench [--quick] [SECTION...]
+//! Sections: calls threads snapshot memory maps churn startup (default: all).
+//!
+//! Runs the real daemon (the netatopd beside this binary: build with
+//! `cargo build --release --bins`), as root. Prints Markdown. Times are
+//! compared as ratios within one run; medians over interleaved rounds.
+//! --quick runs every section at a small scale: it checks the suite works,
+//! not that anything is fast.
+
+use std::fs;
+use std::net::UdpSocket;
+use std::time::{Duration, Instant};
+
+use netatop_protocol::{query, ReadMode};
+use netatopd_tests::{require_bpf_machine, wait_until, Daemon, Gen};
+
+struct Scale {
+    /// UDP round trips per measurement.
+    round_trips: u64,
+    /// Interleaved A/B rounds.
+    rounds: usize,
+    snapshot_sizes: Vec<usize>,
+    queries: usize,
+    memory_procs: usize,
+    map_procs: usize,
+    churn: usize,
+    churn_rounds: usize,
+    startups: usize,
+}
+
+impl Scale {
+    fn full() -> Scale {
+        Scale {
+            round_trips: 100_000,
+            rounds: 21,
+            snapshot_sizes: vec![1_000, 10_000, 40_000],
+            queries: 30,
+            memory_procs: 10_000,
+            map_procs: 1_000,
+            churn: 10_000,
+            churn_rounds: 3,
+            startups: 7,
+        }
+    }
+
+    fn quick() -> Scale {
+        Scale {
+            round_trips: 5_000,
+            rounds: 3,
+            snapshot_sizes: vec![100],
+            queries: 5,
+            memory_procs: 100,
+            map_procs: 50,
+            churn: 100,
+            churn_rounds: 1,
+            startups: 2,
+        }
+    }
+}
+
+fn median(v: &mut [f64]) -> f64 {
+    v.sort_by(f64::total_cmp);
+    v[v.len() / 2]
+}
+
+/// Pins the calling thread to one CPU.
+fn pin_to(cpu: usize) {
+    // SAFETY: an all-zero cpu_set_t is an empty set; CPU_SET and
+    // sched_setaffinity get a valid set of the size passed.
+    unsafe {
+        let mut set: libc::cpu_set_t = std::mem::zeroed();
+        libc::CPU_SET(cpu, &mut set);
+        let rc = libc::sched_setaffinity(0, std::mem::size_of::<libc::cpu_set_t>(), &set);
+        assert_eq!(rc, 0, "sched_setaffinity to CPU {cpu}");
+    }
+}
+
+/// One UDP socket sending 64-byte datagrams to itself and reading each
+/// back, on `cpu`: nanoseconds per socket call.
+fn ping_pong(n: u64, cpu: usize) -> f64 {
+    pin_to(cpu);
+    let s = UdpSocket::bind("127.0.0.1:0").expect("bind");
+    s.connect(s.local_addr().unwrap()).expect("connect");
+    let msg = [0x42u8; 64];
+    let mut buf = [0u8; 128];
+    let mut run = |n: u64| {
+        for _ in 0..n {
+            s.send(&msg).expect("send");
+            s.recv(&mut buf).expect("recv");
+        }
+    };
+    run(n / 10); // warm-up
+    let t = Instant::now();
+    run(n);
+    t.elapsed().as_nanos() as f64 / (2 * n) as f64
+}
+
+/// `threads` ping-pongs at once, thread i on CPU i: mean ns per call.
+fn ping_pong_threads(n: u64, threads: usize) -> f64 {
+    let handles: Vec<_> = (0..threads)
+        .map(|cpu| std::thread::spawn(move || ping_pong(n, cpu)))
+        .collect();
+    let per: Vec<f64> = handles.into_iter().map(|h| h.join().unwrap()).collect();
+    per.iter().sum::<f64>() / per.len() as f64
+}
+
+/// netatopd's programs and maps, loaded as the daemon loads them (in this
+/// process, so that rounds can switch them quickly); unloaded when dropped.
+struct NetatopdPrograms(Option<netatopd_bpf::Tracer>, std::path::PathBuf);
+
+impl NetatopdPrograms {
+    fn load() -> Self {
+        let dir =
+            std::path::PathBuf::from(format!("/sys/fs/bpf/netatop-bench-{}", std::process::id()));
+        let (tracer, _) = netatopd_bpf::Tracer::load(netatopd_bpf::MapSizes::default(), &dir)
+            .expect("loading netatopd's programs");
+        NetatopdPrograms(Some(tracer), dir)
+    }
+}
+
+impl Drop for NetatopdPrograms {
+    fn drop(&mut self) {
+        let _ = netatopd_bpf::remove_pins(&self.1);
+        drop(self.0.take());
+    }
+}
+
+/// Medians of interleaved rounds of `measure`: with nothing attached,
+/// with programs that do nothing on the same tracepoints, and with
+/// netatopd's programs. The order rotates from round to round.
+fn abc(rounds: usize, mut measure: impl FnMut() -> f64) -> [f64; 3] {
+    let mut got: [Vec<f64>; 3] = Default::default();
+    for r in 0..rounds {
+        for k in 0..3 {
+            let which = (r + k) % 3;
+            let v = match which {
+                0 => measure(),
+                1 => {
+                    let probe = netatopd_bpf::EmptyProbe::attach().expect("empty programs");
+                    let v = measure();
+                    drop(probe);
+                    v
+                }
+                _ => {
+                    let tracer = NetatopdPrograms::load();
+                    let v = measure();
+                    drop(tracer);
+                    v
+                }
+            };
+            got[which].push(v);
+        }
+    }
+    got.map(|mut v| median(&mut v))
+}
+
+fn calls(s: &Scale) {
+    println!("## 1. Added cost per socket call (one UDP socket, CPU 0)\n");
+    let [off, empty, on] = abc(s.rounds, || ping_pong(s.round_trips, 0));
+    println!(
+        "{} rounds of {} round trips (2 calls each), interleaved, medians:\n",
+        s.rounds, s.round_trips
+    );
+    println!("| attached | ns per call | added ns | ratio |\n|---|---|---|---|");
+    for (what, v) in [
+        ("nothing (netatopd stopped)", off),
+        ("empty tp_btf programs", empty),
+        ("netatopd's programs", on),
+    ] {
+        println!("| {what} | {v:.1} | {:.1} | {:.3} |", v - off, v / off);
+    }
+    println!(
+        "\nnetatopd's programs beyond an empty program: {:.1} ns per call\n",
+        on - empty
+    );
+    kernel_figure(s);
+}
+
+/// kernel.bpf_stats_enabled=1 for as long as it lives (then switched back
+/// to what it was): the kernel's own run_time_ns / run_cnt per program.
+struct BpfStats(String);
+
+impl BpfStats {
+    const PATH: &'static str = "/proc/sys/kernel/bpf_stats_enabled";
+
+    fn enable() -> BpfStats {
+        let before = fs::read_to_string(Self::PATH).unwrap_or_else(|_| "0".into());
+        fs::write(Self::PATH, "1").expect("enabling bpf_stats");
+        BpfStats(before)
+    }
+
+    /// netatopd's programs that ran: name, runs, ns per run.
+    fn read(&self) -> Vec<(String, u64, f64)> {
+        libbpf_rs::query::ProgInfoIter::default()
+            .filter(|p| p.name.to_str().is_some_and(|n| n.starts_with("netatop_")))
+            .filter(|p| p.run_cnt > 0)
+            .map(|p| {
+                let name = p.name.to_string_lossy().into_owned();
+                (name, p.run_cnt, p.run_time_ns as f64 / p.run_cnt as f64)
+            })
+            .collect()
+    }
+
+    fn print(figures: &[(String, u64, f64)]) {
+        println!("| program | runs | ns per run |\n|---|---|---|");
+        for (name, runs, ns) in figures {
+            println!("| {name} | {runs} | {ns:.1} |");
+        }
+        println!();
+    }
+}
+
+impl Drop for BpfStats {
+    fn drop(&mut self) {
+        let _ = fs::write(Self::PATH, self.0.trim());
+    }
+}
+
+fn kernel_figure(s: &Scale) {
+    let stats = BpfStats::enable();
+    let d = Daemon::start(&[]);
+    ping_pong(s.round_trips, 0);
+    let figures = stats.read();
+    drop(d);
+    drop(stats);
+    println!("kernel.bpf_stats_enabled=1 during one running round (switched back afterwards):\n");
+    BpfStats::print(&figures);
+}
+
+fn threads(s: &Scale) {
+    println!("## 2. Two threads of one process on two CPUs\n");
+    let [off1, _, on1] = abc(s.rounds, || ping_pong_threads(s.round_trips, 1));
+    let [off2, _, on2] = abc(s.rounds, || ping_pong_threads(s.round_trips, 2));
+    println!("| threads | nothing attached, ns/call | netatopd's programs, ns/call | added ns/call | ratio |\n|---|---|---|---|---|");
+    for (n, off, on) in [(1, off1, on1), (2, off2, on2)] {
+        println!(
+            "| {n} | {off:.1} | {on:.1} | {:.1} | {:.3} |",
+            on - off,
+            on / off
+        );
+    }
+    println!();
+}
+
+/// `n` live processes that each sent one datagram, counted by `d`.
+fn spawn_processes(n: usize) -> Gen {
+    let mut g = Gen::spawn("fork", &["--count", &n.to_string(), "--size", "64"]);
+    let r = g.report();
+    assert_eq!(r.children.len(), n);
+    g
+}
+
+/// `queries` atop-style queries on one connection: (median, max) ms and
+/// the records per response.
+fn time_queries(d: &Daemon, queries: usize) -> (f64, f64, usize) {
+    let mut conn = d.connect();
+    conn.set_read_timeout(Some(Duration::from_secs(60)))
+        .unwrap();
+    let mut times = Vec::new();
+    let mut recs = 0;
+    for _ in 0..queries {
+        let t = Instant::now();
+        recs = query(&mut conn, ReadMode::AsAtop).expect("query").len();
+        times.push(t.elapsed().as_secs_f64() * 1e3);
+    }
+    let max = times.iter().copied().fold(0.0, f64::max);
+    (median(&mut times), max, recs)
+}
+
+/// Raises pid_max for the run when `n` processes would not fit; restores
+/// it when dropped.
+struct PidMax(Option<String>);
+
+impl PidMax {
+    fn room_for(n: usize) -> PidMax {
+        const PATH: &str = "/proc/sys/kernel/pid_max";
+        let old = fs::read_to_string(PATH).unwrap();
+        if old.trim().parse::<usize>().unwrap() > n + 20_000 {
+            return PidMax(None);
+        }
+        fs::write(PATH, "4194304").expect("raising pid_max");
+        PidMax(Some(old))
+    }
+}
+
+impl Drop for PidMax {
+    fn drop(&mut self) {
+        if let Some(old) = &self.0 {
+            let _ = fs::write("/proc/sys/kernel/pid_max", old.trim());
+        }
+    }
+}
+
+/// atop's reading alone: `n` records and a terminator, one recv of 96
+/// bytes each, from a socket pair filled by another thread. The floor of
+/// any service's snapshot time, ms.
+fn client_floor(n: usize) -> f64 {
+    use std::io::{Read, Write};
+    let (mut w, mut r) = std::os::unix::net::UnixStream::pair().unwrap();
+    let writer = std::thread::spawn(move || {
+        let rec = [1u8; 96];
+        let chunk: Vec<u8> = rec.iter().copied().cycle().take(96 * 256).collect();
+        let mut left = n;
+        while left > 0 {
+            let k = left.min(256);
+            w.write_all(&chunk[..k * 96]).unwrap();
+            left -= k;
+        }
+        w.write_all(&[0u8; 96]).unwrap();
+    });
+    let mut buf = [0u8; 96];
+    let t = Instant::now();
+    loop {
+        assert_eq!(r.read(&mut buf).unwrap(), 96);
+        if buf[0] == 0 {
+            break;
+        }
+    }
+    let ms = t.elapsed().as_secs_f64() * 1e3;
+    writer.join().unwrap();
+    ms
+}
+
+/// The batched reads of the procs and threads maps alone (what a snapshot
+/// takes from the kernel), median ms.
+fn map_reads(tracer: &netatopd_bpf::Tracer, times: usize) -> f64 {
+    let (mut pk, mut pv, mut tk, mut tv) = (Vec::new(), Vec::new(), Vec::new(), Vec::new());
+    let mut ms: Vec<f64> = (0..times)
+        .map(|_| {
+            pk.clear();
+            pv.clear();
+            tk.clear();
+            tv.clear();
+            let t = Instant::now();
+            tracer.read_procs(&mut pk, &mut pv).unwrap();
+            tracer.read_threads(&mut tk, &mut tv).unwrap();
+            t.elapsed().as_secs_f64() * 1e3
+        })
+        .collect();
+    median(&mut ms)
+}
+
+fn snapshot(s: &Scale) {
+    println!("## 3. Snapshot latency, atop's way\n");
+    println!(
+        "One connection, {} queries (send 96 bytes, read 96-byte records to the terminator). \
+         netatopd --max-processes 65536 --max-threads 65536 for every size.\n",
+        s.queries
+    );
+    println!("| live processes | records | median ms | max ms | µs per process (median) | kernel map reads, ms | atop's reading alone, ms |\n|---|---|---|---|---|---|---|");
+    for &n in &s.snapshot_sizes {
+        let _pid_max = PidMax::room_for(n);
+        let d = Daemon::start(&["--max-processes", "65536", "--max-threads", "65536"]);
+        // The same programs and map sizes in this process, to time the
+        // kernel's part of a snapshot alone.
+        let dir =
+            std::path::PathBuf::from(format!("/sys/fs/bpf/netatop-bench-{}", std::process::id()));
+        let sizes = netatopd_bpf::MapSizes {
+            threads: 65536,
+            procs: 65536,
+            exited: netatopd_bpf::MapSizes::default().exited,
+        };
+        let (tracer, _) = netatopd_bpf::Tracer::load(sizes, &dir).expect("loading");
+        let _ = netatopd_bpf::remove_pins(&dir);
+        let g = spawn_processes(n);
+        let (med, max, recs) = time_queries(&d, s.queries);
+        let mut floor: Vec<f64> = (0..s.queries).map(|_| client_floor(recs)).collect();
+        let reads = map_reads(&tracer, s.queries);
+        drop(tracer);
+        println!(
+            "| {n} | {recs} | {med:.2} | {max:.2} | {:.2} | {reads:.2} | {:.2} |",
+            med * 1e3 / recs as f64,
+            median(&mut floor)
+        );
+        g.finish();
+        drop(d);
+    }
+    println!();
+}
+
+/// (VmRSS, RssAnon) of a process, kB.
+fn rss(pid: u32) -> (u64, u64) {
+    let status = fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+    let field = |k: &str| -> u64 {
+        status
+            .lines()
+            .find_map(|l| l.strip_prefix(k))
+            .and_then(|v| v.split_whitespace().next()?.parse().ok())
+            .unwrap_or(0)
+    };
+    (field("VmRSS:"), field("RssAnon:"))
+}
+
+fn memory(s: &Scale) {
+    println!("## 4. Daemon memory (default options)\n");
+    let d = Daemon::start(&[]);
+    let idle = rss(d.pid());
+    let g = spawn_processes(s.memory_procs);
+    let (med, max, recs) = time_queries(&d, s.queries);
+    let after = rss(d.pid());
+    g.finish();
+    println!("| state | VmRSS kB | RssAnon kB |\n|---|---|---|");
+    println!("| idle | {} | {} |", idle.0, idle.1);
+    println!(
+        "| after {} snapshots of {recs} records | {} | {} |",
+        s.queries, after.0, after.1
+    );
+    println!("\n(those snapshots at default map sizes: median {med:.2} ms, max {max:.2} ms)\n");
+}
+
+/// Kernel memory of the daemon's maps, bytes (netatopctl stats).
+fn map_memory(d: &Daemon) -> u64 {
+    let out = d.ctl().args(["stats", "--json"]).output().unwrap();
+    assert!(out.status.success());
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    v["map_memory_bytes"].as_u64().unwrap()
+}
+
+fn maps(s: &Scale) {
+    println!("## 5. Kernel memory of the maps (memlock of the map fds)\n");
+    let cpus = fs::read_to_string("/sys/devices/system/cpu/possible").unwrap();
+    let d = Daemon::start(&[]);
+    let idle = map_memory(&d);
+    let g = spawn_processes(s.map_procs);
+    let busy = map_memory(&d);
+    g.finish();
+    println!("possible CPUs: {}\n", cpus.trim());
+    println!("| state | bytes |\n|---|---|");
+    println!("| idle (default sizes) | {idle} |");
+    println!("| {} processes with traffic | {busy} |", s.map_procs);
+    println!(
+        "\nper process (one thread each): {:.0} bytes\n",
+        (busy - idle) as f64 / s.map_procs as f64
+    );
+}
+
+fn churn(s: &Scale) {
+    println!("## 6. Exit churn\n");
+    let n = s.churn;
+    let run = || -> (f64, Vec<i32>) {
+        let t = Instant::now();
+        let mut g = Gen::spawn("churn", &["--count", &n.to_string(), "--size", "32"]);
+        let r = g.report();
+        let secs = t.elapsed().as_secs_f64();
+        g.finish();
+        (secs, r.children)
+    };
+    let (mut off, mut on) = (Vec::new(), Vec::new());
+    let mut checked = false;
+    let mut figures = Vec::new();
+    for round in 0..s.churn_rounds {
+        off.push(run().0);
+        let d = Daemon::start(&[]);
+        let mut conn = d.connect();
+        conn.set_read_timeout(Some(Duration::from_secs(60)))
+            .unwrap();
+        let _ = query(&mut conn, ReadMode::AsAtop).expect("query");
+        let stats = (round == 0).then(BpfStats::enable);
+        let (secs, children) = run();
+        on.push(secs);
+        if let Some(stats) = stats {
+            figures = stats.read();
+        }
+        if round == 0 {
+            // Every final total arrives, exactly, and nothing stays behind.
+            let mut got = std::collections::HashMap::new();
+            wait_until(Duration::from_secs(60), "every exit delivered", || {
+                for r in query(&mut conn, ReadMode::AsAtop).expect("query") {
+                    got.insert(r.id, r.counters);
+                }
+                children.iter().all(|p| got.contains_key(p))
+            });
+            assert!(children
+                .iter()
+                .all(|p| got[p].udpsndpacks == 1 && got[p].udpsndbytes == 32));
+            for map in ["procs", "threads", "exited"] {
+                assert!(
+                    children.iter().all(|&p| !d.map_has(map, p as u32)),
+                    "entries left in {map}"
+                );
+            }
+            checked = true;
+        }
+    }
+    let (off, on) = (median(&mut off), median(&mut on));
+    println!(
+        "{n} processes that each send one datagram and exit, 64 at a time; {} rounds.\n",
+        s.churn_rounds
+    );
+    println!("| netatopd | seconds (median) | µs per process |\n|---|---|---|");
+    println!("| stopped | {off:.3} | {:.1} |", off * 1e6 / n as f64);
+    println!("| running | {on:.3} | {:.1} |", on * 1e6 / n as f64);
+    println!(
+        "\nadded per fork+exit: {:.2} µs (ratio {:.3}); every final total delivered exactly \
+         and no map entries left: {}\n",
+        (on - off) * 1e6 / n as f64,
+        on / off,
+        if checked { "yes" } else { "not checked" }
+    );
+    println!("kernel.bpf_stats_enabled=1 during the first running round:\n");
+    BpfStats::print(&figures);
+}
+
+fn startup(s: &Scale) {
+    println!("## 7. Start-up: exec to the socket answering\n");
+    let mut d = Daemon::start(&[]);
+    let mut times = Vec::new();
+    for _ in 0..s.startups {
+        assert!(d.stop().success());
+        let t = Instant::now();
+        d.restart();
+        times.push(t.elapsed().as_secs_f64() * 1e3);
+    }
+    let max = times.iter().copied().fold(0.0, f64::max);
+    println!(
+        "{} starts (nothing pinned; programs loaded, attached and pinned each time): \
+         median {:.1} ms, max {max:.1} ms\n",
+        s.startups,
+        median(&mut times)
+    );
+}
+
+fn main() {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let quick = args.iter().any(|a| a == "--quick");
+    let scale = if quick { Scale::quick() } else { Scale::full() };
+    let sections: Vec<&str> = args
+        .iter()
+        .map(String::as_str)
+        .filter(|a| *a != "--quick")
+        .collect();
+    const ALL: [&str; 7] = [
+        "calls", "threads", "snapshot", "memory", "maps", "churn", "startup",
+    ];
+    for s in &sections {
+        if !ALL.contains(s) {
+            eprintln!(
+                "netatop-bench: unknown section {s}; sections: {}",
+                ALL.join(" ")
+            );
+            std::process::exit(2);
+        }
+    }
+    require_bpf_machine();
+    let release = fs::read_to_string("/proc/sys/kernel/osrelease").unwrap_or_default();
+    println!(
+        "# netatop-bench{}\n\nLinux {}, {} CPUs online\n",
+        if quick { " --quick" } else { "" },
+        release.trim(),
+        std::thread::available_parallelism().map_or(0, |n| n.get())
+    );
+    for name in ALL {
+        if !sections.is_empty() && !sections.contains(&name) {
+            continue;
+        }
+        match name {
+            "calls" => calls(&scale),
+            "threads" => threads(&scale),
+            "snapshot" => snapshot(&scale),
+            "memory" => memory(&scale),
+            "maps" => maps(&scale),
+            "churn" => churn(&scale),
+            _ => startup(&scale),
+        }
+    }
+}

@@ -1,0 +1,39 @@
+//! The benchmark suite still runs end to end (at a small scale). It
+//! asserts nothing about time: the figures live in BENCHMARKS.md.
+
+use std::process::Command;
+
+use netatopd_tests::{bin, require_bpf_machine};
+
+#[test]
+fn the_benchmark_suite_runs_every_section() {
+    require_bpf_machine();
+    const STATS: &str = "/proc/sys/kernel/bpf_stats_enabled";
+    let before = std::fs::read_to_string(STATS).unwrap();
+    let out = Command::new(bin("netatop-bench"))
+        .arg("--quick")
+        .output()
+        .expect("running netatop-bench");
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{text}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    for section in [
+        "## 1. Added cost per socket call",
+        "| netatop_send |",
+        "| netatop_recv |",
+        "## 2. Two threads",
+        "## 3. Snapshot latency",
+        "## 4. Daemon memory",
+        "## 5. Kernel memory of the maps",
+        "## 6. Exit churn",
+        "no map entries left: yes",
+        "## 7. Start-up",
+    ] {
+        assert!(text.contains(section), "{section} missing:\n{text}");
+    }
+    // bpf_stats is switched back to what it was.
+    assert_eq!(std::fs::read_to_string(STATS).unwrap(), before);
+}
