@@ -79,7 +79,7 @@ fn libbpf(stage: &'static str) -> impl FnOnce(libbpf_rs::Error) -> LoadError {
 
 /// Sizes of the kernel maps (entries). Entries are allocated as they are
 /// used; each map's bucket array (16 bytes per entry of its size) up front,
-/// and a snapshot walks every bucket: the defaults keep both small (under
+/// and a snapshot walks every bucket: the defaults keep both small (about
 /// 1 MiB of kernel memory with 1,000 processes) and are raised with
 /// netatopd's --max-* options where more must be counted at once.
 #[derive(Debug, Clone, Copy)]
@@ -94,7 +94,9 @@ impl Default for MapSizes {
         Self {
             threads: 16384,
             procs: 16384,
-            exited: 8192,
+            // Only counted processes publish exits: the size of `procs`
+            // holds even all of them exiting at once.
+            exited: 16384,
         }
     }
 }

@@ -96,9 +96,10 @@ struct Args {
     #[arg(long, value_name = "N", default_value_t = MapSizes::default().procs)]
     max_processes: u32,
     /// Kernel map size: exited processes awaiting collection (collected
-    /// within 100 ms of their exit, so this holds 100 ms of exits).
-    #[arg(long, value_name = "N", default_value_t = MapSizes::default().exited)]
-    max_pending_exits: u32,
+    /// within 100 ms of their exit). Default: --max-processes, so that even
+    /// every counted process exiting at once fits.
+    #[arg(long, value_name = "N")]
+    max_pending_exits: Option<u32>,
 }
 
 fn init_logging(args: &Args) {
@@ -275,7 +276,7 @@ fn run(args: &Args) -> Result<()> {
     let sizes = MapSizes {
         threads: args.max_threads,
         procs: args.max_processes,
-        exited: args.max_pending_exits,
+        exited: args.max_pending_exits.unwrap_or(args.max_processes),
     };
     // Counting starts (or goes on) here, before anyone can connect.
     let (tracer, pinned) = Tracer::load(sizes, &args.pin_dir)?;

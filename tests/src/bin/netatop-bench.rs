@@ -421,19 +421,28 @@ fn map_memory(d: &Daemon) -> u64 {
 fn maps(s: &Scale) {
     println!("## 5. Kernel memory of the maps (memlock of the map fds)\n");
     let cpus = fs::read_to_string("/sys/devices/system/cpu/possible").unwrap();
-    let d = Daemon::start(&[]);
-    let idle = map_memory(&d);
-    let g = spawn_processes(s.map_procs);
-    let busy = map_memory(&d);
-    g.finish();
     println!("possible CPUs: {}\n", cpus.trim());
-    println!("| state | bytes |\n|---|---|");
-    println!("| idle (default sizes) | {idle} |");
-    println!("| {} processes with traffic | {busy} |", s.map_procs);
     println!(
-        "\nper process (one thread each): {:.0} bytes\n",
-        (busy - idle) as f64 / s.map_procs as f64
+        "| options | idle bytes | bytes with {} processes with traffic | per process |\n|---|---|---|---|",
+        s.map_procs
     );
+    for opts in [&[][..], &["--max-processes", "8192"][..]] {
+        let d = Daemon::start(opts);
+        let idle = map_memory(&d);
+        let g = spawn_processes(s.map_procs);
+        let busy = map_memory(&d);
+        g.finish();
+        println!(
+            "| {} | {idle} | {busy} | {:.0} |",
+            if opts.is_empty() {
+                "defaults".to_owned()
+            } else {
+                opts.join(" ")
+            },
+            (busy - idle) as f64 / s.map_procs as f64
+        );
+    }
+    println!();
 }
 
 fn churn(s: &Scale) {
