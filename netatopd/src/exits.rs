@@ -87,9 +87,10 @@ impl ExitLog {
     /// Appends the records this client has not had yet and is due, and
     /// marks everything logged so far as seen by it.
     pub fn take_for(&self, c: &mut Cursor, out: &mut Vec<NetPerTask>) {
-        let skip = c.seen.saturating_sub(self.first_seq - 1) as usize;
-        for (i, e) in self.recs.iter().enumerate().skip(skip) {
-            let seq = self.first_seq + i as u64;
+        // Straight to the first record this client has not seen.
+        let skip = (c.seen.saturating_sub(self.first_seq - 1) as usize).min(self.recs.len());
+        for (i, e) in self.recs.range(skip..).enumerate() {
+            let seq = self.first_seq + (skip + i) as u64;
             if self.wanted(c, seq, e) {
                 out.push(e.rec);
             }
