@@ -193,6 +193,22 @@ fn bind(path: &Path, mode: u32, gid: Option<u32>) -> Result<UnixListener> {
     Ok(listener)
 }
 
+/// Binds the control socket, creating its directory if needed.
+fn bind_control(args: &Args, gid: Option<u32>) -> Result<UnixListener> {
+    if let Some(dir) = args
+        .control_socket
+        .parent()
+        .filter(|d| !d.as_os_str().is_empty())
+    {
+        fs::DirBuilder::new()
+            .recursive(true)
+            .mode(0o755)
+            .create(dir)
+            .with_context(|| format!("cannot create {}", dir.display()))?;
+    }
+    bind(&args.control_socket, args.socket_mode, gid)
+}
+
 /// Descriptors the daemon needs beside its clients (maps, programs, links,
 /// listener, epoll, signal pipe, logs), with room to spare.
 const OWN_FDS: u64 = 64;
@@ -295,21 +311,22 @@ fn run(args: &Args) -> Result<()> {
             "discarded the state pinned under {pin_dir}, {why}: counters start from zero"
         ),
     }
+    // A start that fails from here on removes what it pinned itself (and
+    // leaves adopted state as it found it): nothing counts with nobody to ask.
+    let created = matches!(pinned, Pinned::Nothing | Pinned::Discarded(_));
+    let undo = |e: anyhow::Error| {
+        if created {
+            let _ = netatopd_bpf::remove_pins(&args.pin_dir);
+        }
+        e
+    };
     let collector = Collector::new(tracer);
-    let listener = bind(&args.socket, args.socket_mode, gid)?;
+    let listener = bind(&args.socket, args.socket_mode, gid).map_err(undo)?;
     let ours = fs::metadata(&args.socket).map(|m| (m.dev(), m.ino())).ok();
-    if let Some(dir) = args
-        .control_socket
-        .parent()
-        .filter(|d| !d.as_os_str().is_empty())
-    {
-        fs::DirBuilder::new()
-            .recursive(true)
-            .mode(0o755)
-            .create(dir)
-            .with_context(|| format!("cannot create {}", dir.display()))?;
-    }
-    let control = bind(&args.control_socket, args.socket_mode, gid)?;
+    let control = bind_control(args, gid).map_err(|e| {
+        let _ = fs::remove_file(&args.socket);
+        undo(e)
+    })?;
     let ours_control = fs::metadata(&args.control_socket)
         .map(|m| (m.dev(), m.ino()))
         .ok();
@@ -330,7 +347,13 @@ fn run(args: &Args) -> Result<()> {
             pinned: pinned.to_string(),
         },
     )
-    .context("cannot start the event loop")?;
+    .context("cannot start the event loop")
+    .map_err(|e| {
+        for path in [&args.socket, &args.control_socket] {
+            let _ = fs::remove_file(path);
+        }
+        undo(e)
+    })?;
     info!(
         "netatopd {} started: Linux {}, programs pinned under {pin_dir}, socket {}, map sizes: {} threads, {} processes, {} pending exits",
         env!("CARGO_PKG_VERSION"),
