@@ -321,15 +321,16 @@ fn run(args: &Args) -> Result<()> {
         e
     };
     let collector = Collector::new(tracer);
-    let listener = bind(&args.socket, args.socket_mode, gid).map_err(undo)?;
-    let ours = fs::metadata(&args.socket).map(|m| (m.dev(), m.ino())).ok();
-    let control = bind_control(args, gid).map_err(|e| {
-        let _ = fs::remove_file(&args.socket);
-        undo(e)
-    })?;
+    // The control socket first: once the atop socket answers, both do.
+    let control = bind_control(args, gid).map_err(undo)?;
     let ours_control = fs::metadata(&args.control_socket)
         .map(|m| (m.dev(), m.ino()))
         .ok();
+    let listener = bind(&args.socket, args.socket_mode, gid).map_err(|e| {
+        let _ = fs::remove_file(&args.control_socket);
+        undo(e)
+    })?;
+    let ours = fs::metadata(&args.socket).map(|m| (m.dev(), m.ino())).ok();
     let exits = ExitLog::new((args.exit_grace * 1e9) as u64, args.max_exited);
     let mut server = Server::new(
         signals,

@@ -413,7 +413,12 @@ fn memory(s: &Scale) {
 /// Kernel memory of the daemon's maps, bytes (netatopctl stats).
 fn map_memory(d: &Daemon) -> u64 {
     let out = d.ctl().args(["stats", "--json"]).output().unwrap();
-    assert!(out.status.success());
+    assert!(
+        out.status.success(),
+        "netatopctl stats: {}\n{}",
+        String::from_utf8_lossy(&out.stderr),
+        d.log()
+    );
     let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     v["map_memory_bytes"].as_u64().unwrap()
 }
