@@ -78,10 +78,10 @@ fn libbpf(stage: &'static str) -> impl FnOnce(libbpf_rs::Error) -> LoadError {
 }
 
 /// Sizes of the kernel maps (entries). Entries are allocated as they are
-/// used; each map's bucket array (16 bytes per entry of its size) up front,
-/// and a snapshot walks every bucket: the defaults keep both small (about
-/// 1 MiB of kernel memory with 1,000 processes) and are raised with
-/// netatopd's --max-* options where more must be counted at once.
+/// used; each map's bucket array (16 bytes per entry of its size) up front.
+/// The defaults keep that small (about 1 MiB of kernel memory with 1,000
+/// processes) and are raised with netatopd's --max-* options where more
+/// must be counted at once.
 #[derive(Debug, Clone, Copy)]
 pub struct MapSizes {
     pub threads: u32,
