@@ -74,6 +74,27 @@ pub fn wait_until(limit: Duration, what: &str, mut ready: impl FnMut() -> bool) 
     }
 }
 
+/// netatopd's bpffs pin directory for a test using scratch directory `dir`.
+pub fn pin_dir_for(dir: &Path) -> PathBuf {
+    Path::new("/sys/fs/bpf").join(dir.file_name().expect("a scratch directory"))
+}
+
+/// Options that give a netatopd its own files for a test: the atop socket
+/// `socket`, and under `dir` its control socket, pid file, and a pin
+/// directory named after `dir`.
+pub fn private_args(dir: &Path, socket: &Path) -> Vec<std::ffi::OsString> {
+    vec![
+        "--socket".into(),
+        socket.into(),
+        "--control-socket".into(),
+        dir.join("control.sock").into(),
+        "--pid-file".into(),
+        dir.join("netatopd.pid").into(),
+        "--pin-dir".into(),
+        pin_dir_for(dir).into(),
+    ]
+}
+
 /// A running netatopd; stopped (SIGTERM) and reaped when dropped, and
 /// whatever it left pinned removed.
 pub struct Daemon {
@@ -97,7 +118,7 @@ impl Daemon {
     /// Starts netatopd on `socket` and waits until it answers.
     pub fn start_at(dir: PathBuf, socket: PathBuf, extra: &[&str]) -> Daemon {
         require_bpf_machine();
-        let pin_dir = Path::new("/sys/fs/bpf").join(dir.file_name().unwrap());
+        let pin_dir = pin_dir_for(&dir);
         let mut d = Daemon {
             child: None,
             log: dir.join("netatopd.log"),
@@ -142,14 +163,7 @@ impl Daemon {
         let mut cmd = Command::new(bin("netatopd"));
         cmd.arg("--foreground")
             .arg("-v")
-            .arg("--socket")
-            .arg(&self.socket)
-            .arg("--pin-dir")
-            .arg(&self.pin_dir)
-            .arg("--pid-file")
-            .arg(self.pid_file())
-            .arg("--control-socket")
-            .arg(self.control_socket())
+            .args(private_args(&self.dir, &self.socket))
             .args(&self.extra);
         cmd
     }

@@ -4,7 +4,6 @@ use std::fs;
 use std::os::unix::fs::{FileTypeExt, MetadataExt, PermissionsExt};
 use std::os::unix::net::UnixListener;
 use std::os::unix::process::CommandExt;
-use std::path::Path;
 use std::process::{Command, Output};
 
 use netatopd_tests::{bin, record_for, require_bpf_machine, run_lingering, scratch_dir, Daemon};
@@ -260,14 +259,7 @@ fn service_mode_logs_with_journal_priorities() {
     let sock = dir.join("svc.sock");
     let log = dir.join("log");
     let mut child = Command::new(bin("netatopd"))
-        .arg("--socket")
-        .arg(&sock)
-        .arg("--pid-file")
-        .arg(dir.join("pid"))
-        .arg("--control-socket")
-        .arg(dir.join("control.sock"))
-        .arg("--pin-dir")
-        .arg(Path::new("/sys/fs/bpf").join(dir.file_name().unwrap()))
+        .args(netatopd_tests::private_args(&dir, &sock))
         .stderr(fs::File::create(&log).unwrap())
         .spawn()
         .unwrap();

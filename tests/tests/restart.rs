@@ -240,17 +240,10 @@ fn other_map_sizes_start_clean() {
 fn a_start_that_fails_after_loading_leaves_nothing_behind() {
     netatopd_tests::require_bpf_machine();
     let dir = netatopd_tests::scratch_dir();
-    let pin_dir = std::path::Path::new("/sys/fs/bpf").join(dir.file_name().unwrap());
+    let pin_dir = netatopd_tests::pin_dir_for(&dir);
     let out = std::process::Command::new(netatopd_tests::bin("netatopd"))
         // Its directory does not exist: binding fails, after loading.
-        .arg("--socket")
-        .arg(dir.join("missing/s"))
-        .arg("--control-socket")
-        .arg(dir.join("control.sock"))
-        .arg("--pid-file")
-        .arg(dir.join("pid"))
-        .arg("--pin-dir")
-        .arg(&pin_dir)
+        .args(netatopd_tests::private_args(&dir, &dir.join("missing/s")))
         .output()
         .unwrap();
     assert!(!out.status.success());
@@ -258,6 +251,6 @@ fn a_start_that_fails_after_loading_leaves_nothing_behind() {
     assert!(err.contains("cannot listen on"), "{err}");
     assert!(!pin_dir.exists(), "pins left behind");
     assert!(!dir.join("control.sock").exists(), "socket left behind");
-    assert!(!dir.join("pid").exists(), "pid file left behind");
+    assert!(!dir.join("netatopd.pid").exists(), "pid file left behind");
     std::fs::remove_dir_all(dir).unwrap();
 }
