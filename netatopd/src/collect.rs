@@ -176,6 +176,20 @@ impl Collector {
         Ok((self.pkeys.len(), self.tkeys.len()))
     }
 
+    /// Frees the buffers of the last snapshot (all but the last-reported
+    /// totals, which the next snapshot needs).
+    pub fn release(&mut self) {
+        self.pkeys = Vec::new();
+        self.pvals = Vec::new();
+        self.tkeys = Vec::new();
+        self.tvals = Vec::new();
+        self.ekeys = Vec::new();
+        self.evals = Vec::new();
+        self.procs = Vec::new();
+        self.index = HashMap::new();
+        self.reported_next = HashMap::new();
+    }
+
     /// Moves the final totals of exited processes from the kernel into `exits`.
     pub fn drain(&mut self, exits: &mut ExitLog) -> io::Result<()> {
         self.ekeys.clear();

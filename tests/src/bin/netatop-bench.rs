@@ -400,14 +400,40 @@ fn memory(s: &Scale) {
     let g = spawn_processes(s.memory_procs);
     let (med, max, recs) = time_queries(&d, s.queries);
     let after = rss(d.pid());
+    // netatopd gives the snapshot buffers back after a second without
+    // queries (its housekeeping runs every second).
+    let settle = Instant::now();
+    let mut released = rss(d.pid());
+    while settle.elapsed() < Duration::from_secs(5) && released.1 >= after.1 {
+        std::thread::sleep(Duration::from_millis(100));
+        released = rss(d.pid());
+    }
+    let peak = hwm(d.pid());
     g.finish();
     println!("| state | VmRSS kB | RssAnon kB |\n|---|---|---|");
     println!("| idle | {} | {} |", idle.0, idle.1);
     println!(
-        "| after {} snapshots of {recs} records | {} | {} |",
+        "| right after {} snapshots of {recs} records | {} | {} |",
         s.queries, after.0, after.1
     );
-    println!("\n(those snapshots at default map sizes: median {med:.2} ms, max {max:.2} ms)\n");
+    println!(
+        "| {:.1} s later (buffers given back) | {} | {} |",
+        settle.elapsed().as_secs_f64(),
+        released.0,
+        released.1
+    );
+    println!("\npeak VmRSS (VmHWM): {peak} kB\n");
+    println!("(those snapshots at default map sizes: median {med:.2} ms, max {max:.2} ms)\n");
+}
+
+/// Peak resident set (VmHWM) of a process, kB.
+fn hwm(pid: u32) -> u64 {
+    let status = fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmHWM:"))
+        .and_then(|v| v.split_whitespace().next()?.parse().ok())
+        .unwrap_or(0)
 }
 
 /// Kernel memory of the daemon's maps, bytes (netatopctl stats).
