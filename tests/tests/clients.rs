@@ -8,6 +8,15 @@ use std::time::Duration;
 use netatop_protocol::{read_response, ReadMode, RECORD_SIZE};
 use netatopd_tests::{record_for, run_lingering, wait_until, Daemon, Gen};
 
+/// Every daemon counts every process on the machine: while one test here
+/// keeps 10,000 processes alive, the other's thousand clients would each
+/// get 1 MB responses. The tests of this file run one at a time.
+static ONE_AT_A_TIME: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
+fn one_at_a_time() -> std::sync::MutexGuard<'static, ()> {
+    ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner())
+}
+
 /// Reads until the daemon closes the connection; fails on a timeout.
 fn expect_closed(mut s: UnixStream) {
     s.set_read_timeout(Some(Duration::from_secs(20))).unwrap();
@@ -21,6 +30,7 @@ fn expect_closed(mut s: UnixStream) {
 
 #[test]
 fn misbehaving_clients_delay_no_one_with_10k_process_responses() {
+    let _serial = one_at_a_time();
     const N: usize = 10_000;
     // With an output cap of one response, pipelined requests wait in the
     // client's socket until it has read the response before.
@@ -94,6 +104,7 @@ fn allow_fds(n: u64) {
 
 #[test]
 fn a_thousand_concurrent_clients_are_served_and_the_next_is_refused() {
+    let _serial = one_at_a_time();
     const CLIENTS: usize = 1000;
     allow_fds(8192);
     let d = Daemon::start(&["--max-clients", &CLIENTS.to_string()]);
