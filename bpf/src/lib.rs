@@ -8,6 +8,7 @@
 use std::fs;
 use std::mem::{size_of, MaybeUninit};
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd};
+use std::os::unix::fs::DirBuilderExt;
 use std::path::{Path, PathBuf};
 use std::ptr;
 
@@ -307,7 +308,7 @@ impl Tracer {
         let pinned = pin::inspect(pin_dir, sizes, m.bss.value_size());
         if let Pinned::Discarded(_) = pinned {
             pin::remove_pins(pin_dir)
-                .and_then(|_| fs::DirBuilder::new().create(pin_dir))
+                .and_then(|_| fs::DirBuilder::new().mode(0o700).create(pin_dir))
                 .map_err(|e| pin_err(format!("cannot remove unusable pinned state: {e}")))?;
         }
         let adopt = matches!(pinned, Pinned::Adopted | Pinned::ProgramsReplaced);

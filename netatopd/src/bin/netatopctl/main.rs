@@ -1,5 +1,6 @@
 //! netatopctl: which process uses the network, for people and scripts.
 
+use std::collections::HashMap;
 use std::io;
 use std::os::unix::net::UnixStream;
 use std::path::{Path, PathBuf};
@@ -208,32 +209,42 @@ impl Source {
                     e => format!("query to {path} failed: {e}"),
                 })?;
                 // A process that exited may come twice: live, then final.
-                let mut out: Vec<Process> = Vec::with_capacity(recs.len());
-                let mut seen = std::collections::HashMap::new();
-                for r in &recs {
-                    let p = Process {
-                        pid: r.id,
-                        btime: r.btime,
-                        command: r.command_str(),
-                        counters: r.counters,
-                        exited: false,
-                        threads: Vec::new(),
-                    };
-                    match seen.get(&(r.id, r.btime)) {
-                        Some(&i) => {
-                            let q: &mut Process = &mut out[i];
-                            q.counters.raise_to(&r.counters);
-                        }
-                        None => {
-                            seen.insert((r.id, r.btime), out.len());
-                            out.push(p);
-                        }
-                    }
-                }
-                Ok(out)
+                Ok(merge(
+                    recs.iter()
+                        .map(|r| Process {
+                            pid: r.id,
+                            btime: r.btime,
+                            command: r.command_str(),
+                            counters: r.counters,
+                            exited: false,
+                            threads: Vec::new(),
+                        })
+                        .collect(),
+                ))
             }
         }
     }
+}
+
+/// One entry per process (pid and start time): a process listed both live
+/// and with its final totals (it exited while the response was built)
+/// keeps the larger counters and the exited mark.
+pub fn merge(procs: Vec<Process>) -> Vec<Process> {
+    let mut index: HashMap<(i32, u64), usize> = HashMap::new();
+    let mut out: Vec<Process> = Vec::with_capacity(procs.len());
+    for p in procs {
+        match index.get(&(p.pid, p.btime)) {
+            Some(&i) => {
+                out[i].counters.raise_to(&p.counters);
+                out[i].exited |= p.exited;
+            }
+            None => {
+                index.insert((p.pid, p.btime), out.len());
+                out.push(p);
+            }
+        }
+    }
+    out
 }
 
 /// Output errors: a closed pipe (`| head`) ends quietly.

@@ -12,7 +12,7 @@ use netatopd::conns::SocketCounts;
 use serde::Serialize;
 
 use crate::table::{self, num, text, Column};
-use crate::{output, Args, Source, Totals};
+use crate::{merge, output, Args, Source, Totals};
 
 #[derive(clap::Args, Debug)]
 pub struct Opts {
@@ -84,25 +84,6 @@ fn delta(now: &Counters, before: Option<&Counters>) -> Counters {
         udprcvpacks: a6.saturating_sub(b6),
         udprcvbytes: a7.saturating_sub(b7),
     }
-}
-
-/// Merges a process listed live and as exited in the same response.
-fn merge(procs: Vec<Process>) -> Vec<Process> {
-    let mut index: HashMap<(i32, u64), usize> = HashMap::new();
-    let mut out: Vec<Process> = Vec::with_capacity(procs.len());
-    for p in procs {
-        match index.get(&(p.pid, p.btime)) {
-            Some(&i) => {
-                out[i].counters.raise_to(&p.counters);
-                out[i].exited |= p.exited;
-            }
-            None => {
-                index.insert((p.pid, p.btime), out.len());
-                out.push(p);
-            }
-        }
-    }
-    out
 }
 
 /// Per-process readings of the previous sample.
