@@ -3,10 +3,12 @@
 # clang (compiles the BPF programs), libelf/zlib static archives (linked into
 # the binaries), pkg-config and make; for the tests, systemd-analyze (verifies
 # the unit) and setpriv (runs netatopd with the unit's capabilities).
+# For the man pages and the package: mandoc (lint), man-db (rendering),
+# lintian, dpkg-dev (dpkg-shlibdeps, for the package's dependencies).
 # Idempotent and non-interactive.
 set -euo pipefail
 
-PKGS=(clang llvm libelf-dev zlib1g-dev pkg-config make systemd util-linux)
+PKGS=(clang llvm libelf-dev zlib1g-dev pkg-config make systemd util-linux mandoc man-db lintian dpkg-dev)
 
 log() { printf 'install-deps: %s\n' "$*" >&2; }
 
@@ -24,7 +26,7 @@ if [ ${#missing[@]} -gt 0 ]; then
     apt-get update -qq
     DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
 fi
-for tool in cargo clang systemd-analyze setpriv; do
+for tool in cargo clang systemd-analyze setpriv mandoc man lintian dpkg-shlibdeps; do
     command -v "$tool" >/dev/null || { log "$tool not found after installing"; exit 1; }
 done
 log "build dependencies present"

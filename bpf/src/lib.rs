@@ -160,6 +160,108 @@ fn check_btf(path: &Path) -> Result<(), LoadError> {
     Ok(())
 }
 
+/// What the running kernel offers netatopd, for `--version` and bug
+/// reports. Probing loads nothing that stays: only libbpf's own tiny test
+/// program, and only with the privileges to do so.
+#[derive(Debug, Clone)]
+pub struct Features {
+    pub kernel: String,
+    pub btf: bool,
+    /// Each tracepoint netatopd attaches to, and whether the kernel's BTF
+    /// describes it (`None` without BTF).
+    pub tracepoints: Vec<(&'static str, Option<bool>)>,
+    /// Whether tp_btf programs on the socket tracepoints pass the verifier
+    /// (`None`: not checked, for want of privileges or BTF).
+    pub tracing_programs: Option<bool>,
+    pub privileged: bool,
+    /// `net.core.bpf_jit_enable`: 0 off, 1 on, 2 on with debug output.
+    pub jit: Option<u8>,
+    pub bpffs: bool,
+}
+
+impl Features {
+    pub fn probe() -> Self {
+        let privileged = privileged();
+        let btf = libbpf_rs::Btf::from_path(VMLINUX_BTF).ok();
+        let tracepoints = TRACEPOINTS
+            .iter()
+            .map(|&(name, _)| {
+                let typedef = format!("btf_trace_{name}");
+                let found = btf.as_ref().map(|b| {
+                    b.type_by_name::<libbpf_rs::btf::types::Typedef<'_>>(&typedef)
+                        .is_some()
+                });
+                (name, found)
+            })
+            .collect();
+        let tracing_programs = (privileged && btf.is_some()).then(EmptyProbe::loads);
+        let jit = fs::read_to_string("/proc/sys/net/core/bpf_jit_enable")
+            .ok()
+            .and_then(|s| s.trim().parse().ok());
+        Self {
+            kernel: kernel_release(),
+            btf: btf.is_some(),
+            tracepoints,
+            tracing_programs,
+            privileged,
+            jit,
+            bpffs: pin::on_bpffs(Path::new("/sys/fs/bpf")).unwrap_or(false),
+        }
+    }
+
+    /// Whether netatopd can count here (as far as can be told without
+    /// privileges when there are none).
+    pub fn usable(&self) -> bool {
+        self.btf
+            && self.tracepoints.iter().all(|(_, f)| *f == Some(true))
+            && self.tracing_programs != Some(false)
+    }
+}
+
+impl std::fmt::Display for Features {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let yes = |b: bool| if b { "yes" } else { "no" };
+        writeln!(f, "kernel: Linux {}", self.kernel)?;
+        writeln!(f, "  BTF ({VMLINUX_BTF}): {}", yes(self.btf))?;
+        let tps: Vec<String> = self
+            .tracepoints
+            .iter()
+            .map(|(name, found)| {
+                let state = match found {
+                    Some(b) => yes(*b),
+                    None => "unknown",
+                };
+                format!("{name} {state}")
+            })
+            .collect();
+        writeln!(f, "  tracepoints: {}", tps.join(", "))?;
+        let progs = match self.tracing_programs {
+            Some(b) => yes(b),
+            None if !self.privileged => "not checked (needs root or CAP_BPF and CAP_PERFMON)",
+            None => "not checked (no BTF)",
+        };
+        writeln!(
+            f,
+            "  tp_btf programs on sock_send_length/sock_recv_length load: {progs}"
+        )?;
+        let jit = match self.jit {
+            Some(0) => "off (programs are interpreted: slower)",
+            Some(_) => "on",
+            None => "unknown",
+        };
+        writeln!(f, "  BPF JIT: {jit}")?;
+        writeln!(f, "  bpffs on /sys/fs/bpf: {}", yes(self.bpffs))?;
+        let verdict = if !self.usable() {
+            "netatopd cannot count on this kernel (it needs Linux >= 6.3 with BTF)"
+        } else if !self.privileged {
+            "netatopd can count on this kernel, run as root"
+        } else {
+            "netatopd can count on this kernel"
+        };
+        write!(f, "  verdict: {verdict}")
+    }
+}
+
 /// Routes libbpf's own messages into the `log` facade.
 pub fn route_libbpf_logs() {
     fn print(level: PrintLevel, msg: String) {
@@ -547,6 +649,18 @@ pub struct EmptyProbe {
 }
 
 impl EmptyProbe {
+    /// Whether the do-nothing programs load (pass the verifier), without
+    /// attaching them: tells whether this kernel runs tp_btf programs on
+    /// the socket tracepoints at all.
+    pub fn loads() -> bool {
+        let mut object = MaybeUninit::uninit();
+        let Ok(open) = empty_skel::EmptySkelBuilder::default().open(&mut object) else {
+            return false;
+        };
+        let loaded = open.load().is_ok();
+        loaded
+    }
+
     pub fn attach() -> Result<Self, LoadError> {
         check_kernel()?;
         let object: &'static mut MaybeUninit<OpenObject> =

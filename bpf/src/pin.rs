@@ -85,7 +85,7 @@ pub(crate) fn read_meta(map: &dyn MapCore) -> io::Result<types::netatop_meta> {
     })
 }
 
-fn on_bpffs(path: &Path) -> io::Result<bool> {
+pub(crate) fn on_bpffs(path: &Path) -> io::Result<bool> {
     let c = CString::new(path.as_os_str().as_bytes()).map_err(io::Error::other)?;
     // SAFETY: all-zero bytes are a valid statfs.
     let mut st: libc::statfs = unsafe { std::mem::zeroed() };

@@ -7,3 +7,4 @@ pub mod collect;
 pub mod conns;
 pub mod exits;
 pub mod server;
+pub mod version;

@@ -10,7 +10,7 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use anyhow::{bail, Context, Result};
-use clap::Parser;
+use clap::{CommandFactory, Parser};
 use log::{info, warn};
 use netatopd::collect::Collector;
 use netatopd::exits::ExitLog;
@@ -23,6 +23,7 @@ use lock::PidFile;
 
 #[derive(Parser, Debug)]
 #[command(
+    name = "netatopd",
     version,
     about = "Per-process TCP/UDP accounting in eBPF, served to atop -K"
 )]
@@ -100,6 +101,9 @@ struct Args {
     /// every counted process exiting at once fits.
     #[arg(long, value_name = "N")]
     max_pending_exits: Option<u32>,
+    /// Print a completion script for SHELL on standard output and exit.
+    #[arg(long, value_name = "SHELL")]
+    completions: Option<clap_complete::Shell>,
 }
 
 fn init_logging(args: &Args) {
@@ -394,7 +398,11 @@ fn run(args: &Args) -> Result<()> {
 }
 
 fn main() -> ExitCode {
-    let args = Args::parse();
+    let args: Args = netatopd::version::parse();
+    if let Some(shell) = args.completions {
+        clap_complete::generate(shell, &mut Args::command(), "netatopd", &mut io::stdout());
+        return ExitCode::SUCCESS;
+    }
     init_logging(&args);
     match run(&args) {
         Ok(()) => ExitCode::SUCCESS,

@@ -19,7 +19,7 @@ use mio::net::{UnixListener, UnixStream};
 use mio::{Events, Interest, Poll, Token};
 use netatop_protocol::control::{self, Process, Response, Stats, Thread};
 use netatop_protocol::{NetPerTask, RECORD_SIZE};
-use signal_hook::consts::{SIGINT, SIGTERM};
+use signal_hook::consts::{SIGHUP, SIGINT, SIGTERM};
 use signal_hook_mio::v1_0::Signals;
 use zerocopy::IntoBytes;
 
@@ -40,7 +40,7 @@ const WARN_EVERY: Duration = Duration::from_secs(60);
 
 /// The signals that stop the daemon; create this first of all.
 pub fn stop_signals() -> io::Result<Signals> {
-    Signals::new([SIGTERM, SIGINT])
+    Signals::new([SIGTERM, SIGINT, SIGHUP])
 }
 
 pub struct Config {
@@ -311,7 +311,7 @@ impl Server {
         self.collector.tracer()
     }
 
-    /// Runs until SIGTERM or SIGINT.
+    /// Runs until SIGTERM, SIGINT or SIGHUP.
     pub fn run(&mut self) -> io::Result<()> {
         let mut events = Events::with_capacity(256);
         let mut next_tick = Instant::now() + self.config.tick;

@@ -230,6 +230,27 @@ mod tests {
         }])
     }
 
+    /// The byte-level examples of netatop-protocol(5).
+    #[test]
+    fn documented_encoding() {
+        assert_eq!(encode(&Request::Stats), [2, 0, 0, 0, 1, 1]);
+        assert_eq!(
+            encode(&Request::Processes {
+                threads: true,
+                exited: false
+            }),
+            [4, 0, 0, 0, 1, 0, 1, 0]
+        );
+        // Zigzag signed integers, 251-prefixed u16, length-prefixed strings.
+        let frame = encode(&Thread {
+            tid: -1,
+            tgid: 300,
+            name: "ab".into(),
+            counters: Counters::default(),
+        });
+        assert_eq!(&frame[4..12], [1, 1, 251, 88, 2, 2, b'a', b'b']);
+    }
+
     #[test]
     fn frames_round_trip() {
         for req in [

@@ -52,13 +52,68 @@ fn socket_is_private_and_removed_on_sigterm_with_programs_detached() {
 }
 
 #[test]
-fn sigint_also_stops_cleanly() {
-    let d = Daemon::start(&[]);
-    // SAFETY: signalling our own child.
-    unsafe { libc::kill(d.pid() as i32, libc::SIGINT) };
-    netatopd_tests::wait_until(std::time::Duration::from_secs(20), "socket removal", || {
-        !d.socket.exists()
-    });
+fn sigint_and_sighup_also_stop_cleanly() {
+    for sig in [libc::SIGINT, libc::SIGHUP] {
+        let d = Daemon::start(&[]);
+        // SAFETY: signalling our own child.
+        unsafe { libc::kill(d.pid() as i32, sig) };
+        netatopd_tests::wait_until(std::time::Duration::from_secs(20), "clean stop", || {
+            !d.socket.exists() && !d.pin_dir.exists()
+        });
+        assert!(
+            d.log().contains(&format!("signal {sig} received")),
+            "{}",
+            d.log()
+        );
+    }
+}
+
+/// `--version`: version, git revision, and the kernel's features; as root
+/// the programs are really loaded, without privileges they are not tried.
+#[test]
+fn version_reports_revision_and_kernel_features() {
+    require_bpf_machine();
+    for name in ["netatopd", "netatopctl"] {
+        let out = run(Command::new(bin(name)).arg("--version"));
+        assert!(out.status.success(), "{out:?}");
+        let text = String::from_utf8(out.stdout).unwrap();
+        let first = text.lines().next().unwrap_or_default();
+        let rev = first
+            .strip_prefix(&format!("{name} {} (git ", env!("CARGO_PKG_VERSION")))
+            .and_then(|r| r.strip_suffix(')'))
+            .unwrap_or_else(|| panic!("first line {first:?}"));
+        assert!(
+            rev == "unknown" || (rev.len() == 12 && rev.bytes().all(|b| b.is_ascii_hexdigit())),
+            "revision {rev:?}"
+        );
+        for want in [
+            "BTF (/sys/kernel/btf/vmlinux): yes",
+            "sock_send_length yes, sock_recv_length yes",
+            "sock_send_length/sock_recv_length load: yes",
+            "verdict: netatopd can count on this kernel",
+        ] {
+            assert!(
+                text.contains(want),
+                "{name} --version lacks {want:?}:\n{text}"
+            );
+        }
+    }
+    // No bpf programs are left behind by the probe.
+    let before = libbpf_rs::query::ProgInfoIter::default()
+        .filter(|p| p.name.to_str().is_some_and(|n| n.starts_with("empty_")))
+        .count();
+    assert_eq!(before, 0, "the probe's programs are still loaded");
+    let out = run(Command::new(bin("netatopd"))
+        .arg("--version")
+        .uid(NOBODY)
+        .gid(NOBODY));
+    assert!(out.status.success(), "{out:?}");
+    let text = String::from_utf8(out.stdout).unwrap();
+    assert!(
+        text.contains("load: not checked (needs root or CAP_BPF and CAP_PERFMON)")
+            && text.contains("verdict: netatopd can count on this kernel, run as root"),
+        "{text}"
+    );
 }
 
 #[test]

@@ -1,7 +1,9 @@
 //! netatop-bench: netatopd's benchmark suite (see BENCHMARKS.md).
 //!
 //! Usage: netatop-bench [--quick] [SECTION...]
-//! Sections: calls threads snapshot memory maps churn startup (default: all).
+//! Sections: calls threads snapshot memory maps churn startup (default: all),
+//! and `others`, only when named: the same ping-pong under nethogs (Debian
+//! package nethogs), for the comparison in the README.
 //!
 //! Runs the real daemon (the netatopd beside this binary: build with
 //! `cargo build --release --bins`), as root. Prints Markdown. Times are
@@ -127,33 +129,33 @@ impl Drop for NetatopdPrograms {
     }
 }
 
-/// Medians of interleaved rounds of `measure`: with nothing attached,
-/// with programs that do nothing on the same tracepoints, and with
-/// netatopd's programs. The order rotates from round to round.
-fn abc(rounds: usize, mut measure: impl FnMut() -> f64) -> [f64; 3] {
-    let mut got: [Vec<f64>; 3] = Default::default();
+/// Medians of `rounds` rounds of `N` variants, `run(i)` measuring variant
+/// `i`; the order rotates from round to round.
+fn interleaved<const N: usize>(rounds: usize, mut run: impl FnMut(usize) -> f64) -> [f64; N] {
+    let mut got: [Vec<f64>; N] = std::array::from_fn(|_| Vec::new());
     for r in 0..rounds {
-        for k in 0..3 {
-            let which = (r + k) % 3;
-            let v = match which {
-                0 => measure(),
-                1 => {
-                    let probe = netatopd_bpf::EmptyProbe::attach().expect("empty programs");
-                    let v = measure();
-                    drop(probe);
-                    v
-                }
-                _ => {
-                    let tracer = NetatopdPrograms::load();
-                    let v = measure();
-                    drop(tracer);
-                    v
-                }
-            };
-            got[which].push(v);
+        for k in 0..N {
+            let which = (r + k) % N;
+            got[which].push(run(which));
         }
     }
     got.map(|mut v| median(&mut v))
+}
+
+/// `measure` with nothing attached, with programs that do nothing on the
+/// same tracepoints, and with netatopd's programs, interleaved.
+fn abc(rounds: usize, mut measure: impl FnMut() -> f64) -> [f64; 3] {
+    interleaved(rounds, |which| match which {
+        0 => measure(),
+        1 => {
+            let _probe = netatopd_bpf::EmptyProbe::attach().expect("empty programs");
+            measure()
+        }
+        _ => {
+            let _programs = NetatopdPrograms::load();
+            measure()
+        }
+    })
 }
 
 fn calls(s: &Scale) {
@@ -227,6 +229,73 @@ fn kernel_figure(s: &Scale) {
     drop(stats);
     println!("kernel.bpf_stats_enabled=1 during one running round (switched back afterwards):\n");
     BpfStats::print(&figures);
+}
+
+/// nethogs watching loopback (TCP and UDP), output discarded; stopped and
+/// reaped when dropped.
+struct Nethogs(std::process::Child);
+
+impl Nethogs {
+    fn start() -> Nethogs {
+        use std::io::{BufRead, BufReader};
+        let mut child = std::process::Command::new("nethogs")
+            .args(["-a", "-t", "-C", "-d", "1", "lo"])
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .expect("cannot start nethogs (apt-get install nethogs)");
+        // Ready once it prints its first refresh, i.e. it is capturing.
+        let out = child.stdout.take().expect("piped stdout");
+        let mut lines = BufReader::new(out).lines();
+        loop {
+            match lines.next() {
+                Some(Ok(l)) if l.starts_with("Refreshing") => break,
+                Some(Ok(_)) => continue,
+                _ => panic!("nethogs exited before capturing"),
+            }
+        }
+        // Keep draining so that nethogs never blocks on a full pipe.
+        std::thread::spawn(move || for _ in lines.by_ref() {});
+        Nethogs(child)
+    }
+}
+
+impl Drop for Nethogs {
+    fn drop(&mut self) {
+        // SAFETY: kill(2) on the pid of our own child, not yet reaped.
+        unsafe { libc::kill(self.0.id() as libc::pid_t, libc::SIGTERM) };
+        let _ = self.0.wait();
+    }
+}
+
+/// The ping-pong of section 1 with nothing attached, with netatopd's
+/// programs, and with nethogs capturing loopback, interleaved.
+fn others(s: &Scale) {
+    println!("## Comparison: the ping-pong of section 1 under nethogs\n");
+    let [off, ours, nethogs] = interleaved(s.rounds, |which| match which {
+        0 => ping_pong(s.round_trips, 0),
+        1 => {
+            let _programs = NetatopdPrograms::load();
+            ping_pong(s.round_trips, 0)
+        }
+        _ => {
+            let _nethogs = Nethogs::start();
+            ping_pong(s.round_trips, 0)
+        }
+    });
+    println!(
+        "{} rounds of {} round trips (2 calls each), interleaved, medians:\n",
+        s.rounds, s.round_trips
+    );
+    println!("| running | ns per call | added ns | ratio |\n|---|---|---|---|");
+    for (what, v) in [
+        ("nothing", off),
+        ("netatopd's programs", ours),
+        ("nethogs -a -t -C lo", nethogs),
+    ] {
+        println!("| {what} | {v:.1} | {:.1} | {:.3} |", v - off, v / off);
+    }
+    println!();
 }
 
 fn threads(s: &Scale) {
@@ -575,7 +644,7 @@ fn main() {
         "calls", "threads", "snapshot", "memory", "maps", "churn", "startup",
     ];
     for s in &sections {
-        if !ALL.contains(s) {
+        if !ALL.contains(s) && *s != "others" {
             eprintln!(
                 "netatop-bench: unknown section {s}; sections: {}",
                 ALL.join(" ")
@@ -591,8 +660,9 @@ fn main() {
         release.trim(),
         std::thread::available_parallelism().map_or(0, |n| n.get())
     );
-    for name in ALL {
-        if !sections.is_empty() && !sections.contains(&name) {
+    for &name in ALL.iter().chain(&["others"]) {
+        let named = sections.contains(&name);
+        if (!sections.is_empty() || name == "others") && !named {
             continue;
         }
         match name {
@@ -602,7 +672,8 @@ fn main() {
             "memory" => memory(&scale),
             "maps" => maps(&scale),
             "churn" => churn(&scale),
-            _ => startup(&scale),
+            "startup" => startup(&scale),
+            _ => others(&scale),
         }
     }
 }

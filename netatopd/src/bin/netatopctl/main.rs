@@ -6,7 +6,7 @@ use std::os::unix::net::UnixStream;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
-use clap::{Parser, Subcommand, ValueEnum};
+use clap::{CommandFactory, Parser, Subcommand, ValueEnum};
 use netatop_protocol::control::{self, ControlError, Process, Request, Response};
 use netatop_protocol::{query, Counters, QueryError, ReadMode, DEFAULT_SOCKET};
 
@@ -18,6 +18,7 @@ mod top;
 
 #[derive(Parser, Debug)]
 #[command(
+    name = "netatopctl",
     version,
     about = "Per-process network traffic from netatopd (or any netatop-bpf service)"
 )]
@@ -48,6 +49,11 @@ enum Command {
     /// The counters in a metrics format (for node_exporter's textfile
     /// collector).
     Export(export::Opts),
+    /// Print a completion script for SHELL on standard output.
+    Completions {
+        #[arg(value_name = "SHELL")]
+        shell: clap_complete::Shell,
+    },
 }
 
 /// What a counter row is sorted by.
@@ -261,11 +267,20 @@ fn run(args: &Args) -> Result<(), String> {
         Command::Top(o) => top::run(args, o),
         Command::Stats { json } => stats::run(args, *json),
         Command::Export(o) => export::run(args, o),
+        Command::Completions { shell } => {
+            clap_complete::generate(
+                *shell,
+                &mut Args::command(),
+                "netatopctl",
+                &mut io::stdout(),
+            );
+            Ok(())
+        }
     }
 }
 
 fn main() -> ExitCode {
-    let args = Args::parse();
+    let args: Args = netatopd::version::parse();
     match run(&args) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {

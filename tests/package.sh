@@ -1,0 +1,165 @@
+#!/bin/bash
+# tests/package.sh: builds the Debian package and checks it, then checks
+# `make install` and `make uninstall` (run by `make test`, as root).
+#
+#   1. `make deb`; the package's file list (`dpkg -c`), control fields and
+#      maintainer scripts are what they must be;
+#   2. lintian finds nothing (every tag of every level; the overrides in
+#      debian/lintian-overrides are justified there);
+#   3. the package installs with dpkg (the service is enabled; started only
+#      where systemd runs, which it does not here), the installed binaries
+#      and man pages work, and a purge removes every file and the enablement;
+#   4. `make install` with PREFIX and DESTDIR puts every file in its place,
+#      and `make uninstall` removes all of them.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+fail() { printf 'package.sh: FAIL: %s\n' "$*" >&2; exit 1; }
+log() { printf 'package.sh: %s\n' "$*" >&2; }
+
+version=$(sed -n 's/^version = "\(.*\)"/\1/p' Cargo.toml | head -1)
+[ -n "$version" ] || fail "no version in Cargo.toml"
+arch=$(dpkg --print-architecture)
+deb=target/debian/netatopd_${version}-1_${arch}.deb
+
+log "building $deb"
+rm -f "$deb"
+make -s deb >/dev/null
+[ -f "$deb" ] || fail "make deb wrote no $deb"
+
+# 1. Contents: exactly these files, with these modes.
+want_files=$(cat <<EOF
+-rw-r--r-- ./etc/default/netatopd
+-rw-r--r-- ./usr/lib/systemd/system/netatopd.service
+-rw-r--r-- ./usr/share/bash-completion/completions/netatopctl
+-rw-r--r-- ./usr/share/bash-completion/completions/netatopd
+-rw-r--r-- ./usr/share/doc/netatopd/README.md
+-rw-r--r-- ./usr/share/doc/netatopd/changelog.Debian.gz
+-rw-r--r-- ./usr/share/doc/netatopd/copyright
+-rw-r--r-- ./usr/share/fish/vendor_completions.d/netatopctl.fish
+-rw-r--r-- ./usr/share/fish/vendor_completions.d/netatopd.fish
+-rw-r--r-- ./usr/share/lintian/overrides/netatopd
+-rw-r--r-- ./usr/share/man/man5/netatop-protocol.5.gz
+-rw-r--r-- ./usr/share/man/man8/netatopctl.8.gz
+-rw-r--r-- ./usr/share/man/man8/netatopd.8.gz
+-rw-r--r-- ./usr/share/zsh/vendor-completions/_netatopctl
+-rw-r--r-- ./usr/share/zsh/vendor-completions/_netatopd
+-rwxr-xr-x ./usr/bin/netatopctl
+-rwxr-xr-x ./usr/sbin/netatopd
+EOF
+)
+got_files=$(dpkg-deb -c "$deb" | awk '$1 !~ /^d/ {print $1, $6}' | sort)
+if [ "$got_files" != "$(sort <<<"$want_files")" ]; then
+    diff <(sort <<<"$want_files") <(echo "$got_files") >&2 || true
+    fail "file list of $deb (dpkg -c) differs: < wanted, > found"
+fi
+dpkg-deb -c "$deb" | awk '{print $2}' | grep -qvx '0/0' && fail "files not owned by root (0/0)"
+
+# Control fields.
+field() { dpkg-deb -f "$deb" "$1"; }
+[ "$(field Package)" = netatopd ] || fail "Package: $(field Package)"
+[ "$(field Version)" = "${version}-1" ] || fail "Version: $(field Version)"
+[ "$(field Architecture)" = "$arch" ] || fail "Architecture: $(field Architecture)"
+[ "$(field Section)" = net ] || fail "Section: $(field Section)"
+[ "$(field Priority)" = optional ] || fail "Priority: $(field Priority)"
+[[ "$(field Depends)" =~ ^libc6\ \(\>=\ 2\.[0-9]+\)$ ]] || fail "Depends: $(field Depends) (only libc is linked dynamically)"
+[ "$(field Conflicts)" = netatop-bpf ] || fail "Conflicts: $(field Conflicts)"
+[[ "$(field Maintainer)" =~ ^.+\ \<.+@.+\>$ ]] || fail "Maintainer: $(field Maintainer)"
+field Description | grep -q 'atop -K' || fail "Description does not say what it is for"
+[ "$(dpkg-deb -I "$deb" conffiles)" = /etc/default/netatopd ] || fail "conffiles: $(dpkg-deb -I "$deb" conffiles)"
+
+# Maintainer scripts: enable and start on install (start only where systemd
+# runs), stop on removal, forget the enablement on purge.
+ctl=$(mktemp -d)
+pkgroot=$(mktemp -d)
+trap 'rm -rf "$ctl" "$pkgroot"' EXIT
+dpkg-deb -e "$deb" "$ctl"
+grep -q 'deb-systemd-helper enable netatopd.service' "$ctl/postinst" || fail "postinst does not enable the unit"
+grep -q 'if \[ -d /run/systemd/system \]' "$ctl/postinst" || fail "postinst does not check for systemd"
+grep -q 'deb-systemd-invoke $_dh_action netatopd.service' "$ctl/postinst" || fail "postinst does not start the unit"
+grep -q 'deb-systemd-invoke stop netatopd.service' "$ctl/prerm" || fail "prerm does not stop the unit"
+grep -q 'deb-systemd-helper purge netatopd.service' "$ctl/postrm" || fail "postrm does not disable the unit on purge"
+for s in postinst prerm postrm; do sh -n "$ctl/$s" || fail "$s is not valid sh"; done
+
+# The unit in the package is the repository's.
+dpkg-deb -x "$deb" "$pkgroot"
+cmp -s "$pkgroot/usr/lib/systemd/system/netatopd.service" netatopd/systemd/netatopd.service ||
+    fail "the packaged unit differs from netatopd/systemd/netatopd.service"
+"$pkgroot/usr/sbin/netatopd" --version | head -1 | grep -Eq "^netatopd ${version//./\\.} \(git [0-9a-f]{12}\)$" ||
+    fail "packaged netatopd --version: $("$pkgroot/usr/sbin/netatopd" --version | head -1)"
+log "contents, control fields and maintainer scripts as expected"
+
+# 2. lintian: nothing at any level (stderr has its note about running as root).
+lint=$(lintian --pedantic --info --display-experimental --fail-on error,warning,info,pedantic,experimental \
+    "$deb" 2>/dev/null) || { echo "$lint" >&2; fail "lintian found problems"; }
+[ -z "$lint" ] || { echo "$lint" >&2; fail "lintian reported tags"; }
+log "lintian: clean"
+
+# 3. dpkg installs it, the service gets enabled, a purge removes everything.
+if dpkg-query -W -f='${Status}' netatopd 2>/dev/null | grep -q installed; then
+    fail "a netatopd package is already installed here; this test installs and purges its own"
+fi
+wants=/etc/systemd/system/multi-user.target.wants/netatopd.service
+purge() { dpkg --purge netatopd >/dev/null 2>&1 || true; }
+trap 'purge; rm -rf "$ctl" "$pkgroot"' EXIT
+dpkg -i "$deb" >/dev/null || fail "dpkg -i failed"
+dpkg-query -W -f='${Status}' netatopd | grep -qx 'install ok installed' || fail "not installed after dpkg -i"
+[ -L "$wants" ] || fail "the service is not enabled after install ($wants missing)"
+/usr/sbin/netatopd --version | grep -q 'verdict:' || fail "installed netatopd --version"
+/usr/bin/netatopctl --version | head -1 | grep -q "^netatopctl $version" || fail "installed netatopctl --version"
+for page in netatopd netatopctl netatop-protocol; do
+    man -w "$page" >/dev/null 2>&1 || fail "man -w $page finds no installed page"
+    MANPAGER=cat MANWIDTH=80 man "$page" 2>/dev/null | grep -q '^NAME' || fail "man $page does not render"
+done
+installed=$(dpkg -L netatopd | while read -r f; do [ -d "$f" ] || echo "$f"; done)
+dpkg --purge netatopd >/dev/null || fail "dpkg --purge failed"
+for f in $installed; do [ ! -e "$f" ] || fail "$f left after purge"; done
+[ ! -e "$wants" ] && [ ! -L "$wants" ] || fail "$wants left after purge"
+log "dpkg -i enables the service; dpkg --purge removes every file and the enablement"
+
+# 4. make install / make uninstall with PREFIX and DESTDIR.
+stage=$(mktemp -d)
+trap 'purge; rm -rf "$ctl" "$pkgroot" "$stage"' EXIT
+make -s install PREFIX=/usr/local DESTDIR="$stage" >/dev/null
+want_installed=$(cat <<EOF
+/etc/default/netatopd
+/usr/local/bin/netatopctl
+/usr/local/lib/systemd/system/netatopd.service
+/usr/local/sbin/netatopd
+/usr/local/share/bash-completion/completions/netatopctl
+/usr/local/share/bash-completion/completions/netatopd
+/usr/local/share/fish/vendor_completions.d/netatopctl.fish
+/usr/local/share/fish/vendor_completions.d/netatopd.fish
+/usr/local/share/man/man5/netatop-protocol.5
+/usr/local/share/man/man8/netatopctl.8
+/usr/local/share/man/man8/netatopd.8
+/usr/local/share/zsh/vendor-completions/_netatopctl
+/usr/local/share/zsh/vendor-completions/_netatopd
+EOF
+)
+got_installed=$(cd "$stage" && find . -type f | sed 's|^\.||' | sort)
+if [ "$got_installed" != "$want_installed" ]; then
+    diff <(echo "$want_installed") <(echo "$got_installed") >&2 || true
+    fail "make install: files differ: < wanted, > found"
+fi
+grep -qx 'ExecStart=/usr/local/sbin/netatopd $NETATOPD_OPTS' "$stage/usr/local/lib/systemd/system/netatopd.service" ||
+    fail "make install: the unit does not start /usr/local/sbin/netatopd"
+systemd-analyze verify --man=no "$stage/usr/local/lib/systemd/system/netatopd.service" 2>&1 |
+    grep -v 'is not executable\|No such file' | grep . && fail "systemd-analyze verify: the installed unit has problems"
+"$stage/usr/local/sbin/netatopd" --version | head -1 | grep -q "^netatopd $version" || fail "installed netatopd does not run"
+grep -q 'complete -F _netatopctl' "$stage/usr/local/share/bash-completion/completions/netatopctl" ||
+    fail "bash completion for netatopctl is not a completion script"
+bash -n "$stage/usr/local/share/bash-completion/completions/netatopd" || fail "bash completion for netatopd does not parse"
+# An admin's settings survive a reinstall; unchanged ones go with uninstall.
+echo 'NETATOPD_OPTS="--keep-counting"' >"$stage/etc/default/netatopd"
+make -s install PREFIX=/usr/local DESTDIR="$stage" >/dev/null
+grep -q keep-counting "$stage/etc/default/netatopd" || fail "make install overwrote /etc/default/netatopd"
+make -s uninstall PREFIX=/usr/local DESTDIR="$stage" >/dev/null
+left=$(cd "$stage" && find . -type f | sed 's|^\.||')
+[ "$left" = /etc/default/netatopd ] || fail "make uninstall left: $left"
+cp netatopd/systemd/netatopd.default "$stage/etc/default/netatopd"
+make -s uninstall PREFIX=/usr/local DESTDIR="$stage" >/dev/null
+left=$(cd "$stage" && find . -type f)
+[ -z "$left" ] || fail "make uninstall left: $left"
+log "make install and make uninstall (PREFIX=/usr/local, DESTDIR) as expected"
+log "all passed"
