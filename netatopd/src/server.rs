@@ -18,7 +18,7 @@ use log::{debug, info, warn};
 use mio::net::{UnixListener, UnixStream};
 use mio::{Events, Interest, Poll, Token};
 use netatop_protocol::control::{self, Process, Response, Stats, Thread};
-use netatop_protocol::{NetPerTask, RECORD_SIZE};
+use netatop_protocol::{Counters, NetPerTask, RECORD_SIZE};
 use signal_hook::consts::{SIGHUP, SIGINT, SIGTERM};
 use signal_hook_mio::v1_0::Signals;
 use zerocopy::IntoBytes;
@@ -99,7 +99,10 @@ enum Input {
 
 /// A whole request.
 enum Incoming {
-    Atop,
+    /// An atop request; `threads` when it opts in to thread records.
+    Atop {
+        threads: bool,
+    },
     Control(control::Request),
     /// A control request that cannot be served; the text says why.
     Refused(String),
@@ -187,9 +190,11 @@ impl Client {
                 if !fill(stream, buf, len, eof)? {
                     return Ok(None);
                 }
-                // The request's content means nothing: it asks for everything.
+                // The request asks for everything; only the exact opt-in
+                // request asks for thread records too.
                 *len = 0;
-                Ok(Some(Incoming::Atop))
+                let threads = NetPerTask::is_threads_request(buf);
+                Ok(Some(Incoming::Atop { threads }))
             }
             Input::Control {
                 header,
@@ -466,9 +471,13 @@ impl Server {
         c.out.drain(..c.sent);
         c.sent = 0;
         match incoming {
-            Incoming::Atop => {
+            Incoming::Atop { threads } => {
                 self.snapshot()?;
+                let live = self.records.len();
                 self.exits.take_for(&mut c.cursor, &mut self.records);
+                if threads {
+                    self.thread_records(live);
+                }
                 self.records.push(NetPerTask::TERMINATOR);
                 c.out.extend_from_slice(self.records.as_bytes());
             }
@@ -490,6 +499,29 @@ impl Server {
             }
         }
         Ok(())
+    }
+
+    /// The live threads of the first `live` records (the live processes
+    /// of this snapshot): (index of the process's record, tid, counters).
+    fn live_threads(&self, live: usize) -> Vec<(usize, u32, Counters)> {
+        let index: HashMap<i32, usize> = self.records[..live]
+            .iter()
+            .enumerate()
+            .map(|(i, r)| (r.id, i))
+            .collect();
+        self.collector
+            .threads()
+            .filter_map(|(tid, tgid, c)| index.get(&(tgid as i32)).map(|&i| (i, tid, c)))
+            .collect()
+    }
+
+    /// Appends a thread record for every live thread of the first `live`
+    /// records.
+    fn thread_records(&mut self, live: usize) {
+        for (i, tid, counters) in self.live_threads(live) {
+            let record = NetPerTask::thread(tid, &self.records[i], counters);
+            self.records.push(record);
+        }
     }
 
     /// Live processes into `records`, timed for the statistics.
@@ -535,20 +567,14 @@ impl Server {
             })
             .collect();
         if threads {
-            let index: HashMap<i32, usize> = procs[..live]
-                .iter()
-                .enumerate()
-                .map(|(i, p)| (p.pid, i))
-                .collect();
-            for (tid, tgid, counters) in self.collector.threads() {
-                if let Some(&i) = index.get(&(tgid as i32)) {
-                    procs[i].threads.push(Thread {
-                        tid: tid as i32,
-                        tgid: tgid as i32,
-                        name: thread_name(tgid, tid),
-                        counters,
-                    });
-                }
+            for (i, tid, counters) in self.live_threads(live) {
+                let tgid = procs[i].pid;
+                procs[i].threads.push(Thread {
+                    tid: tid as i32,
+                    tgid,
+                    name: thread_name(tgid as u32, tid),
+                    counters,
+                });
             }
             for p in &mut procs {
                 p.threads.sort_unstable_by_key(|t| t.tid);

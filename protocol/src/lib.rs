@@ -150,6 +150,42 @@ impl NetPerTask {
         },
     };
 
+    /// The request by which a client opts in to thread records
+    /// (netatop-protocol(5), "Thread records"). Only these exact 96 bytes
+    /// opt in: the id is negative, which no record is (so a client that
+    /// sends back the last record it received never opts in), and 28 more
+    /// bytes of magic make uninitialized memory opting in implausible. Any
+    /// other request, of any content, gets the baseline stream.
+    pub const THREADS_REQUEST: NetPerTask = NetPerTask {
+        id: THREADS_REQUEST_ID,
+        pad: THREADS_VERSION,
+        btime: THREADS_MAGIC,
+        command: *b"netatopd:threads",
+        ..Self::TERMINATOR
+    };
+
+    /// Whether a request opts in to thread records.
+    pub fn is_threads_request(request: &[u8; RECORD_SIZE]) -> bool {
+        request == Self::THREADS_REQUEST.as_bytes()
+    }
+
+    /// A thread record: `id` is the thread id, `pad` its process's id
+    /// (never 0, which marks process records), `btime` and `command` its
+    /// process's, and the counters the thread's own.
+    pub fn thread(tid: u32, process: &NetPerTask, counters: Counters) -> NetPerTask {
+        NetPerTask {
+            id: tid as i32,
+            pad: process.id as u32,
+            counters,
+            ..*process
+        }
+    }
+
+    /// For a thread record, its process's id.
+    pub fn thread_of(&self) -> Option<i32> {
+        (self.pad != 0).then_some(self.pad as i32)
+    }
+
     /// The name up to its first NUL.
     pub fn command_str(&self) -> String {
         let end = self.command.iter().position(|&b| b == 0).unwrap_or(16);
@@ -164,6 +200,13 @@ impl NetPerTask {
         self.command[..n].copy_from_slice(&name[..n]);
     }
 }
+
+/// `id` of the thread opt-in request: negative, unlike every record.
+pub const THREADS_REQUEST_ID: i32 = -0x4e54_5448;
+/// `pad` of the opt-in request: the version of the thread extension.
+pub const THREADS_VERSION: u32 = 1;
+/// `btime` of the opt-in request.
+pub const THREADS_MAGIC: u64 = 0x7468_7265_6164_7321;
 
 /// Why a query failed.
 #[derive(Debug, thiserror::Error)]
@@ -190,7 +233,16 @@ pub fn query<S: Read + Write>(
     stream: &mut S,
     mode: ReadMode,
 ) -> Result<Vec<NetPerTask>, QueryError> {
-    stream.write_all(&[0u8; RECORD_SIZE])?;
+    query_with(stream, &[0u8; RECORD_SIZE], mode)
+}
+
+/// Sends `request` and reads one whole response (without its terminator).
+pub fn query_with<S: Read + Write>(
+    stream: &mut S,
+    request: &[u8; RECORD_SIZE],
+    mode: ReadMode,
+) -> Result<Vec<NetPerTask>, QueryError> {
+    stream.write_all(request)?;
     read_response(stream, mode)
 }
 

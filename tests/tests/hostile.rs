@@ -9,43 +9,8 @@ use std::os::unix::net::UnixStream;
 use std::time::Duration;
 
 use netatop_protocol::{read_response, Counters, NetPerTask, ReadMode, RECORD_SIZE};
-use netatopd_tests::{record_for, run_lingering, Daemon};
+use netatopd_tests::{record_for, run_lingering, seed, Daemon, Rng};
 use zerocopy::IntoBytes;
-
-/// xorshift64*: small, seedable, good enough to pick actions and bytes.
-struct Rng(u64);
-
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 ^= self.0 >> 12;
-        self.0 ^= self.0 << 25;
-        self.0 ^= self.0 >> 27;
-        self.0.wrapping_mul(0x2545_f491_4f6c_dd1d)
-    }
-
-    fn below(&mut self, n: usize) -> usize {
-        (self.next() % n as u64) as usize
-    }
-
-    fn bytes(&mut self, n: usize) -> Vec<u8> {
-        (0..n).map(|_| self.next() as u8).collect()
-    }
-}
-
-fn seed() -> u64 {
-    let seed = std::env::var("NETATOPD_FUZZ_SEED")
-        .ok()
-        .and_then(|s| s.parse().ok())
-        .unwrap_or_else(|| {
-            std::time::SystemTime::now()
-                .duration_since(std::time::UNIX_EPOCH)
-                .unwrap()
-                .as_nanos() as u64
-                | 1
-        });
-    eprintln!("NETATOPD_FUZZ_SEED={seed}");
-    seed
-}
 
 /// Reads `n` responses as atop would and checks each carries `pid`'s exact
 /// counters.
