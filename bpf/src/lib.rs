@@ -7,7 +7,7 @@
 
 use std::fs;
 use std::mem::{size_of, MaybeUninit};
-use std::os::fd::{AsFd, AsRawFd, BorrowedFd};
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd, FromRawFd};
 use std::os::unix::fs::DirBuilderExt;
 use std::path::{Path, PathBuf};
 use std::ptr;
@@ -16,6 +16,9 @@ use libbpf_rs::skel::{OpenSkel, Skel, SkelBuilder};
 use libbpf_rs::{Link, MapCore, MapFlags, OpenObject, PrintLevel};
 
 mod pin;
+/// A snapshot being read from the kernel ([`Tracer::snapshot_iter`]): a
+/// BPF iterator's descriptor, read like a file.
+pub type SnapshotIter = std::fs::File;
 pub use pin::{remove_pins, Pinned, DEFAULT_PIN_DIR};
 
 mod skel {
@@ -374,6 +377,8 @@ fn read_batched<K: Pod, V: Pod>(
 pub struct Tracer {
     skel: NetatopSkel<'static>,
     links: Vec<Link>,
+    /// The snapshot iterator (iter/task); never pinned, made at each start.
+    snapshot: Option<Link>,
     pin_dir: PathBuf,
     created_ns: u64,
 }
@@ -413,6 +418,8 @@ impl Tracer {
                 .and_then(|_| fs::DirBuilder::new().mode(0o700).create(pin_dir))
                 .map_err(|e| pin_err(format!("cannot remove unusable pinned state: {e}")))?;
         }
+        // Attached below in every case, adopted or not.
+        open.progs.netatop_snapshot.set_autoattach(false);
         let adopt = matches!(pinned, Pinned::Adopted | Pinned::ProgramsReplaced);
         if adopt {
             let maps = [
@@ -440,9 +447,15 @@ impl Tracer {
             }
         }
         let skel = open.load().map_err(libbpf("loading"))?;
+        let snapshot = skel
+            .progs
+            .netatop_snapshot
+            .attach()
+            .map_err(libbpf("attaching the snapshot iterator of"))?;
         let mut tracer = Self {
             skel,
             links: Vec::new(),
+            snapshot: Some(snapshot),
             pin_dir: pin_dir.to_owned(),
             created_ns: 0,
         };
@@ -567,6 +580,25 @@ impl Tracer {
             size_of::<u32>(),
             size_of::<types::netatop_meta>(),
         );
+    }
+
+    /// A snapshot from the kernel, read as it is produced: one 96-byte
+    /// record per counted process, its live threads summed in the kernel
+    /// and its totals never lower than the last snapshot's, laid out like
+    /// [`netatop_protocol::NetPerTask`] with the start time (ns since boot)
+    /// in place of `btime`.
+    pub fn snapshot_iter(&self) -> std::io::Result<SnapshotIter> {
+        let link = self.snapshot.as_ref().expect("attached at load");
+        // SAFETY: bpf_iter_create only reads the link's descriptor, which
+        // `link` keeps open for the call.
+        let fd = unsafe { libbpf_rs::libbpf_sys::bpf_iter_create(link.as_fd().as_raw_fd()) };
+        if fd < 0 {
+            return Err(std::io::Error::from_raw_os_error(-fd));
+        }
+        // SAFETY: a new descriptor that nothing else owns.
+        Ok(std::fs::File::from(unsafe {
+            std::os::fd::OwnedFd::from_raw_fd(fd)
+        }))
     }
 
     /// All process entries (appended).

@@ -1,10 +1,10 @@
 //! Turns the kernel maps into atop's per-process records.
 
-use std::collections::HashMap;
 use std::io;
 
-use netatop_protocol::{Counters, NetPerTask};
+use netatop_protocol::{Counters, NetPerTask, RECORD_SIZE};
 use netatopd_bpf::{comm_bytes, types, Tracer};
+use zerocopy::FromBytes;
 
 use crate::exits::ExitLog;
 
@@ -43,16 +43,16 @@ impl StartClock {
     }
 }
 
-/// One process's totals while it is assembled.
-#[derive(Debug, Clone, Copy)]
-struct Proc {
-    tgid: u32,
-    start_ns: u64,
-    comm: [u8; 16],
-    c: Counters,
+/// A snapshot being read from the kernel: one record per counted process,
+/// its threads summed and its totals never lower than last reported (both
+/// done by the snapshot iterator in the kernel).
+pub struct Walk {
+    iter: netatopd_bpf::SnapshotIter,
+    /// Time spent reading it so far.
+    pub elapsed: std::time::Duration,
 }
 
-/// Builds records from the maps; owns the buffers reused across queries.
+/// Builds records from the kernel; owns the buffers reused across queries.
 pub struct Collector {
     tracer: Tracer,
     clock: StartClock,
@@ -62,12 +62,7 @@ pub struct Collector {
     tvals: Vec<types::thread_val>,
     ekeys: Vec<types::exit_key>,
     evals: Vec<types::exit_val>,
-    procs: Vec<Proc>,
-    index: HashMap<u32, usize>,
-    /// Last totals reported per process (tgid -> start, counters).
-    reported: HashMap<u32, (u64, Counters)>,
-    /// The next query's `reported`, kept to reuse its allocation.
-    reported_next: HashMap<u32, (u64, Counters)>,
+    bytes: Vec<u8>,
 }
 
 impl Collector {
@@ -81,10 +76,7 @@ impl Collector {
             tvals: Vec::new(),
             ekeys: Vec::new(),
             evals: Vec::new(),
-            procs: Vec::new(),
-            index: HashMap::new(),
-            reported: HashMap::new(),
-            reported_next: HashMap::new(),
+            bytes: Vec::new(),
         }
     }
 
@@ -103,49 +95,74 @@ impl Collector {
         r
     }
 
+    /// Starts a snapshot of the live processes.
+    pub fn walk(&self) -> io::Result<Walk> {
+        Ok(Walk {
+            iter: self.tracer.snapshot_iter()?,
+            elapsed: std::time::Duration::ZERO,
+        })
+    }
+
+    /// Reads the next whole records of `walk` into `buf` (whose length is
+    /// a multiple of the record size), in atop's terms; returns the bytes
+    /// filled, 0 at the end.
+    pub fn read_walk(&self, walk: &mut Walk, buf: &mut [u8]) -> io::Result<usize> {
+        use std::io::Read;
+        debug_assert_eq!(buf.len() % RECORD_SIZE, 0);
+        let start = std::time::Instant::now();
+        let mut got = 0;
+        while got < buf.len() {
+            match walk.iter.read(&mut buf[got..]) {
+                Ok(0) => break,
+                Ok(n) => got += n,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                Err(e) => return Err(e),
+            }
+            if got % RECORD_SIZE == 0 {
+                break;
+            }
+        }
+        walk.elapsed += start.elapsed();
+        if got % RECORD_SIZE != 0 {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidData,
+                format!("the snapshot iterator ended within a record ({got} bytes)"),
+            ));
+        }
+        // The kernel writes the start time (ns since boot) where atop's
+        // record has btime (s since the epoch).
+        for rec in buf[..got].chunks_exact_mut(RECORD_SIZE) {
+            let field = &mut rec[BTIME..BTIME + 8];
+            let start_ns = u64::from_ne_bytes(field.try_into().expect("8 bytes"));
+            field.copy_from_slice(&self.clock.btime(start_ns).to_ne_bytes());
+        }
+        Ok(got)
+    }
+
     /// Appends one record per live process, then moves the final totals of
     /// processes that exited into `exits` (after the live records, so that
     /// a process that exits during the walk is covered by its final record).
     pub fn snapshot(&mut self, out: &mut Vec<NetPerTask>, exits: &mut ExitLog) -> io::Result<()> {
-        // Processes before threads: a thread that exits in between is
-        // missed for this one walk at worst, never counted twice.
-        self.census()?;
-
-        self.procs.clear();
-        self.index.clear();
-        for (&tgid, p) in self.pkeys.iter().zip(&self.pvals) {
-            self.index.insert(tgid, self.procs.len());
-            self.procs.push(Proc {
-                tgid,
-                start_ns: p.start_ns,
-                comm: comm_bytes(&p.comm),
-                c: p.exited.into(),
-            });
-        }
-        for t in &self.tvals {
-            if let Some(&i) = self.index.get(&t.tgid) {
-                self.procs[i].c.add(&t.c.into());
+        let mut walk = self.walk()?;
+        let mut bytes = std::mem::take(&mut self.bytes);
+        bytes.resize(CHUNK, 0);
+        loop {
+            let n = self.read_walk(&mut walk, &mut bytes)?;
+            if n == 0 {
+                break;
             }
+            out.extend(
+                bytes[..n]
+                    .chunks_exact(RECORD_SIZE)
+                    .map(|r| NetPerTask::read_from_bytes(r).expect("a whole record")),
+            );
         }
-        // Such a miss must not show as a counter going backwards.
-        self.reported_next.clear();
-        for p in &mut self.procs {
-            if let Some((start, last)) = self.reported.get(&p.tgid) {
-                if *start == p.start_ns {
-                    p.c.raise_to(last);
-                }
-            }
-            self.reported_next.insert(p.tgid, (p.start_ns, p.c));
-        }
-        std::mem::swap(&mut self.reported, &mut self.reported_next);
-        out.reserve(self.procs.len());
-        for p in &self.procs {
-            out.push(self.record(p.tgid, p.start_ns, &p.comm, p.c));
-        }
+        self.bytes = bytes;
         self.drain(exits)
     }
 
-    /// Live threads as of the last snapshot: (tid, tgid, counters).
+    /// Live threads as of the last call of [`Collector::read_threads`] or
+    /// [`Collector::census`]: (tid, tgid, counters).
     pub fn threads(&self) -> impl Iterator<Item = (u32, u32, Counters)> + '_ {
         self.tkeys
             .iter()
@@ -153,9 +170,16 @@ impl Collector {
             .map(|(&tid, t)| (tid, t.tgid, t.c.into()))
     }
 
+    /// Reads the threads map.
+    pub fn read_threads(&mut self) -> io::Result<()> {
+        self.tkeys.clear();
+        self.tvals.clear();
+        self.tracer.read_threads(&mut self.tkeys, &mut self.tvals)
+    }
+
     /// Socket calls counted since counting started: those of exited
     /// threads, plus the packets of the live threads read by the last
-    /// snapshot or census.
+    /// census.
     pub fn events(&self) -> u64 {
         let live: u64 = self
             .tvals
@@ -169,15 +193,12 @@ impl Collector {
     pub fn census(&mut self) -> io::Result<(usize, usize)> {
         self.pkeys.clear();
         self.pvals.clear();
-        self.tkeys.clear();
-        self.tvals.clear();
         self.tracer.read_procs(&mut self.pkeys, &mut self.pvals)?;
-        self.tracer.read_threads(&mut self.tkeys, &mut self.tvals)?;
+        self.read_threads()?;
         Ok((self.pkeys.len(), self.tkeys.len()))
     }
 
-    /// Frees the buffers of the last snapshot (all but the last-reported
-    /// totals, which the next snapshot needs).
+    /// Frees the buffers of the last snapshot.
     pub fn release(&mut self) {
         self.pkeys = Vec::new();
         self.pvals = Vec::new();
@@ -185,9 +206,7 @@ impl Collector {
         self.tvals = Vec::new();
         self.ekeys = Vec::new();
         self.evals = Vec::new();
-        self.procs = Vec::new();
-        self.index = HashMap::new();
-        self.reported_next = HashMap::new();
+        self.bytes = Vec::new();
     }
 
     /// Moves the final totals of exited processes from the kernel into `exits`.
@@ -199,7 +218,6 @@ impl Collector {
         order.sort_by_key(|&i| self.evals[i].exit_ns);
         for i in order {
             let (k, v) = (self.ekeys[i], self.evals[i]);
-            self.reported.remove(&k.tgid);
             exits.push(
                 v.exit_ns,
                 self.record(k.tgid, k.start_ns, &comm_bytes(&v.comm), v.c.into()),
@@ -208,6 +226,11 @@ impl Collector {
         Ok(())
     }
 }
+
+/// Where btime lies in a record.
+const BTIME: usize = std::mem::offset_of!(NetPerTask, btime);
+/// Bytes read from the kernel at a time when a snapshot is built whole.
+const CHUNK: usize = 32 * 1024 / RECORD_SIZE * RECORD_SIZE;
 
 #[cfg(test)]
 mod tests {

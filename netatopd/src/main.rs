@@ -217,8 +217,12 @@ fn bind_control(args: &Args, gid: Option<u32>) -> Result<UnixListener> {
 /// listener, epoll, signal pipe, logs), with room to spare.
 const OWN_FDS: u64 = 64;
 
-/// Raises the soft descriptor limit so that `max_clients` can connect.
-fn raise_fd_limit(max_clients: usize) -> Result<()> {
+/// Raises the soft descriptor limit so that `max_clients` can connect,
+/// and as far as the hard limit allows, so that each can also hold the
+/// kernel snapshot being streamed to it (one descriptor more). Returns how
+/// many snapshots may be streamed at once; beyond that they are built
+/// whole, with a descriptor from the daemon's own allowance.
+fn raise_fd_limit(max_clients: usize) -> Result<usize> {
     let mut lim = libc::rlimit {
         rlim_cur: 0,
         rlim_max: 0,
@@ -227,23 +231,23 @@ fn raise_fd_limit(max_clients: usize) -> Result<()> {
     if unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim) } != 0 {
         return Err(io::Error::last_os_error()).context("cannot read the descriptor limit");
     }
-    let want = max_clients as u64 + OWN_FDS;
-    if lim.rlim_cur >= want {
-        return Ok(());
-    }
-    if lim.rlim_max < want {
+    let need = max_clients as u64 + OWN_FDS;
+    if lim.rlim_max < need {
         bail!(
-            "--max-clients {max_clients} needs {want} file descriptors but the hard limit is {}: \
+            "--max-clients {max_clients} needs {need} file descriptors but the hard limit is {}: \
              lower --max-clients or raise LimitNOFILE",
             lim.rlim_max
         );
     }
-    lim.rlim_cur = want;
-    // SAFETY: `lim` is a valid rlimit within the hard limit.
-    if unsafe { libc::setrlimit(libc::RLIMIT_NOFILE, &lim) } != 0 {
-        return Err(io::Error::last_os_error()).context("cannot raise the descriptor limit");
+    let want = (need + max_clients as u64).min(lim.rlim_max);
+    if lim.rlim_cur < want {
+        lim.rlim_cur = want;
+        // SAFETY: `lim` is a valid rlimit within the hard limit.
+        if unsafe { libc::setrlimit(libc::RLIMIT_NOFILE, &lim) } != 0 {
+            return Err(io::Error::last_os_error()).context("cannot raise the descriptor limit");
+        }
     }
-    Ok(())
+    Ok((lim.rlim_cur.saturating_sub(need) as usize).min(max_clients))
 }
 
 /// `--unload`: removes the pinned state, unless a netatopd is using it.
@@ -278,7 +282,7 @@ fn run(args: &Args) -> Result<()> {
     if args.max_clients == 0 {
         bail!("--max-clients must be at least 1");
     }
-    raise_fd_limit(args.max_clients)?;
+    let max_streams = raise_fd_limit(args.max_clients)?;
     let gid = args
         .socket_group
         .as_deref()
@@ -346,6 +350,7 @@ fn run(args: &Args) -> Result<()> {
             tick: Duration::from_millis(100),
             housekeeping: Duration::from_secs(1),
             max_clients: args.max_clients,
+            max_streams,
             client_timeout: Duration::from_secs_f64(args.client_timeout),
             max_pending_output: args.max_pending_output,
             pin_dir: pin_dir.to_string(),

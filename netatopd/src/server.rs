@@ -23,7 +23,7 @@ use signal_hook::consts::{SIGHUP, SIGINT, SIGTERM};
 use signal_hook_mio::v1_0::Signals;
 use zerocopy::IntoBytes;
 
-use crate::collect::{boottime_ns, Collector};
+use crate::collect::{boottime_ns, Collector, Walk};
 use crate::exits::{Cursor, ExitLog};
 
 const LISTENER: Token = Token(0);
@@ -53,6 +53,9 @@ pub struct Config {
     pub housekeeping: Duration,
     /// Clients served at once; further connections are closed at once.
     pub max_clients: usize,
+    /// Responses streamed from the kernel at once (each holds a
+    /// descriptor); beyond it, snapshots are built whole.
+    pub max_streams: usize,
     /// A client whose pending response does not move for this long is
     /// disconnected.
     pub client_timeout: Duration,
@@ -145,6 +148,9 @@ struct Client {
     eof: bool,
     /// Since when pending output has not moved (None: nothing is stuck).
     stalled_since: Option<Instant>,
+    /// An atop response being streamed from the kernel, a chunk at a time
+    /// as the client takes it; its exits and terminator follow.
+    live: Option<Walk>,
 }
 
 impl Client {
@@ -409,6 +415,7 @@ impl Server {
                         cursor: self.exits.cursor(boottime_ns()),
                         eof: false,
                         stalled_since: None,
+                        live: None,
                     };
                     self.clients.insert(token, client);
                 }
@@ -448,11 +455,23 @@ impl Server {
     fn serve_client(&mut self, c: &mut Client) -> io::Result<State> {
         let cap = self.config.max_pending_output;
         c.flush()?;
+        if c.live.is_some() {
+            // A response is being streamed: its next chunk, once the
+            // last one is out; further requests wait until it is done.
+            if c.pending() == 0 {
+                self.stream_chunk(c)?;
+                c.flush()?;
+            }
+            return Ok(Self::streaming(c));
+        }
         // Over its output cap, its further requests wait in its socket.
         if !c.eof && c.pending() < cap {
             if let Some(incoming) = c.read_request()? {
                 self.respond(c, incoming)?;
                 c.flush()?;
+                if c.live.is_some() {
+                    return Ok(Self::streaming(c));
+                }
                 if !c.eof && c.pending() < cap {
                     // Another request may be waiting; it gets the next turn.
                     return Ok(State::Busy);
@@ -466,17 +485,91 @@ impl Server {
         })
     }
 
+    /// A client with a response in progress gets another turn at once if
+    /// its socket took everything so far, else when it becomes writable.
+    fn streaming(c: &Client) -> State {
+        if c.pending() == 0 {
+            State::Busy
+        } else {
+            State::Idle
+        }
+    }
+
+    /// Appends the next chunk of a streamed response to the client's
+    /// output; at the end of the live records, the exited processes the
+    /// client has not had yet and the terminator.
+    fn stream_chunk(&mut self, c: &mut Client) -> io::Result<()> {
+        let Some(walk) = c.live.as_mut() else {
+            return Ok(());
+        };
+        let start = c.out.len();
+        c.out.resize(start + c.chunk, 0);
+        let n = match self.collector.read_walk(walk, &mut c.out[start..]) {
+            Ok(n) => n,
+            Err(e) => {
+                warn!("cannot read the kernel's snapshot: {e}");
+                return Err(e);
+            }
+        };
+        c.out.truncate(start + n);
+        if n > 0 {
+            return Ok(());
+        }
+        let walk = c.live.take().expect("checked above");
+        if let Err(e) = self.collector.drain(&mut self.exits) {
+            warn!("cannot collect exited processes: {e}");
+            return Err(e);
+        }
+        self.records.clear();
+        self.exits.take_for(&mut c.cursor, &mut self.records);
+        self.records.push(NetPerTask::TERMINATOR);
+        c.out.extend_from_slice(self.records.as_bytes());
+        self.timed(walk.elapsed);
+        Ok(())
+    }
+
+    /// Counts a snapshot and keeps how long the kernel took.
+    fn timed(&mut self, took: Duration) {
+        self.queries += 1;
+        self.holding_since = Some(Instant::now());
+        if self.timings.len() == TIMINGS {
+            self.timings.pop_front();
+        }
+        self.timings.push_back(took.as_micros() as u64);
+    }
+
     fn respond(&mut self, c: &mut Client, incoming: Incoming) -> io::Result<()> {
         // What was sent goes, so the buffer holds only what is pending.
         c.out.drain(..c.sent);
         c.sent = 0;
         match incoming {
             Incoming::Atop { threads } => {
+                let streams = self.clients.values().filter(|c| c.live.is_some()).count();
+                if !threads && streams < self.config.max_streams {
+                    // Streamed from the kernel as the client reads: nothing
+                    // per process is kept here.
+                    match self.collector.walk() {
+                        Ok(walk) => {
+                            c.live = Some(walk);
+                            return self.stream_chunk(c);
+                        }
+                        Err(e) if e.raw_os_error() == Some(libc::EMFILE) => {
+                            debug!("no descriptor left to stream a snapshot: built whole");
+                        }
+                        Err(e) => {
+                            warn!("cannot start a snapshot: {e}");
+                            return Err(e);
+                        }
+                    }
+                }
+                if !threads && streams >= self.config.max_streams {
+                    debug!("{streams} snapshots are being streamed: this one is built whole");
+                }
                 self.snapshot()?;
                 let live = self.records.len();
                 self.exits.take_for(&mut c.cursor, &mut self.records);
                 if threads {
-                    self.thread_records(live);
+                    self.thread_records(live)?;
                 }
                 self.records.push(NetPerTask::TERMINATOR);
                 c.out.extend_from_slice(self.records.as_bytes());
@@ -517,27 +610,24 @@ impl Server {
 
     /// Appends a thread record for every live thread of the first `live`
     /// records.
-    fn thread_records(&mut self, live: usize) {
+    fn thread_records(&mut self, live: usize) -> io::Result<()> {
+        self.collector.read_threads()?;
         for (i, tid, counters) in self.live_threads(live) {
             let record = NetPerTask::thread(tid, &self.records[i], counters);
             self.records.push(record);
         }
+        Ok(())
     }
 
-    /// Live processes into `records`, timed for the statistics.
+    /// Live processes into `records`, whole, timed for the statistics.
     fn snapshot(&mut self) -> io::Result<()> {
         let start = Instant::now();
         self.records.clear();
         if let Err(e) = self.collector.snapshot(&mut self.records, &mut self.exits) {
-            warn!("cannot read the kernel maps: {e}");
+            warn!("cannot read the kernel's snapshot: {e}");
             return Err(e);
         }
-        self.queries += 1;
-        self.holding_since = Some(Instant::now());
-        if self.timings.len() == TIMINGS {
-            self.timings.pop_front();
-        }
-        self.timings.push_back(start.elapsed().as_micros() as u64);
+        self.timed(start.elapsed());
         Ok(())
     }
 
@@ -567,6 +657,7 @@ impl Server {
             })
             .collect();
         if threads {
+            self.collector.read_threads()?;
             for (i, tid, counters) in self.live_threads(live) {
                 let tgid = procs[i].pid;
                 procs[i].threads.push(Thread {

@@ -105,9 +105,21 @@ pub struct Daemon {
     dir: PathBuf,
     log: PathBuf,
     extra: Vec<String>,
+    /// The descriptor limit it starts with (soft, hard), if not inherited.
+    nofile: Option<(u64, u64)>,
 }
 
 impl Daemon {
+    /// Like `start`, with the descriptor limit (soft, hard) it inherits.
+    pub fn start_with_nofile(extra: &[&str], nofile: (u64, u64)) -> Daemon {
+        let dir = scratch_dir();
+        let socket = dir.join("netatop.sock");
+        let mut d = Self::new_at(dir, socket, extra);
+        d.nofile = Some(nofile);
+        d.restart();
+        d
+    }
+
     /// Starts netatopd on a private socket and waits until it answers.
     pub fn start(extra: &[&str]) -> Daemon {
         let dir = scratch_dir();
@@ -117,18 +129,23 @@ impl Daemon {
 
     /// Starts netatopd on `socket` and waits until it answers.
     pub fn start_at(dir: PathBuf, socket: PathBuf, extra: &[&str]) -> Daemon {
+        let mut d = Self::new_at(dir, socket, extra);
+        d.restart();
+        d
+    }
+
+    fn new_at(dir: PathBuf, socket: PathBuf, extra: &[&str]) -> Daemon {
         require_bpf_machine();
         let pin_dir = pin_dir_for(&dir);
-        let mut d = Daemon {
+        Daemon {
             child: None,
             log: dir.join("netatopd.log"),
             socket,
             pin_dir,
             dir,
             extra: extra.iter().map(|s| s.to_string()).collect(),
-        };
-        d.restart();
-        d
+            nofile: None,
+        }
     }
 
     /// Runs this daemon's command again (after `stop` or `kill9`), with
@@ -140,8 +157,25 @@ impl Daemon {
             .append(true)
             .open(&self.log)
             .expect("opening the daemon log");
-        let child = self
-            .command()
+        let mut cmd = self.command();
+        if let Some((soft, hard)) = self.nofile {
+            use std::os::unix::process::CommandExt;
+            let lim = libc::rlimit {
+                rlim_cur: soft,
+                rlim_max: hard,
+            };
+            // SAFETY: setrlimit is async-signal-safe and `lim` is a copy
+            // owned by the closure.
+            unsafe {
+                cmd.pre_exec(move || {
+                    if libc::setrlimit(libc::RLIMIT_NOFILE, &lim) != 0 {
+                        return Err(std::io::Error::last_os_error());
+                    }
+                    Ok(())
+                });
+            }
+        }
+        let child = cmd
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(log)

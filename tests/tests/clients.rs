@@ -141,3 +141,39 @@ fn a_thousand_concurrent_clients_are_served_and_the_next_is_refused() {
     }
     g.finish();
 }
+
+/// A client being streamed a snapshot holds a descriptor for it. When the
+/// descriptor limit allows no more streams (here 16, with 40 clients whose
+/// streams stay open at once), snapshots are built whole instead, and every
+/// client still gets its whole, exact response.
+#[test]
+fn out_of_descriptors_snapshots_are_built_whole() {
+    let _serial = one_at_a_time();
+    const N: usize = 4_000;
+    const CLIENTS: usize = 40;
+    // The daemon starts with a hard limit of 120 descriptors: 104 for 40
+    // clients and its own allowance, and room for 16 streams.
+    let d = Daemon::start_with_nofile(&["--max-clients", &CLIENTS.to_string()], (60, 120));
+
+    // Responses of 4,000 records (384 kB) do not fit in a socket buffer,
+    // so a client that does not read keeps its stream open.
+    let mut g = Gen::spawn("fork", &["--count", &N.to_string(), "--size", "50"]);
+    let r = g.report();
+    let mut conns: Vec<UnixStream> = (0..CLIENTS).map(|_| d.connect()).collect();
+    for c in &mut conns {
+        c.write_all(&[0u8; RECORD_SIZE]).unwrap();
+    }
+    wait_until(Duration::from_secs(30), "a snapshot built whole", || {
+        d.log()
+            .contains("16 snapshots are being streamed: this one is built whole")
+    });
+    for c in &mut conns {
+        c.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
+        let recs = read_response(c, ReadMode::AsAtop).expect("a whole response");
+        assert!(recs.len() >= N);
+        for &child in [r.children[0], r.children[N - 1]].iter() {
+            assert_eq!(record_for(&recs, child).counters.udpsndbytes, 50);
+        }
+    }
+    g.finish();
+}

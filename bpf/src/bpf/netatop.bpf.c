@@ -28,6 +28,11 @@
 
 char LICENSE[] SEC("license") = "Dual BSD/GPL";
 
+extern int bpf_iter_task_new(struct bpf_iter_task *it, struct task_struct *task,
+			     unsigned int flags) __weak __ksym;
+extern struct task_struct *bpf_iter_task_next(struct bpf_iter_task *it) __weak __ksym;
+extern void bpf_iter_task_destroy(struct bpf_iter_task *it) __weak __ksym;
+
 /* Sizes are set by user space before load (netatopd --max-threads etc.). */
 struct {
 	__uint(type, BPF_MAP_TYPE_HASH);
@@ -243,5 +248,71 @@ int BPF_PROG(netatop_exec, struct task_struct *task, int old_pid)
 			__sync_fetch_and_sub(&p->nthreads, 1);
 		}
 	}
+	return 0;
+}
+
+static __always_inline void add(struct counters *dst, const struct counters *src)
+{
+	dst->tcpsndpacks += src->tcpsndpacks;
+	dst->tcpsndbytes += src->tcpsndbytes;
+	dst->tcprcvpacks += src->tcprcvpacks;
+	dst->tcprcvbytes += src->tcprcvbytes;
+	dst->udpsndpacks += src->udpsndpacks;
+	dst->udpsndbytes += src->udpsndbytes;
+	dst->udprcvpacks += src->udprcvpacks;
+	dst->udprcvbytes += src->udprcvbytes;
+}
+
+/* The value is at least the last one reported, which it becomes. */
+static __always_inline void raise_to(__u64 *value, __u64 *reported)
+{
+	if (*value < *reported)
+		*value = *reported;
+	else
+		*reported = *value;
+}
+
+/*
+ * A snapshot: one record per counted process (struct snapshot_rec), its
+ * exited threads' totals plus each live thread's counters, summed here so
+ * that user space reads one entry per process instead of every thread.
+ */
+SEC("iter/task")
+int netatop_snapshot(struct bpf_iter__task *ctx)
+{
+	struct seq_file *seq = ctx->meta->seq;
+	struct task_struct *task = ctx->task, *pos;
+	struct snapshot_rec r = {};
+	struct proc_val *p;
+	__u32 tgid;
+
+	if (!task || task->pid != task->tgid)
+		return 0;
+	tgid = task->tgid;
+	p = bpf_map_lookup_elem(&procs, &tgid);
+	if (!p)
+		return 0;
+	r.tgid = tgid;
+	r.start_ns = p->start_ns;
+	__builtin_memcpy(r.comm, p->comm, sizeof(r.comm));
+	r.c = p->exited;
+	bpf_for_each(task, pos, task, BPF_TASK_ITER_PROC_THREADS) {
+		__u32 tid = pos->pid;
+		struct thread_val *t = bpf_map_lookup_elem(&threads, &tid);
+
+		if (t)
+			add(&r.c, &t->c);
+	}
+	/* Snapshots are taken one at a time (netatopd's one thread), so this
+	 * read-modify-write of `reported` does not race with another. */
+	raise_to(&r.c.tcpsndpacks, &p->reported.tcpsndpacks);
+	raise_to(&r.c.tcpsndbytes, &p->reported.tcpsndbytes);
+	raise_to(&r.c.tcprcvpacks, &p->reported.tcprcvpacks);
+	raise_to(&r.c.tcprcvbytes, &p->reported.tcprcvbytes);
+	raise_to(&r.c.udpsndpacks, &p->reported.udpsndpacks);
+	raise_to(&r.c.udpsndbytes, &p->reported.udpsndbytes);
+	raise_to(&r.c.udprcvpacks, &p->reported.udprcvpacks);
+	raise_to(&r.c.udprcvbytes, &p->reported.udprcvbytes);
+	bpf_seq_write(seq, &r, sizeof(r));
 	return 0;
 }

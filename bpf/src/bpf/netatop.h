@@ -38,6 +38,20 @@ struct proc_val {
 	__u32 finalized;
 	/* Group leader's comm. */
 	char comm[16];
+	/* The totals the last snapshot reported (written by the snapshot
+	 * iterator only): a snapshot never reports less, even when a thread
+	 * exits while it is summed and is missed for that one walk. */
+	struct counters reported;
+};
+
+/* One process of a snapshot (iter/task output), laid out like atop's
+ * struct netpertask with the start time in place of btime. */
+struct snapshot_rec {
+	__s32 tgid;
+	__u32 _pad;
+	__u64 start_ns;
+	char comm[16];
+	struct counters c;
 };
 
 /* exited map: final totals of processes, until user space collects them. */

@@ -61,6 +61,28 @@ struct task_struct {
 
 struct linux_binprm;
 
+struct seq_file;
+
+struct bpf_iter_meta {
+	struct seq_file *seq;
+	__u64 session_id;
+	__u64 seq_num;
+};
+
+/* Context of an iter/task program. */
+struct bpf_iter__task {
+	struct bpf_iter_meta *meta;
+	struct task_struct *task;
+};
+
 #pragma clang attribute pop
+
+/* Open-coded task iterator (Linux >= 6.7): its state, opaque. */
+struct bpf_iter_task {
+	__u64 __opaque[3];
+} __attribute__((aligned(8)));
+
+/* enum bpf_iter_task_type: the threads of one process. */
+#define BPF_TASK_ITER_PROC_THREADS 2
 
 #endif
