@@ -1,5 +1,6 @@
 //! netatopd's BPF programs: checking the kernel, loading and attaching
-//! them, and reading their maps with batched lookups.
+//! them, reading snapshots from their task iterator and their maps with
+//! batched lookups.
 //!
 //! The record types shared with the BPF side (`types::counters`,
 //! `types::proc_val`, ...) are generated from the object's BTF, which is

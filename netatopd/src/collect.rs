@@ -1,4 +1,4 @@
-//! Turns the kernel maps into atop's per-process records.
+//! Turns the kernel's snapshots and maps into atop's per-process records.
 
 use std::io;
 

@@ -6,9 +6,11 @@
 //! turns of one request each, so a client that pipelines many requests
 //! delays the others by at most one response. A client's pending output is
 //! capped: beyond `max_pending_output` its further requests wait in its
-//! socket until it reads. Responses are written in chunks of whole records
-//! that the kernel queues all-or-nothing, so a reader never finds a partial
-//! record at the end of the queue.
+//! socket until it reads. An atop response is streamed: the kernel's
+//! snapshot is read a chunk at a time as the client takes the one before,
+//! so nothing per process is held here. Responses are written in chunks of
+//! whole records that the kernel queues all-or-nothing, so a reader never
+//! finds a partial record at the end of the queue.
 
 use std::collections::{HashMap, VecDeque};
 use std::io::{self, Read, Write};

@@ -7,6 +7,10 @@
  * procs:   tgid -> start time, name, totals of its exited threads.
  * exited:  (tgid, start) -> final totals, until user space collects them.
  *
+ * netatop_snapshot (iter/task) writes one record per counted process: its
+ * exited threads' totals plus its live threads' counters, never lower than
+ * what the last snapshot reported.
+ *
  * A thread's exit folds its counters into its process (delete first, then
  * add, so a concurrent reader can miss a thread for one snapshot but never
  * count it twice). The exit of the last thread moves the process's totals
