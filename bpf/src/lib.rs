@@ -44,6 +44,11 @@ const TRACEPOINTS: [(&str, &str); 4] = [
     ("sched_process_exit", "4.17"),
     ("sched_process_exec", "4.17"),
 ];
+/// Kernel functions the snapshot program calls, with the release that
+/// added them.
+const KFUNCS: [(&str, &str); 1] = [("bpf_iter_task_new", "6.7")];
+/// The oldest kernel that has all of the above.
+const MIN_LINUX: &str = "6.7";
 const VMLINUX_BTF: &str = "/sys/kernel/btf/vmlinux";
 
 /// Why the programs could not be loaded; each says what to do.
@@ -55,15 +60,24 @@ pub enum LoadError {
     )]
     NotPrivileged,
     #[error(
-        "the kernel has no BTF ({VMLINUX_BTF} is missing): netatopd needs Linux >= 6.3 \
+        "the kernel has no BTF ({VMLINUX_BTF} is missing): netatopd needs Linux >= {MIN_LINUX} \
          built with CONFIG_DEBUG_INFO_BTF=y"
     )]
     NoBtf,
     #[error(
         "the kernel (Linux {kernel}) has no tracepoint {name}, added in Linux {since}: \
-         netatopd needs Linux >= 6.3 with BTF"
+         netatopd needs Linux >= {MIN_LINUX} with BTF"
     )]
     MissingTracepoint {
+        name: &'static str,
+        since: &'static str,
+        kernel: String,
+    },
+    #[error(
+        "the kernel (Linux {kernel}) has no BPF task iterator ({name}, added in Linux {since}): \
+         netatopd needs Linux >= {MIN_LINUX} with BTF"
+    )]
+    MissingKfunc {
         name: &'static str,
         since: &'static str,
         kernel: String,
@@ -142,7 +156,7 @@ pub fn check_kernel() -> Result<(), LoadError> {
 }
 
 /// Checks that the kernel BTF at `path` exists and describes every
-/// tracepoint the programs attach to.
+/// tracepoint the programs attach to and every kernel function they call.
 fn check_btf(path: &Path) -> Result<(), LoadError> {
     if !path.exists() {
         return Err(LoadError::NoBtf);
@@ -155,6 +169,18 @@ fn check_btf(path: &Path) -> Result<(), LoadError> {
             .is_none()
         {
             return Err(LoadError::MissingTracepoint {
+                name,
+                since,
+                kernel: kernel_release(),
+            });
+        }
+    }
+    for (name, since) in KFUNCS {
+        if btf
+            .type_by_name::<libbpf_rs::btf::types::Func<'_>>(name)
+            .is_none()
+        {
+            return Err(LoadError::MissingKfunc {
                 name,
                 since,
                 kernel: kernel_release(),
@@ -174,6 +200,9 @@ pub struct Features {
     /// Each tracepoint netatopd attaches to, and whether the kernel's BTF
     /// describes it (`None` without BTF).
     pub tracepoints: Vec<(&'static str, Option<bool>)>,
+    /// Whether the kernel has the open-coded task iterator the snapshot
+    /// program uses (`None` without BTF).
+    pub task_iterator: Option<bool>,
     /// Whether tp_btf programs on the socket tracepoints pass the verifier
     /// (`None`: not checked, for want of privileges or BTF).
     pub tracing_programs: Option<bool>,
@@ -198,6 +227,12 @@ impl Features {
                 (name, found)
             })
             .collect();
+        let task_iterator = btf.as_ref().map(|b| {
+            KFUNCS.iter().all(|(name, _)| {
+                b.type_by_name::<libbpf_rs::btf::types::Func<'_>>(name)
+                    .is_some()
+            })
+        });
         let tracing_programs = (privileged && btf.is_some()).then(EmptyProbe::loads);
         let jit = fs::read_to_string("/proc/sys/net/core/bpf_jit_enable")
             .ok()
@@ -206,6 +241,7 @@ impl Features {
             kernel: kernel_release(),
             btf: btf.is_some(),
             tracepoints,
+            task_iterator,
             tracing_programs,
             privileged,
             jit,
@@ -218,6 +254,7 @@ impl Features {
     pub fn usable(&self) -> bool {
         self.btf
             && self.tracepoints.iter().all(|(_, f)| *f == Some(true))
+            && self.task_iterator == Some(true)
             && self.tracing_programs != Some(false)
     }
 }
@@ -239,6 +276,14 @@ impl std::fmt::Display for Features {
             })
             .collect();
         writeln!(f, "  tracepoints: {}", tps.join(", "))?;
+        let iter = match self.task_iterator {
+            Some(b) => yes(b),
+            None => "unknown",
+        };
+        writeln!(
+            f,
+            "  BPF task iterator (bpf_iter_task_new, Linux 6.7): {iter}"
+        )?;
         let progs = match self.tracing_programs {
             Some(b) => yes(b),
             None if !self.privileged => "not checked (needs root or CAP_BPF and CAP_PERFMON)",
@@ -256,7 +301,7 @@ impl std::fmt::Display for Features {
         writeln!(f, "  BPF JIT: {jit}")?;
         writeln!(f, "  bpffs on /sys/fs/bpf: {}", yes(self.bpffs))?;
         let verdict = if !self.usable() {
-            "netatopd cannot count on this kernel (it needs Linux >= 6.3 with BTF)"
+            "netatopd cannot count on this kernel (it needs Linux >= 6.7 with BTF)"
         } else if !self.privileged {
             "netatopd can count on this kernel, run as root"
         } else {
@@ -778,7 +823,7 @@ mod tests {
         }
         let msg = err.to_string();
         assert!(
-            msg.contains("Linux >= 6.3 with BTF") && msg.contains("sock_send_length"),
+            msg.contains("Linux >= 6.7 with BTF") && msg.contains("sock_send_length"),
             "{msg}"
         );
     }

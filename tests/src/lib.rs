@@ -44,7 +44,7 @@ pub fn require_bpf_machine() {
     );
     assert!(
         Path::new("/sys/kernel/btf/vmlinux").exists(),
-        "this kernel has no BTF (/sys/kernel/btf/vmlinux): the tests need Linux >= 6.3 with BTF"
+        "this kernel has no BTF (/sys/kernel/btf/vmlinux): the tests need Linux >= 6.7 with BTF"
     );
 }
 

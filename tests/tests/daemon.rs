@@ -89,6 +89,7 @@ fn version_reports_revision_and_kernel_features() {
         for want in [
             "BTF (/sys/kernel/btf/vmlinux): yes",
             "sock_send_length yes, sock_recv_length yes",
+            "BPF task iterator (bpf_iter_task_new, Linux 6.7): yes",
             "sock_send_length/sock_recv_length load: yes",
             "verdict: netatopd can count on this kernel",
         ] {

@@ -1,7 +1,8 @@
 // SPDX-License-Identifier: GPL-2.0 OR BSD-2-Clause
 /*
  * Per-thread TCP/UDP send/receive accounting on the sock_send_length and
- * sock_recv_length tracepoints (Linux >= 6.3), as BTF raw tracepoints.
+ * sock_recv_length tracepoints (Linux >= 6.3), as BTF raw tracepoints;
+ * snapshots with an open-coded task iterator (Linux >= 6.7).
  *
  * threads: tid  -> counters of that thread (single writer: the thread).
  * procs:   tgid -> start time, name, totals of its exited threads.
