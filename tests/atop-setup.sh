@@ -5,9 +5,11 @@
 # Debian atop with the netatop-bpf client) into DIR on a Debian 12 machine,
 # without touching any installed package:
 #
-#   1. adds a `trixie` apt suite with the URIs and keyring of the machine's
-#      existing Debian source, pinned to priority 100 (nothing installed is
-#      ever upgraded from it), and refreshes only that suite's lists;
+#   1. sets up a private apt configuration (tests/debian-apt.sh, in
+#      DIR/apt or $NETATOPD_APT_DIR) with a `trixie` suite taken from the
+#      URIs and keyring of the machine's own Debian source; nothing is
+#      written under /etc/apt (the files earlier versions wrote there,
+#      recognised by their first line, are removed);
 #   2. `apt-get download`s atop and the trixie libraries it needs into a cache
 #      (DIR/debs, or $ATOP_SETUP_CACHE) and unpacks them with `dpkg -x` into
 #      DIR/root;
@@ -27,8 +29,11 @@ readonly WANT_VERSION_RE='^2\.11\.'
 # the loader's --list; missing ones are reported or fetched automatically).
 # libatomic1 comes in through glib 2.84.
 readonly BASE_PKGS=(atop libc6 libglib2.0-0t64 libncursesw6 libtinfo6 libpcre2-8-0 zlib1g libatomic1)
-readonly SOURCES_FILE=/etc/apt/sources.list.d/netatopd-${SUITE}.sources
-readonly PIN_FILE=/etc/apt/preferences.d/netatopd-${SUITE}
+# What earlier versions of this script wrote into /etc/apt.
+readonly LEGACY_SOURCES=/etc/apt/sources.list.d/netatopd-${SUITE}.sources
+readonly LEGACY_PIN=/etc/apt/preferences.d/netatopd-${SUITE}
+HERE=$(cd -- "$(dirname -- "$0")" && pwd -P)
+readonly HERE
 readonly LOCK_FILE=/run/lock/netatopd-atop-setup.lock
 
 log() { printf 'atop-setup: %s\n' "$*" >&2; }
@@ -41,6 +46,9 @@ readonly DIR
 readonly WRAPPER=$DIR/atop
 readonly ROOT=$DIR/root
 CACHE=${ATOP_SETUP_CACHE:-$DIR/debs}
+# The private apt configuration (tests/debian-apt.sh), shared with the other
+# downloads of the tests.
+APT_DIR=${NETATOPD_APT_DIR:-$DIR/apt}
 
 # Prints the version reported by "$1 -V" if it is 2.11.x, fails otherwise.
 atop_version_ok() {
@@ -52,13 +60,24 @@ atop_version_ok() {
     printf '%s\n' "$ver"
 }
 
+# ---- earlier versions' apt files ----------------------------------------------
+# Earlier versions of this script added a trixie suite and a pin to the
+# machine's own /etc/apt; remove exactly those files (recognised by their
+# first line), nothing else.
+for f in "$LEGACY_SOURCES" "$LEGACY_PIN"; do
+    if [ -f "$f" ] && head -n1 -- "$f" | grep -q '^# Added by netatopd tests/atop-setup\.sh'; then
+        rm -f -- "$f"
+        log "removed $f, left by an earlier version of this script"
+    fi
+done
+
 # ---- fast path --------------------------------------------------------------
 if ver=$(atop_version_ok "$WRAPPER"); then
     log "atop $ver already set up in $DIR"
     exit 0
 fi
 
-[ "$(id -u)" -eq 0 ] || die "must run as root (it configures apt)"
+[ "$(id -u)" -eq 0 ] || die "must run as root (it downloads packages with apt)"
 for tool in apt-get apt-cache dpkg dpkg-deb flock timeout; do
     command -v "$tool" >/dev/null || die "required tool '$tool' not found"
 done
@@ -75,142 +94,12 @@ fi
 export DEBIAN_FRONTEND=noninteractive
 APT_OPTS=(-q -o APT::Sandbox::User=root -o DPkg::Lock::Timeout=300)
 
-# ---- 1. the trixie apt suite ------------------------------------------------
-
-# The release codename of this machine (bookworm on Debian 12).
-codename=
-if [ -r /etc/os-release ]; then
-    codename=$(. /etc/os-release && printf '%s' "${VERSION_CODENAME:-}")
-fi
-[ -n "$codename" ] || die "cannot determine the Debian codename from /etc/os-release"
-
-# Reads the deb822 .sources files given as arguments and prints, for the first
-# enabled "deb" stanza whose Suites contains exactly $codename (the main
-# archive, not -updates or -security), two parts separated by a line "--":
-# the URIs (one line), then the Signed-By field verbatim (possibly several
-# lines when the key is embedded, possibly empty).
-find_deb822_source() {
-    awk -v want="$codename" '
-        function flush() {
-            if (types ~ /(^|[ \t])deb([ \t]|$)/ && enabled !~ /^[ \t]*(no|false|0)[ \t]*$/) {
-                n = split(suites, s, /[ \t]+/)
-                for (i = 1; i <= n; i++)
-                    if (s[i] == want && uris != "" && !found) {
-                        printf "%s\n--\n%s", uris, signed
-                        found = 1
-                    }
-            }
-            types = uris = suites = signed = enabled = ""; cur = ""
-        }
-        /^#/ { next }
-        /^[ \t]*$/ { flush(); next }
-        /^[ \t]/ {               # continuation line
-            if (cur == "uris") uris = uris " " $0
-            else if (cur == "suites") suites = suites " " $0
-            else if (cur == "signed-by") signed = signed $0 "\n"
-            next
-        }
-        {
-            key = tolower($0); sub(/:.*/, "", key)
-            val = $0; sub(/^[^:]*:[ \t]*/, "", val)
-            cur = key
-            if (key == "types") types = val
-            else if (key == "uris") uris = val
-            else if (key == "suites") suites = val
-            else if (key == "enabled") enabled = val
-            else if (key == "signed-by") signed = "Signed-By: " val "\n"
-        }
-        END { flush() }
-    ' "$@"
-}
-
-# Same for the one-line format: prints URIs, "--", and a Signed-By line built
-# from a [signed-by=...] option if present.
-find_oneline_source() {
-    awk -v want="$codename" '
-        /^[ \t]*deb[ \t]/ {
-            line = $0; sub(/#.*/, "", line)
-            opts = ""
-            if (match(line, /\[[^]]*\]/)) {
-                opts = substr(line, RSTART + 1, RLENGTH - 2)
-                line = substr(line, 1, RSTART - 1) " " substr(line, RSTART + RLENGTH)
-            }
-            n = split(line, f, /[ \t]+/)
-            j = 0
-            for (i = 1; i <= n; i++) if (f[i] != "") w[++j] = f[i]
-            # w[1] = deb, w[2] = URI, w[3] = suite
-            if (j >= 3 && w[3] == want) {
-                if (!(w[2] in seen)) { seen[w[2]] = 1; uris = uris (uris == "" ? "" : " ") w[2] }
-                if (signed == "" && match(opts, /signed-by=[^ \t]+/))
-                    signed = "Signed-By: " substr(opts, RSTART + 10, RLENGTH - 10) "\n"
-            }
-        }
-        END { if (uris != "") printf "%s\n--\n%s", uris, signed }
-    ' "$@"
-}
-
-setup_suite() {
-    local found="" f
-    local -a sources=()
-    # debian.sources first, then any other .sources file (but not ours).
-    [ -f /etc/apt/sources.list.d/debian.sources ] && sources+=(/etc/apt/sources.list.d/debian.sources)
-    for f in /etc/apt/sources.list.d/*.sources; do
-        [ -f "$f" ] && [ "$f" != /etc/apt/sources.list.d/debian.sources ] &&
-            [ "$f" != "$SOURCES_FILE" ] && sources+=("$f")
-    done
-    if [ ${#sources[@]} -gt 0 ]; then
-        found=$(find_deb822_source "${sources[@]}")
-    fi
-    if [ -z "$found" ]; then
-        local -a lists=()
-        [ -f /etc/apt/sources.list ] && lists+=(/etc/apt/sources.list)
-        for f in /etc/apt/sources.list.d/*.list; do [ -f "$f" ] && lists+=("$f"); done
-        if [ ${#lists[@]} -gt 0 ]; then
-            found=$(find_oneline_source "${lists[@]}")
-        fi
-    fi
-    [ -n "$found" ] || die "no enabled Debian '$codename' source found in /etc/apt/sources.list.d/*.sources or sources.list"
-
-    local uris signed
-    uris=$(printf '%s\n' "$found" | sed -n '1p')
-    signed=$(printf '%s\n' "$found" | sed '1,2d')
-    log "using the URIs of the existing $codename source: $uris"
-
-    local want_sources want_pin
-    want_sources=$(printf '# Added by netatopd tests/atop-setup.sh: trixie packages for a private atop 2.11.\n# Pinned to 100 in %s so nothing installed is upgraded from it.\nTypes: deb\nURIs: %s\nSuites: %s\nComponents: main\n%s' \
-        "$PIN_FILE" "$uris" "$SUITE" "$signed")
-    want_pin=$(printf '# Added by netatopd tests/atop-setup.sh: never upgrade installed packages from trixie.\nPackage: *\nPin: release n=%s\nPin-Priority: 100\n' "$SUITE")
-
-    local changed=0
-    # Pin first, so the suite never exists unpinned.
-    if [ ! -f "$PIN_FILE" ] || [ "$(cat "$PIN_FILE")" != "$want_pin" ]; then
-        printf '%s\n' "$want_pin" >"$PIN_FILE.tmp" && mv -f "$PIN_FILE.tmp" "$PIN_FILE"
-        log "wrote $PIN_FILE (Pin-Priority 100)"
-        changed=1
-    fi
-    if [ ! -f "$SOURCES_FILE" ] || [ "$(cat "$SOURCES_FILE")" != "$want_sources" ]; then
-        printf '%s\n' "$want_sources" >"$SOURCES_FILE.tmp" && mv -f "$SOURCES_FILE.tmp" "$SOURCES_FILE"
-        log "wrote $SOURCES_FILE"
-        changed=1
-    fi
-
-    if [ "$changed" = 1 ] || ! apt-cache show "atop/$SUITE" >/dev/null 2>&1; then
-        log "apt-get update (the $SUITE suite only)"
-        apt-get "${APT_OPTS[@]}" \
-            -o Dir::Etc::SourceList="$SOURCES_FILE" \
-            -o Dir::Etc::SourceParts=/dev/null \
-            -o APT::Get::List-Cleanup=false \
-            update >&2 || die "apt-get update of the $SUITE suite failed"
-        apt-cache show "atop/$SUITE" >/dev/null 2>&1 ||
-            die "after apt-get update, apt still knows no atop/$SUITE"
-    fi
-}
-
-if [ "$codename" = "$SUITE" ]; then
-    log "this machine already runs $SUITE; no extra apt suite needed"
-else
-    setup_suite
-fi
+# ---- 1. the trixie suite, in a private apt configuration ---------------------
+. "$HERE/debian-apt.sh"
+debian_apt_init "$APT_DIR" "$SUITE"
+debian_apt_update
+apt-cache show "atop/$SUITE" >/dev/null 2>&1 ||
+    die "the private apt configuration ($APT_DIR) knows no atop/$SUITE"
 
 # ---- 2. download and unpack -------------------------------------------------
 mkdir -p -- "$CACHE"
