@@ -1,6 +1,11 @@
 # netatopd: the two commands of the README are `make run` and `make test`.
 CARGO ?= cargo
 ATOP_DIR ?= target/atop
+# Root file systems the systemd tests boot (tests/rootfs.sh).
+ROOTFS_DIR ?= target/rootfs
+# The tests' private apt configuration (tests/debian-apt.sh), shared by every
+# download from other Debian releases.
+export NETATOPD_APT_DIR ?= $(abspath target/apt)
 
 # Where `make install` puts things (DESTDIR for staging, as usual).
 PREFIX ?= /usr/local
@@ -36,15 +41,22 @@ build: deps
 run: build
 	./$(OUT)/netatopd --foreground
 
-# Sets up (packages, a private atop 2.11.1) and passes every test: unit and
-# kernel tests, man pages, `make install`, the Debian package and lintian.
-test: deps
+# Sets up (packages, a private atop 2.11.1, Debian 12 and 13 root file
+# systems with systemd) and passes every test: unit and kernel tests, the
+# unit under systemd, man pages, `make install`, the Debian package and
+# lintian. It leaves /etc/apt as it found it, and checks that it did.
+test:
+	bash tests/etc-apt.sh record target/etc-apt.before
+	bash tests/install-deps.sh
 	bash tests/atop-setup.sh $(ATOP_DIR)
+	bash tests/rootfs.sh $(ROOTFS_DIR) bookworm trixie
 	$(CARGO) fmt --all --check
 	$(CARGO) clippy --workspace --all-targets -- -D warnings
 	$(CARGO) build --workspace --bins
-	NETATOPD_TEST_ATOP=$(abspath $(ATOP_DIR))/atop $(CARGO) test --workspace
+	NETATOPD_TEST_ATOP=$(abspath $(ATOP_DIR))/atop NETATOPD_TEST_ROOTFS=$(abspath $(ROOTFS_DIR)) \
+	    $(CARGO) test --workspace
 	bash tests/package.sh
+	bash tests/etc-apt.sh check target/etc-apt.before
 
 # The benchmark suite (root; several minutes): results in target/bench.md,
 # recorded in BENCHMARKS.md.

@@ -5,10 +5,13 @@
 # the unit) and setpriv (runs netatopd with the unit's capabilities).
 # For the man pages and the package: mandoc (lint), man-db (rendering),
 # lintian, dpkg-dev (dpkg-shlibdeps, for the package's dependencies).
+# For the unit under a real systemd: systemd-container (systemd-nspawn) and
+# debootstrap (the guests' root file systems).
 # Idempotent and non-interactive.
 set -euo pipefail
 
-PKGS=(clang llvm libelf-dev zlib1g-dev pkg-config make systemd util-linux mandoc man-db lintian dpkg-dev)
+PKGS=(clang llvm libelf-dev zlib1g-dev pkg-config make systemd util-linux mandoc man-db lintian dpkg-dev
+    systemd-container debootstrap)
 
 log() { printf 'install-deps: %s\n' "$*" >&2; }
 
@@ -26,7 +29,8 @@ if [ ${#missing[@]} -gt 0 ]; then
     apt-get update -qq
     DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
 fi
-for tool in cargo clang systemd-analyze setpriv mandoc man lintian dpkg-shlibdeps; do
+for tool in cargo clang systemd-analyze setpriv mandoc man lintian dpkg-shlibdeps systemd-nspawn \
+    debootstrap nsenter; do
     command -v "$tool" >/dev/null || { log "$tool not found after installing"; exit 1; }
 done
 log "build dependencies present"

@@ -250,6 +250,26 @@ fn raise_fd_limit(max_clients: usize) -> Result<usize> {
     Ok((lim.rlim_cur.saturating_sub(need) as usize).min(max_clients))
 }
 
+/// The inode number of the initial pid namespace (PROC_PID_INIT_INO),
+/// the same on every Linux.
+const INITIAL_PID_NS: u64 = 0xEFFF_FFFC;
+
+/// A snapshot walks the tasks of netatopd's own pid namespace (and those
+/// below it), and records carry pids as the host sees them: in a container
+/// with a pid namespace of its own, atop there would see neither the
+/// host's processes nor its own pids.
+fn warn_if_in_a_pid_namespace() {
+    if let Ok(m) = fs::metadata("/proc/self/ns/pid") {
+        if m.ino() != INITIAL_PID_NS {
+            warn!(
+                "netatopd runs in a pid namespace of its own (a container without the host's \
+                 pid namespace?): it reports only the processes of this namespace, by their \
+                 host pids; run it in the host's pid namespace"
+            );
+        }
+    }
+}
+
 /// `--unload`: removes the pinned state, unless a netatopd is using it.
 fn unload(args: &Args) -> Result<()> {
     let _lock = PidFile::lock(&args.pid_file)?;
@@ -373,6 +393,7 @@ fn run(args: &Args) -> Result<()> {
         sizes.procs,
         sizes.exited
     );
+    warn_if_in_a_pid_namespace();
     // Under systemd (Type=notify): ready means the socket answers.
     let status = format!("answering on {}", args.socket.display());
     if let Err(e) = sd_notify::notify(false, &[NotifyState::Ready, NotifyState::Status(&status)]) {

@@ -74,6 +74,29 @@ pub fn wait_until(limit: Duration, what: &str, mut ready: impl FnMut() -> bool) 
     }
 }
 
+/// Polls `ready` every few milliseconds until it holds, failing with
+/// `log()` if `child` exits first or `limit` passes.
+pub fn wait_while_alive(
+    child: &mut Child,
+    limit: Duration,
+    what: &str,
+    mut ready: impl FnMut() -> bool,
+    log: impl Fn() -> String,
+) {
+    let end = Instant::now() + limit;
+    while !ready() {
+        if let Some(status) = child.try_wait().expect("try_wait") {
+            panic!("{what}: it exited ({status}) first:\n{}", log());
+        }
+        assert!(
+            Instant::now() < end,
+            "{what}: not within {limit:?}:\n{}",
+            log()
+        );
+        std::thread::sleep(Duration::from_millis(2));
+    }
+}
+
 /// netatopd's bpffs pin directory for a test using scratch directory `dir`.
 pub fn pin_dir_for(dir: &Path) -> PathBuf {
     Path::new("/sys/fs/bpf").join(dir.file_name().expect("a scratch directory"))
@@ -229,26 +252,17 @@ impl Daemon {
     }
 
     fn wait_ready(&mut self) {
-        let end = Instant::now() + Duration::from_secs(60);
-        loop {
-            // The socket is bound only after the programs are attached. A
-            // killed daemon's socket file refuses connections until then.
-            if UnixStream::connect(&self.socket).is_ok() {
-                return;
-            }
-            if let Some(status) = self.child.as_mut().unwrap().try_wait().expect("try_wait") {
-                panic!(
-                    "netatopd exited with {status} before answering:\n{}",
-                    self.log()
-                );
-            }
-            assert!(
-                Instant::now() < end,
-                "netatopd did not answer within 60 s:\n{}",
-                self.log()
-            );
-            std::thread::sleep(Duration::from_millis(1));
-        }
+        // The socket is bound only after the programs are attached. A
+        // killed daemon's socket file refuses connections until then.
+        let socket = self.socket.clone();
+        let log = self.log.clone();
+        wait_while_alive(
+            self.child.as_mut().unwrap(),
+            Duration::from_secs(60),
+            "waiting for netatopd to answer",
+            || UnixStream::connect(&socket).is_ok(),
+            || fs::read_to_string(&log).unwrap_or_default(),
+        );
     }
 
     pub fn pid(&self) -> u32 {
@@ -393,7 +407,22 @@ pub struct Gen {
 impl Gen {
     /// Starts `netatop-gen SCENARIO ARGS...`.
     pub fn spawn(scenario: &str, args: &[&str]) -> Gen {
-        let mut child = Command::new(bin("netatop-gen"))
+        Self::spawn_in(&[], scenario, args)
+    }
+
+    /// Starts `PREFIX... netatop-gen SCENARIO ARGS...`, e.g. with nsenter
+    /// as the prefix to make the traffic in another namespace.
+    pub fn spawn_in(prefix: &[&std::ffi::OsStr], scenario: &str, args: &[&str]) -> Gen {
+        let gen = bin("netatop-gen");
+        let mut cmd = match prefix.split_first() {
+            Some((first, rest)) => {
+                let mut c = Command::new(first);
+                c.args(rest).arg(&gen);
+                c
+            }
+            None => Command::new(&gen),
+        };
+        let mut child = cmd
             .arg(scenario)
             .args(args)
             .stdin(Stdio::piped())

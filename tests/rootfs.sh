@@ -1,0 +1,50 @@
+#!/bin/bash
+# tests/rootfs.sh DIR SUITE...
+#
+# Makes a minimal Debian root file system with systemd for each SUITE
+# (bookworm: systemd 252; trixie: systemd 257) in DIR/SUITE, with
+# debootstrap from the machine's own Debian mirror and keyring
+# (tests/debian-apt.sh reads them from /etc/apt). The tests boot them with
+# systemd-nspawn (a throwaway overlay keeps them unchanged) to run
+# netatopd's unit under a real systemd.
+#
+# Cached: a root file system that was completed (DIR/SUITE.ok lists what it
+# was made with) is reused. Runs as root; progress on stderr.
+set -euo pipefail
+
+# What the tests need in the guest beyond debootstrap's minbase.
+readonly PACKAGES=systemd,systemd-sysv,dbus
+readonly RECIPE="minbase $PACKAGES v1"
+
+log() { printf 'rootfs: %s\n' "$*" >&2; }
+die() { printf 'rootfs: ERROR: %s\n' "$*" >&2; exit 1; }
+
+[ $# -ge 2 ] || die "usage: $0 DIR SUITE..."
+[ "$(id -u)" -eq 0 ] || die "must run as root (debootstrap)"
+command -v debootstrap >/dev/null || die "debootstrap is missing (make test installs it)"
+mkdir -p -- "$1"
+DIR=$(cd -- "$1" && pwd -P)
+shift
+. "$(dirname -- "$0")/debian-apt.sh"
+read -r mirror keyring < <(debian_mirror) || die "no Debian mirror configured on this machine"
+
+exec 9>"$DIR/.lock"
+flock 9
+for suite in "$@"; do
+    root=$DIR/$suite
+    if [ -f "$root.ok" ] && [ "$(cat "$root.ok")" = "$RECIPE" ] && [ -x "$root/lib/systemd/systemd" ]; then
+        log "$suite: cached in $root"
+        continue
+    fi
+    rm -rf -- "$root" "$root.ok" "$root.tmp"
+    log "$suite: debootstrap from $mirror (about 30 s)"
+    if ! debootstrap --variant=minbase --include="$PACKAGES" --keyring="$keyring" \
+        "$suite" "$root.tmp" "$mirror" >"$DIR/$suite.log" 2>&1; then
+        tail -n 20 "$DIR/$suite.log" >&2
+        die "debootstrap of $suite failed (log: $DIR/$suite.log)"
+    fi
+    rm -f -- "$root.tmp"/var/cache/apt/archives/*.deb
+    mv -- "$root.tmp" "$root"
+    printf '%s\n' "$RECIPE" >"$root.ok"
+    log "$suite: $(du -sh -- "$root" | cut -f1) in $root"
+done
