@@ -190,6 +190,81 @@ fn check_btf(path: &Path) -> Result<(), LoadError> {
     Ok(())
 }
 
+/// Whether an fexit program on kernel function `func` loads: the kernel
+/// must have BPF trampolines (x86_64 from Linux 5.5, arm64 from 6.0, and
+/// not every build or hypervisor allows them) and `func` in its BTF.
+/// Probed by loading a two-instruction program, as bcc's libbpf-tools
+/// do; Err says why not.
+pub fn fexit_loads(btf: &libbpf_rs::Btf, func: &str) -> Result<(), String> {
+    use libbpf_rs::libbpf_sys as sys;
+    let id = btf
+        .type_by_name::<libbpf_rs::btf::types::Func<'_>>(func)
+        .ok_or_else(|| format!("{func} is not in this kernel's BTF"))?
+        .type_id();
+    let insn = |code: u8, imm: i32| sys::bpf_insn {
+        code,
+        _bitfield_align_1: [],
+        _bitfield_1: sys::bpf_insn::new_bitfield_1(0, 0),
+        off: 0,
+        imm,
+    };
+    // r0 = 0; exit
+    let insns = [insn(0xb7, 0), insn(0x95, 0)];
+    let mut opts = sys::bpf_prog_load_opts {
+        sz: size_of::<sys::bpf_prog_load_opts>() as _,
+        expected_attach_type: sys::BPF_TRACE_FEXIT,
+        attach_btf_id: id.into(),
+        ..Default::default()
+    };
+    // SAFETY: the strings are NUL-terminated, `insns` holds the two
+    // instructions passed and `opts` is a valid options struct of its size.
+    let fd = unsafe {
+        sys::bpf_prog_load(
+            sys::BPF_PROG_TYPE_TRACING,
+            c"netatop_probe".as_ptr(),
+            c"GPL".as_ptr(),
+            insns.as_ptr(),
+            insns.len() as _,
+            &mut opts,
+        )
+    };
+    if fd < 0 {
+        let e = std::io::Error::from_raw_os_error(-fd);
+        return Err(format!(
+            "an fexit program on {func} does not load here ({e})"
+        ));
+    }
+    // SAFETY: a descriptor this call owns.
+    drop(unsafe { std::os::fd::OwnedFd::from_raw_fd(fd) });
+    Ok(())
+}
+
+/// Hooks that count what the socket tracepoints do not see; each is used
+/// where the kernel loads it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Extras {
+    /// TCP received with splice() (fexit on tcp_splice_read); Err: why not.
+    pub splice_read: Result<(), String>,
+}
+
+impl Extras {
+    pub fn probe() -> Self {
+        let splice_read = libbpf_rs::Btf::from_path(VMLINUX_BTF)
+            .map_err(|e| format!("no kernel BTF ({e})"))
+            .and_then(|btf| fexit_loads(&btf, "tcp_splice_read"));
+        Self { splice_read }
+    }
+}
+
+impl std::fmt::Display for Extras {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match &self.splice_read {
+            Ok(()) => f.write_str("spliced TCP receives: fexit on tcp_splice_read"),
+            Err(why) => write!(f, "spliced TCP receives: not counted: {why}"),
+        }
+    }
+}
+
 /// What the running kernel offers netatopd, for `--version` and bug
 /// reports. Probing loads nothing that stays: only libbpf's own tiny test
 /// program, and only with the privileges to do so.
@@ -206,6 +281,8 @@ pub struct Features {
     /// Whether tp_btf programs on the socket tracepoints pass the verifier
     /// (`None`: not checked, for want of privileges or BTF).
     pub tracing_programs: Option<bool>,
+    /// The optional hooks (`None`: not checked, for want of privileges or BTF).
+    pub extras: Option<Extras>,
     pub privileged: bool,
     /// `net.core.bpf_jit_enable`: 0 off, 1 on, 2 on with debug output.
     pub jit: Option<u8>,
@@ -234,6 +311,7 @@ impl Features {
             })
         });
         let tracing_programs = (privileged && btf.is_some()).then(EmptyProbe::loads);
+        let extras = (privileged && btf.is_some()).then(Extras::probe);
         let jit = fs::read_to_string("/proc/sys/net/core/bpf_jit_enable")
             .ok()
             .and_then(|s| s.trim().parse().ok());
@@ -243,6 +321,7 @@ impl Features {
             tracepoints,
             task_iterator,
             tracing_programs,
+            extras,
             privileged,
             jit,
             bpffs: pin::on_bpffs(Path::new("/sys/fs/bpf")).unwrap_or(false),
@@ -293,6 +372,10 @@ impl std::fmt::Display for Features {
             f,
             "  tp_btf programs on sock_send_length/sock_recv_length load: {progs}"
         )?;
+        match &self.extras {
+            Some(extras) => writeln!(f, "  {extras}")?,
+            None => writeln!(f, "  spliced TCP receives: not checked")?,
+        }
         let jit = match self.jit {
             Some(0) => "off (programs are interpreted: slower)",
             Some(_) => "on",
@@ -427,6 +510,7 @@ pub struct Tracer {
     snapshot: Option<Link>,
     pin_dir: PathBuf,
     created_ns: u64,
+    extras: Extras,
 }
 
 impl Tracer {
@@ -466,6 +550,10 @@ impl Tracer {
         }
         // Attached below in every case, adopted or not.
         open.progs.netatop_snapshot.set_autoattach(false);
+        let extras = Extras::probe();
+        if extras.splice_read.is_err() {
+            open.progs.netatop_splice_read.set_autoload(false);
+        }
         let adopt = matches!(pinned, Pinned::Adopted | Pinned::ProgramsReplaced);
         if adopt {
             let maps = [
@@ -488,6 +576,7 @@ impl Tracer {
                 &mut p.netatop_recv,
                 &mut p.netatop_exit,
                 &mut p.netatop_exec,
+                &mut p.netatop_splice_read,
             ] {
                 prog.set_autoload(false);
             }
@@ -504,6 +593,7 @@ impl Tracer {
             snapshot: Some(snapshot),
             pin_dir: pin_dir.to_owned(),
             created_ns: 0,
+            extras,
         };
         tracer.check_layouts();
         if adopt {
@@ -513,8 +603,11 @@ impl Tracer {
         }
         if pinned == Pinned::Adopted {
             for name in pin::LINKS {
-                let link =
-                    Link::open(pin_dir.join(name)).map_err(libbpf("adopting the links of"))?;
+                let path = pin_dir.join(name);
+                if !path.exists() && pin::OPTIONAL_LINKS.contains(&name) {
+                    continue;
+                }
+                let link = Link::open(path).map_err(libbpf("adopting the links of"))?;
                 tracer.links.push(link);
             }
             return Ok((tracer, pinned));
@@ -522,9 +615,8 @@ impl Tracer {
         if pinned == Pinned::ProgramsReplaced {
             // The old programs stop here; the new ones start a few
             // microseconds later.
-            for name in pin::LINKS {
-                let _ = fs::remove_file(pin_dir.join(name));
-            }
+            pin::remove_links(pin_dir)
+                .map_err(|e| pin_err(format!("cannot remove the pinned links: {e}")))?;
         } else {
             tracer.created_ns = boottime_ns();
         }
@@ -545,9 +637,17 @@ impl Tracer {
             l.netatop_recv.take(),
             l.netatop_exit.take(),
             l.netatop_exec.take(),
+            l.netatop_splice_read.take(),
         ];
         for (name, link) in pin::LINKS.into_iter().zip(links) {
-            let mut link = link.expect("the skeleton attaches every program");
+            // Optional programs the kernel cannot load are not attached.
+            let Some(mut link) = link else {
+                assert!(
+                    pin::OPTIONAL_LINKS.contains(&name),
+                    "the skeleton attaches every required program"
+                );
+                continue;
+            };
             link.pin(self.pin_dir.join(name))
                 .map_err(|e| PinError::Pin(name, e))?;
             self.links.push(link);
@@ -579,6 +679,11 @@ impl Tracer {
     /// Removes the pins: the programs stop when this Tracer is dropped.
     pub fn unpin(&self) -> std::io::Result<usize> {
         pin::remove_pins(&self.pin_dir)
+    }
+
+    /// The optional hooks in use, and why the others are not.
+    pub fn extras(&self) -> &Extras {
+        &self.extras
     }
 
     /// Where the maps and links are pinned.

@@ -29,7 +29,17 @@ pub(crate) const META: &str = "meta";
 /// Pin names of the maps, in the order `Tracer` lists them; `meta` last.
 pub(crate) const MAPS: [&str; 5] = ["threads", "procs", "exited", "stats", META];
 /// Pin names of the programs' links, in the order of `Tracer::links`.
-pub(crate) const LINKS: [&str; 4] = ["link_send", "link_recv", "link_exit", "link_exec"];
+pub(crate) const LINKS: [&str; 5] = [
+    "link_send",
+    "link_recv",
+    "link_exit",
+    "link_exec",
+    "link_splice_read",
+];
+
+/// Links of programs a kernel may not load (see `Extras`): a pin
+/// directory is complete without them.
+pub(crate) const OPTIONAL_LINKS: [&str; 1] = ["link_splice_read"];
 
 /// What a start found in the pin directory.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -195,12 +205,31 @@ fn check(dir: &Path, sizes: MapSizes, bss_size: u32) -> Result<bool, String> {
             return Err("its statistics have another layout".into());
         }
     }
+    // Another build's programs are replaced, whatever links it pinned.
+    if meta.build != BUILD {
+        return Ok(false);
+    }
     for link in LINKS {
-        if !dir.join(link).exists() {
+        if !dir.join(link).exists() && !OPTIONAL_LINKS.contains(&link) {
             return Err(format!("link {link} is missing: an interrupted start"));
         }
     }
-    Ok(meta.build == BUILD)
+    Ok(true)
+}
+
+/// Removes the pinned links in `dir` (whatever build pinned them): their
+/// programs stop when no process holds them any more.
+pub(crate) fn remove_links(dir: &Path) -> io::Result<()> {
+    for entry in fs::read_dir(dir)? {
+        let path = entry?.path();
+        if path
+            .file_name()
+            .is_some_and(|n| n.as_bytes().starts_with(b"link_"))
+        {
+            fs::remove_file(&path)?;
+        }
+    }
+    Ok(())
 }
 
 /// Removes every pinned object in `dir` and `dir` itself. Programs whose

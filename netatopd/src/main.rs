@@ -385,9 +385,10 @@ fn run(args: &Args) -> Result<()> {
         undo(e)
     })?;
     info!(
-        "netatopd {} started: Linux {}, programs pinned under {pin_dir}, socket {}, map sizes: {} threads, {} processes, {} pending exits",
+        "netatopd {} started: Linux {}, programs pinned under {pin_dir}, {}, socket {}, map sizes: {} threads, {} processes, {} pending exits",
         env!("CARGO_PKG_VERSION"),
         fs::read_to_string("/proc/sys/kernel/osrelease").unwrap_or_default().trim(),
+        server.tracer().extras(),
         args.socket.display(),
         sizes.threads,
         sizes.procs,

@@ -698,9 +698,11 @@ impl Server {
                 .unwrap_or_default()
                 .trim()
                 .to_owned(),
-            attach_mode: "tp_btf (BTF raw tracepoints: sock_send_length, sock_recv_length, \
-                          sched_process_exit, sched_process_exec)"
-                .to_owned(),
+            attach_mode: format!(
+                "tp_btf (BTF raw tracepoints: sock_send_length, sock_recv_length, \
+                 sched_process_exit, sched_process_exec); {}",
+                tracer.extras()
+            ),
             pin_dir: self.config.pin_dir.clone(),
             pinned: self.config.pinned.clone(),
             processes: processes as u64,

@@ -383,6 +383,12 @@ pub struct Report {
     pub counters: Counters,
     pub failed_calls: u64,
     pub peeked_calls: u64,
+    /// Successful calls that move no traffic to count (raw sockets,
+    /// error-queue reads).
+    pub ignored_calls: u64,
+    /// Of the TCP receives, those made with splice().
+    pub spliced_recv_calls: u64,
+    pub spliced_recv_bytes: u64,
     pub tids: Vec<i32>,
     pub children: Vec<i32>,
     /// live-threads: each thread (still alive) and what it did.

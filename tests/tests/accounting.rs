@@ -4,7 +4,9 @@
 //! Every generator runs after the daemon's readiness probe has closed its
 //! connection: counting never depends on a connected client.
 
-use netatopd_tests::{assert_atop_btime, record_for, records_for, run_lingering, Daemon, Gen};
+use netatopd_tests::{
+    assert_atop_btime, query_on, record_for, records_for, run_lingering, Daemon, Gen,
+};
 
 /// Runs a lingering scenario and asserts netatopd reports exactly its truth.
 fn exact(d: &Daemon, scenario: &str, args: &[&str]) -> netatopd_tests::Report {
@@ -80,6 +82,111 @@ fn peeked_data_counts_once() {
     assert_eq!(
         (r.counters.udprcvpacks, r.counters.tcprcvbytes),
         (200, 200 * 512)
+    );
+}
+
+#[test]
+fn raw_sockets_count_nothing_beside_counted_udp() {
+    let d = Daemon::start(&[]);
+    // Raw UDP (v4, v6) and raw TCP sockets send 5 packets each and read
+    // copies of the UDP pair's datagrams; only the pair counts.
+    let r = exact(&d, "raw", &["--count", "5", "--size", "100"]);
+    assert_eq!(
+        (r.counters.udpsndpacks, r.counters.udpsndbytes),
+        (5, 500),
+        "{r:?}"
+    );
+    assert_eq!(r.counters.tcpsndpacks + r.counters.tcprcvpacks, 0);
+    assert!(
+        r.ignored_calls >= 3 * 5 + 5,
+        "too few raw calls made: {r:?}"
+    );
+}
+
+#[test]
+fn mptcp_counts_as_tcp_once_both_ways() {
+    let d = Daemon::start(&[]);
+    for s in ["mptcp4", "mptcp6"] {
+        let r = exact(&d, s, &["--count", "10", "--size", "1000"]);
+        assert_eq!(
+            (r.counters.tcpsndbytes, r.counters.tcprcvbytes),
+            (20_000, 20_000)
+        );
+    }
+}
+
+#[test]
+fn tcp_spliced_to_and_from_pipes_counts() {
+    let d = Daemon::start(&[]);
+    // Spliced receives bypass recvmsg: they need an fexit (or kprobe)
+    // program on tcp_splice_read, which not every kernel loads. netatopd
+    // says which; both cases are exact.
+    let out = d
+        .ctl()
+        .args(["stats", "--json"])
+        .output()
+        .expect("netatopctl");
+    let stats: serde_json::Value = serde_json::from_slice(&out.stdout).expect("stats JSON");
+    let mode = stats["attach_mode"]
+        .as_str()
+        .expect("attach_mode")
+        .to_owned();
+    let hooked = mode.contains("spliced TCP receives: fexit on tcp_splice_read");
+    assert!(
+        hooked || mode.contains("spliced TCP receives: not counted: "),
+        "{mode}"
+    );
+    for s in ["splice4", "splice6"] {
+        // 1 MiB each way: received by splicing the socket into a pipe,
+        // sent by splicing a pipe into the socket.
+        let (g, r) = run_lingering(s, &["--count", "256", "--size", "4096"]);
+        assert_eq!(
+            (r.counters.tcpsndbytes, r.counters.tcprcvbytes),
+            (2 << 20, 2 << 20)
+        );
+        assert_eq!(r.spliced_recv_bytes, 1 << 20);
+        let mut want = r.counters;
+        if !hooked {
+            want.tcprcvpacks -= r.spliced_recv_calls;
+            want.tcprcvbytes -= r.spliced_recv_bytes;
+        }
+        assert_eq!(record_for(&d.query(), r.pid).counters, want, "{s}: {mode}");
+        g.finish();
+    }
+}
+
+#[test]
+fn error_queue_reads_count_nothing() {
+    let d = Daemon::start(&[]);
+    // IP_RECVERR errors and SO_TIMESTAMPING transmit timestamps.
+    let r = exact(&d, "errqueue", &["--count", "20", "--size", "100"]);
+    assert_eq!(r.ignored_calls, 40, "{r:?}");
+    assert_eq!((r.counters.udpsndpacks, r.counters.udprcvpacks), (40, 20));
+}
+
+#[test]
+fn a_rename_after_traffic_shows_in_snapshots_and_the_final_record() {
+    let d = Daemon::start(&[]);
+    let mut early = d.connect();
+    query_on(&mut early);
+    let (g, r) = run_lingering("udp4", &["--count", "7", "--rename", "renamed-gen"]);
+    let rec = record_for(&d.query(), r.pid);
+    assert_eq!(
+        (rec.command_str().as_str(), rec.counters),
+        ("renamed-gen", r.counters)
+    );
+    let dump = d
+        .ctl()
+        .args(["dump", "--raw", "--pid"])
+        .arg(r.pid.to_string())
+        .output();
+    let dump = String::from_utf8(dump.expect("netatopctl").stdout).unwrap();
+    assert!(dump.contains("renamed-gen"), "{dump}");
+    g.finish();
+    let fin = record_for(&query_on(&mut early), r.pid);
+    assert_eq!(
+        (fin.command_str().as_str(), fin.counters),
+        ("renamed-gen", r.counters)
     );
 }
 

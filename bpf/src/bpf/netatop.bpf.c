@@ -24,9 +24,13 @@
 
 #define AF_INET 2
 #define AF_INET6 10
+#define SOCK_STREAM 1
+#define SOCK_DGRAM 2
 #define IPPROTO_TCP 6
 #define IPPROTO_UDP 17
+#define IPPROTO_MPTCP 262
 #define MSG_PEEK 2
+#define MSG_ERRQUEUE 0x2000
 #define EEXIST 17
 #define true 1
 #define false 0
@@ -107,21 +111,39 @@ static __noinline struct thread_val *thread_init(__u32 tid, __u32 tgid)
 	return bpf_map_lookup_elem(&threads, &tid);
 }
 
-static __always_inline int account(struct sock *sk, int ret, int flags, bool send)
+/*
+ * Counts one call that moved `ret` bytes (or failed: ret <= 0) on socket
+ * `sk`. TCP is a stream socket of protocol TCP or MPTCP (an MPTCP socket's
+ * data is counted once, on the socket the process uses: its subflows' TCP
+ * sockets are driven by the kernel, not through these hooks); UDP is a
+ * datagram socket of protocol UDP. Raw sockets of those protocols, and
+ * everything else, count nothing.
+ */
+static __always_inline int account(struct sock *sk, long ret, int flags, bool send)
 {
-	__u16 family, proto;
+	__u16 family, type, proto;
 	struct thread_val *t;
+	bool tcp;
 	__u64 id;
 	__u32 tid;
 
-	/* Failed and empty calls move nothing; peeked data is read again later. */
-	if (ret <= 0 || (flags & MSG_PEEK))
+	/* Failed and empty calls move nothing. */
+	if (ret <= 0)
+		return 0;
+	/* Peeked data is read again later; the error queue holds no traffic
+	 * (ICMP errors, transmit timestamps). */
+	if (!send && (flags & (MSG_PEEK | MSG_ERRQUEUE)))
 		return 0;
 	family = sk->__sk_common.skc_family;
 	if (family != AF_INET && family != AF_INET6)
 		return 0;
+	type = sk->sk_type;
 	proto = sk->sk_protocol;
-	if (proto != IPPROTO_TCP && proto != IPPROTO_UDP)
+	if (type == SOCK_STREAM && (proto == IPPROTO_TCP || proto == IPPROTO_MPTCP))
+		tcp = true;
+	else if (type == SOCK_DGRAM && proto == IPPROTO_UDP)
+		tcp = false;
+	else
 		return 0;
 
 	id = bpf_get_current_pid_tgid();
@@ -133,7 +155,7 @@ static __always_inline int account(struct sock *sk, int ret, int flags, bool sen
 			return 0;
 	}
 	/* Only this thread writes its entry, so plain adds are exact. */
-	if (proto == IPPROTO_TCP) {
+	if (tcp) {
 		if (send) {
 			t->c.tcpsndpacks++;
 			t->c.tcpsndbytes += ret;
@@ -163,6 +185,18 @@ SEC("tp_btf/sock_recv_length")
 int BPF_PROG(netatop_recv, struct sock *sk, int ret, int flags)
 {
 	return account(sk, ret, flags, false);
+}
+
+/*
+ * TCP data received with splice() (socket to pipe) is moved by
+ * tcp_splice_read, not through recvmsg: one call, its bytes. Splicing into
+ * a socket goes through sendmsg and the tracepoint.
+ */
+SEC("fexit/tcp_splice_read")
+int BPF_PROG(netatop_splice_read, struct socket *sock, loff_t *ppos,
+	     struct pipe_inode_info *pipe, size_t len, unsigned int flags, ssize_t ret)
+{
+	return account(sock->sk, ret, 0, false);
 }
 
 static __always_inline void fold(struct counters *dst, const struct counters *src)
@@ -195,6 +229,9 @@ int BPF_PROG(netatop_exit, struct task_struct *task)
 	p = bpf_map_lookup_elem(&procs, &tgid);
 	if (!p)
 		return 0;
+	/* The process's name is its leader's, as last set (prctl, exec). */
+	if (tid == tgid)
+		bpf_probe_read_kernel_str(p->comm, sizeof(p->comm), task->comm);
 	t = bpf_map_lookup_elem(&threads, &tid);
 	if (t) {
 		struct counters c = t->c;
@@ -299,7 +336,8 @@ int netatop_snapshot(struct bpf_iter__task *ctx)
 		return 0;
 	r.tgid = tgid;
 	r.start_ns = p->start_ns;
-	__builtin_memcpy(r.comm, p->comm, sizeof(r.comm));
+	/* The leader's name now: a rename since the first traffic shows. */
+	bpf_probe_read_kernel_str(r.comm, sizeof(r.comm), task->comm);
 	r.c = p->exited;
 	bpf_for_each(task, pos, task, BPF_TASK_ITER_PROC_THREADS) {
 		__u32 tid = pos->pid;

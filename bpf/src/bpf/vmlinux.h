@@ -19,6 +19,9 @@ typedef __u16 __be16;
 typedef __u32 __be32;
 typedef __u32 __wsum;
 typedef _Bool bool;
+typedef long long loff_t;
+typedef long ssize_t;
+typedef unsigned long size_t;
 
 enum bpf_map_type {
 	BPF_MAP_TYPE_HASH = 1,
@@ -43,8 +46,16 @@ struct sock_common {
 
 struct sock {
 	struct sock_common __sk_common;
+	/* Plain u16 fields since Linux 5.6 (bitfields before). */
+	__u16 sk_type;
 	__u16 sk_protocol;
 };
+
+struct socket {
+	struct sock *sk;
+};
+
+struct pipe_inode_info;
 
 struct signal_struct {
 	atomic_t live;

@@ -2,7 +2,7 @@
 //! prints its own ground truth, counted from the return value of every call.
 //!
 //! Usage: netatop-gen SCENARIO [--wait-go] [--linger] [--count N] [--size N] [--threads N]
-//!        [--pace-us N] [--name NAME]
+//!        [--pace-us N] [--name NAME] [--rename NAME]
 //!
 //! With --wait-go it reads one line from stdin before any traffic. It then
 //! prints one JSON object on stdout (pid, the eight counters, failed calls,
@@ -14,7 +14,7 @@ use std::ffi::c_void;
 use std::io::{self, BufRead, Read};
 use std::mem::zeroed;
 use std::net::{Ipv4Addr, Ipv6Addr, SocketAddr, TcpListener, TcpStream, UdpSocket};
-use std::os::fd::{AsRawFd, RawFd};
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
 use std::os::unix::net::{UnixDatagram, UnixStream};
 use std::process::ExitCode;
 
@@ -30,6 +30,13 @@ struct Truth {
     failed_calls: u64,
     /// Successful MSG_PEEK receives (not to be counted).
     peeked_calls: u64,
+    /// Successful calls that move no TCP/UDP traffic of the process (raw
+    /// sockets, error-queue reads): not to be counted.
+    ignored_calls: u64,
+    /// Of the TCP receives, those made with splice() (socket to pipe):
+    /// counted only where the kernel runs the hook for them.
+    spliced_recv_calls: u64,
+    spliced_recv_bytes: u64,
 }
 
 #[derive(Clone, Copy, PartialEq)]
@@ -57,10 +64,22 @@ impl Truth {
         *b += n;
     }
 
+    /// Records a call that must not be counted even when it succeeds.
+    fn ignored(&mut self, ret: isize) {
+        if ret > 0 {
+            self.ignored_calls += 1;
+        } else {
+            self.failed_calls += 1;
+        }
+    }
+
     fn add(&mut self, o: &Truth) {
         self.c.add(&o.c);
         self.failed_calls += o.failed_calls;
         self.peeked_calls += o.peeked_calls;
+        self.ignored_calls += o.ignored_calls;
+        self.spliced_recv_calls += o.spliced_recv_calls;
+        self.spliced_recv_bytes += o.spliced_recv_bytes;
     }
 }
 
@@ -572,10 +591,342 @@ fn churn(children: &mut Vec<i32>, o: &Opts) -> io::Result<()> {
     Ok(())
 }
 
+/// A new socket, or the error.
+fn socket(domain: i32, ty: i32, proto: i32) -> io::Result<OwnedFd> {
+    // SAFETY: socket has no memory arguments.
+    let fd = unsafe { libc::socket(domain, ty | libc::SOCK_CLOEXEC, proto) };
+    if fd < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    // SAFETY: a new descriptor that nothing else owns.
+    Ok(unsafe { OwnedFd::from_raw_fd(fd) })
+}
+
+/// An integer socket option.
+fn setsockopt_int(fd: RawFd, level: i32, name: i32, value: i32) -> io::Result<()> {
+    // SAFETY: `value` is a valid int of the size passed.
+    let rc = unsafe {
+        libc::setsockopt(
+            fd,
+            level,
+            name,
+            std::ptr::addr_of!(value).cast(),
+            std::mem::size_of::<i32>() as u32,
+        )
+    };
+    if rc != 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(())
+}
+
+/// sendto() of `buf` to `addr`.
+fn send_to(fd: RawFd, buf: &[u8], addr: &SocketAddr) -> isize {
+    let sa = sockaddr(addr);
+    // SAFETY: `buf` and the address are valid for the call.
+    unsafe {
+        libc::sendto(
+            fd,
+            buf.as_ptr().cast(),
+            buf.len(),
+            0,
+            std::ptr::addr_of!(sa.0).cast(),
+            sa.1,
+        )
+    }
+}
+
+/// A socket address in the kernel's layout, and its length.
+fn sockaddr(addr: &SocketAddr) -> (libc::sockaddr_storage, u32) {
+    // SAFETY: all-zero bytes are a valid sockaddr_storage.
+    let mut ss: libc::sockaddr_storage = unsafe { zeroed() };
+    let len = match addr {
+        SocketAddr::V4(a) => {
+            let sin = libc::sockaddr_in {
+                sin_family: libc::AF_INET as u16,
+                sin_port: a.port().to_be(),
+                sin_addr: libc::in_addr {
+                    s_addr: u32::from_ne_bytes(a.ip().octets()),
+                },
+                sin_zero: [0; 8],
+            };
+            // SAFETY: sockaddr_storage is larger than sockaddr_in.
+            unsafe { std::ptr::write(std::ptr::addr_of_mut!(ss).cast(), sin) };
+            std::mem::size_of::<libc::sockaddr_in>()
+        }
+        SocketAddr::V6(a) => {
+            let sin6 = libc::sockaddr_in6 {
+                sin6_family: libc::AF_INET6 as u16,
+                sin6_port: a.port().to_be(),
+                sin6_flowinfo: 0,
+                sin6_addr: libc::in6_addr {
+                    s6_addr: a.ip().octets(),
+                },
+                sin6_scope_id: 0,
+            };
+            // SAFETY: sockaddr_storage is larger than sockaddr_in6.
+            unsafe { std::ptr::write(std::ptr::addr_of_mut!(ss).cast(), sin6) };
+            std::mem::size_of::<libc::sockaddr_in6>()
+        }
+    };
+    (ss, len as u32)
+}
+
+/// Reads a non-blocking socket until it has nothing more; each read is a
+/// call that must not be counted. Returns how many succeeded.
+fn drain_ignored(t: &mut Truth, fd: RawFd, flags: i32) -> usize {
+    let mut buf = vec![0u8; 65536];
+    let mut n = 0;
+    loop {
+        let r = recv(fd, &mut buf, flags | libc::MSG_DONTWAIT);
+        if r <= 0 {
+            return n;
+        }
+        t.ignored(r);
+        n += 1;
+    }
+}
+
+/// Raw sockets of protocol UDP and TCP, IPv4 and IPv6, send `count`
+/// packets each and read what they see (a raw socket gets a copy of every
+/// packet of its protocol on the host), beside a connected UDP pair whose
+/// `count` round trips are the only traffic to count.
+fn raw(t: &mut Truth, o: &Opts) -> io::Result<()> {
+    // Raw packets go to sockets that never read them.
+    let sink4 = UdpSocket::bind(loopback(false))?;
+    let sink6 = UdpSocket::bind(loopback(true))?;
+    let raws = [
+        (libc::AF_INET, libc::IPPROTO_UDP, sink4.local_addr()?),
+        (libc::AF_INET6, libc::IPPROTO_UDP, sink6.local_addr()?),
+        (libc::AF_INET, libc::IPPROTO_TCP, sink4.local_addr()?),
+    ];
+    let payload = vec![0x42u8; o.size];
+    let mut fds = Vec::new();
+    for (domain, proto, to) in raws {
+        let fd = socket(domain, libc::SOCK_RAW, proto)?;
+        // The transport header is the caller's: 8 bytes of UDP, or 20 of
+        // TCP (a bare SYN to a port nobody listens on).
+        let mut pkt = vec![0x30, 0x39, (to.port() >> 8) as u8, to.port() as u8];
+        if proto == libc::IPPROTO_TCP {
+            pkt.extend_from_slice(&[0, 0, 0, 1, 0, 0, 0, 0, 0x50, 0x02, 0xff, 0xff, 0, 0, 0, 0]);
+        } else {
+            let len = (8 + payload.len()) as u16;
+            pkt.extend_from_slice(&[(len >> 8) as u8, len as u8, 0, 0]);
+        }
+        pkt.extend_from_slice(&payload);
+        // Raw sockets have no ports: the destination's port is in the header.
+        let mut dest = to;
+        dest.set_port(0);
+        for _ in 0..o.count {
+            let r = send_to(fd.as_raw_fd(), &pkt, &dest);
+            if r < 0 {
+                return Err(io::Error::last_os_error());
+            }
+            t.ignored(r);
+        }
+        fds.push(fd);
+    }
+    // The traffic to count, also seen by the raw UDP sockets.
+    udp(t, false, false, o)?;
+    let seen: usize = fds
+        .iter()
+        .map(|fd| drain_ignored(t, fd.as_raw_fd(), 0))
+        .sum();
+    if seen == 0 {
+        return Err(io::Error::other("the raw sockets received nothing"));
+    }
+    Ok(())
+}
+
+/// A connected MPTCP pair on loopback (sockets of protocol IPPROTO_MPTCP).
+fn mptcp_pair(v6: bool) -> io::Result<(TcpStream, TcpStream)> {
+    let domain = if v6 { libc::AF_INET6 } else { libc::AF_INET };
+    let mptcp = |what: &str| {
+        socket(domain, libc::SOCK_STREAM, libc::IPPROTO_MPTCP).map_err(|e| {
+            io::Error::new(
+                e.kind(),
+                format!("an MPTCP {what} socket (net.mptcp.enabled=1 needed): {e}"),
+            )
+        })
+    };
+    let l = mptcp("listening")?;
+    let addr = sockaddr(&loopback(v6));
+    // SAFETY: the address is valid for the call; listen has no pointers.
+    if unsafe { libc::bind(l.as_raw_fd(), std::ptr::addr_of!(addr.0).cast(), addr.1) } != 0
+        || unsafe { libc::listen(l.as_raw_fd(), 1) } != 0
+    {
+        return Err(io::Error::last_os_error());
+    }
+    let listener = TcpListener::from(l);
+    let c = TcpStream::from(mptcp("client")?);
+    let sa = sockaddr(&listener.local_addr()?);
+    // SAFETY: as above.
+    if unsafe { libc::connect(c.as_raw_fd(), std::ptr::addr_of!(sa.0).cast(), sa.1) } != 0 {
+        return Err(io::Error::last_os_error());
+    }
+    let (s, _) = listener.accept()?;
+    for fd in [c.as_raw_fd(), s.as_raw_fd()] {
+        let mut proto: i32 = 0;
+        let mut len = std::mem::size_of::<i32>() as u32;
+        // SAFETY: `proto` and `len` are valid out-pointers of the sizes given.
+        let rc = unsafe {
+            libc::getsockopt(
+                fd,
+                libc::SOL_SOCKET,
+                libc::SO_PROTOCOL,
+                std::ptr::addr_of_mut!(proto).cast(),
+                &mut len,
+            )
+        };
+        if rc != 0 || proto != libc::IPPROTO_MPTCP {
+            return Err(io::Error::other(format!("not an MPTCP socket: {proto}")));
+        }
+    }
+    Ok((c, s))
+}
+
+/// MPTCP both ways on one loopback connection.
+fn mptcp(t: &mut Truth, v6: bool, o: &Opts) -> io::Result<()> {
+    let (c, s) = mptcp_pair(v6)?;
+    tcp_stream(t, &c, &s, false, o);
+    tcp_stream(t, &s, &c, false, o);
+    Ok(())
+}
+
+fn splice(from: RawFd, to: RawFd, len: usize) -> isize {
+    // SAFETY: splice between two valid descriptors, no offsets.
+    unsafe { libc::splice(from, std::ptr::null_mut(), to, std::ptr::null_mut(), len, 0) }
+}
+
+/// TCP with splice(): `count` pieces of `size` bytes received by splicing
+/// the socket into a pipe, and `count` pieces sent by splicing a pipe into
+/// the socket (`size` at most a page, so each splice is one send).
+fn tcp_splice(t: &mut Truth, v6: bool, o: &Opts) -> io::Result<()> {
+    let (c, s) = tcp_pair(v6)?;
+    let (pr, pw) = pipe()?;
+    let msg = vec![0x77u8; o.size];
+    let mut buf = vec![0u8; o.size];
+    for _ in 0..o.count {
+        // c -> s, received by splice(s -> pipe), the pipe then emptied.
+        let r = send(c.as_raw_fd(), &msg, 0);
+        t.call(Proto::Tcp, true, r);
+        let mut got = 0;
+        while got < o.size {
+            let r = splice(s.as_raw_fd(), pw, o.size - got);
+            t.call(Proto::Tcp, false, r);
+            if r <= 0 {
+                return Err(io::Error::last_os_error());
+            }
+            t.spliced_recv_calls += 1;
+            t.spliced_recv_bytes += r as u64;
+            got += r as usize;
+            let mut drained = 0;
+            while drained < r as usize {
+                let n = read(pr, &mut buf[..r as usize - drained]);
+                if n <= 0 {
+                    return Err(io::Error::last_os_error());
+                }
+                drained += n as usize;
+            }
+        }
+        // s -> c, sent by splice(pipe -> s), received with recv.
+        if write(pw, &msg) != o.size as isize {
+            return Err(io::Error::other("short pipe write"));
+        }
+        let r = splice(pr, s.as_raw_fd(), o.size);
+        t.call(Proto::Tcp, true, r);
+        if r != o.size as isize {
+            return Err(io::Error::other(format!("splice into the socket: {r}")));
+        }
+        let mut got = 0;
+        while got < o.size {
+            let r = recv(c.as_raw_fd(), &mut buf[got..], 0);
+            t.call(Proto::Tcp, false, r);
+            if r <= 0 {
+                return Err(io::Error::last_os_error());
+            }
+            got += r as usize;
+        }
+    }
+    // SAFETY: closing the pipe's two ends, opened above.
+    unsafe {
+        libc::close(pr);
+        libc::close(pw);
+    }
+    Ok(())
+}
+
+/// Waits until `fd` has something on its error queue.
+fn wait_errqueue(fd: RawFd) -> io::Result<()> {
+    let mut p = libc::pollfd {
+        fd,
+        events: 0,
+        revents: 0,
+    };
+    // SAFETY: one valid pollfd.
+    let n = unsafe { libc::poll(&mut p, 1, 5000) };
+    if n == 1 && p.revents & libc::POLLERR != 0 {
+        Ok(())
+    } else {
+        Err(io::Error::other("no error queued within 5 s"))
+    }
+}
+
+/// Reads of the error queue (MSG_ERRQUEUE): `count` ICMP errors of a UDP
+/// socket with IP_RECVERR, and `count` transmit timestamps of a UDP socket
+/// with SO_TIMESTAMPING, beside the datagrams that are counted.
+fn errqueue(t: &mut Truth, o: &Opts) -> io::Result<()> {
+    let msg = vec![0x2eu8; o.size];
+    let mut buf = vec![0u8; o.size + 512];
+    // ICMP port unreachable, queued as an error with IP_RECVERR.
+    let closed = UdpSocket::bind(loopback(false))?;
+    let dead = closed.local_addr()?;
+    drop(closed);
+    let u = UdpSocket::bind(loopback(false))?;
+    u.connect(dead)?;
+    setsockopt_int(u.as_raw_fd(), libc::IPPROTO_IP, libc::IP_RECVERR, 1)?;
+    for _ in 0..o.count {
+        t.call(Proto::Udp, true, send(u.as_raw_fd(), &msg, 0));
+        wait_errqueue(u.as_raw_fd())?;
+        let r = recv(u.as_raw_fd(), &mut buf, libc::MSG_ERRQUEUE);
+        if r <= 0 {
+            return Err(io::Error::other(format!("error-queue read: {r}")));
+        }
+        t.ignored(r);
+    }
+    // Software transmit timestamps, each queued with a copy of the packet.
+    let (a, b) = udp_pair(false)?;
+    let flags = libc::SOF_TIMESTAMPING_TX_SOFTWARE | libc::SOF_TIMESTAMPING_SOFTWARE;
+    setsockopt_int(
+        a.as_raw_fd(),
+        libc::SOL_SOCKET,
+        libc::SO_TIMESTAMPING,
+        flags as i32,
+    )?;
+    for _ in 0..o.count {
+        t.call(Proto::Udp, true, send(a.as_raw_fd(), &msg, 0));
+        t.call(Proto::Udp, false, recv(b.as_raw_fd(), &mut buf, 0));
+        wait_errqueue(a.as_raw_fd())?;
+        let r = recv(a.as_raw_fd(), &mut buf, libc::MSG_ERRQUEUE);
+        if r <= 0 {
+            return Err(io::Error::other(format!("timestamp read: {r}")));
+        }
+        t.ignored(r);
+    }
+    Ok(())
+}
+
+/// Sets the calling thread's name (the process's, from the main thread).
+fn set_name(name: &str) {
+    let c = std::ffi::CString::new(name).expect("a name without NUL");
+    // SAFETY: PR_SET_NAME reads a NUL-terminated string (truncated to 15 bytes).
+    unsafe { libc::prctl(libc::PR_SET_NAME, c.as_ptr()) };
+}
+
 fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().collect();
     let Some(scenario) = args.get(1).cloned() else {
-        eprintln!("usage: netatop-gen SCENARIO [--wait-go] [--linger] [--count N] [--size N] [--threads N] [--pace-us N] [--name NAME]");
+        eprintln!("usage: netatop-gen SCENARIO [--wait-go] [--linger] [--count N] [--size N] [--threads N] [--pace-us N] [--name NAME] [--rename NAME]");
         return ExitCode::from(2);
     };
     let flag = |f: &str| args.iter().any(|a| a == f);
@@ -597,9 +948,7 @@ fn main() -> ExitCode {
         .position(|a| a == "--name")
         .and_then(|i| args.get(i + 1))
     {
-        let c = std::ffi::CString::new(name.as_str()).expect("a name without NUL");
-        // SAFETY: PR_SET_NAME reads a NUL-terminated string (truncated to 15 bytes).
-        unsafe { libc::prctl(libc::PR_SET_NAME, c.as_ptr()) };
+        set_name(name);
     }
     let stdin = io::stdin();
     if flag("--wait-go") {
@@ -624,6 +973,12 @@ fn main() -> ExitCode {
         "threads" => threads(&mut t, &mut tids, &o),
         "live-threads" => live_threads(&mut live, &o),
         "unix" => unix(&mut t, &o),
+        "raw" => raw(&mut t, &o),
+        "mptcp4" => mptcp(&mut t, false, &o),
+        "mptcp6" => mptcp(&mut t, true, &o),
+        "splice4" => tcp_splice(&mut t, false, &o),
+        "splice6" => tcp_splice(&mut t, true, &o),
+        "errqueue" => errqueue(&mut t, &o),
         "fork" => fork(&mut children, &o).map(|s| fork_state = Some(s)),
         "churn" => churn(&mut children, &o),
         other => {
@@ -634,6 +989,14 @@ fn main() -> ExitCode {
     if let Err(e) = res {
         eprintln!("netatop-gen: {scenario}: {e}");
         return ExitCode::FAILURE;
+    }
+    // --rename NAME: the process's comm, changed after the traffic.
+    if let Some(name) = args
+        .iter()
+        .position(|a| a == "--rename")
+        .and_then(|i| args.get(i + 1))
+    {
+        set_name(name);
     }
     let report = Report {
         pid: std::process::id(),
