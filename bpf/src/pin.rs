@@ -1,10 +1,10 @@
 //! Pinned state under bpffs: the maps and links outlive netatopd, so
 //! counting goes on while it is down, and the next netatopd adopts them.
 //!
-//! A pin directory holds the maps `threads`, `procs`, `exited`, `stats`
-//! (the programs' .bss) and `meta`, and one link per program. `meta` is
-//! pinned last: a directory without it is left over from an interrupted
-//! start and is discarded.
+//! A pin directory holds the maps (`crate::loader::MAPS`) and one link per
+//! attached program (their hooks' pin names). `meta` is pinned last: a
+//! directory without it is left over from an interrupted start and is
+//! discarded.
 
 use std::ffi::CString;
 use std::fs;
@@ -15,7 +15,8 @@ use std::path::{Path, PathBuf};
 
 use libbpf_rs::{MapCore, MapFlags, MapHandle};
 
-use crate::{types, LoadError, MapSizes};
+use crate::skel::types;
+use crate::{LoadError, MapSizes};
 
 include!(concat!(env!("OUT_DIR"), "/fingerprint.rs"));
 
@@ -26,20 +27,8 @@ const BPFFS: &str = "/sys/fs/bpf";
 const BPF_FS_MAGIC: i64 = 0xcafe_4a11;
 
 pub(crate) const META: &str = "meta";
-/// Pin names of the maps, in the order `Tracer` lists them; `meta` last.
-pub(crate) const MAPS: [&str; 5] = ["threads", "procs", "exited", "stats", META];
-/// Pin names of the programs' links, in the order of `Tracer::links`.
-pub(crate) const LINKS: [&str; 5] = [
-    "link_send",
-    "link_recv",
-    "link_exit",
-    "link_exec",
-    "link_splice_read",
-];
-
-/// Links of programs a kernel may not load (see `Extras`): a pin
-/// directory is complete without them.
-pub(crate) const OPTIONAL_LINKS: [&str; 1] = ["link_splice_read"];
+/// Pin names of links start with this.
+const LINK_PREFIX: &str = "link_";
 
 /// What a start found in the pin directory.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -158,8 +147,8 @@ fn mount_bpffs() -> io::Result<()> {
 }
 
 /// Whether the pinned state in `dir` can be adopted by this build with
-/// these map sizes.
-pub(crate) fn inspect(dir: &Path, sizes: MapSizes, bss_size: u32) -> Pinned {
+/// these map sizes, attaching programs whose links are pinned as `links`.
+pub(crate) fn inspect(dir: &Path, sizes: MapSizes, links: &[&str]) -> Pinned {
     let entries: Vec<PathBuf> = match fs::read_dir(dir) {
         Ok(rd) => rd.filter_map(|e| e.ok().map(|e| e.path())).collect(),
         Err(_) => return Pinned::Nothing,
@@ -167,15 +156,32 @@ pub(crate) fn inspect(dir: &Path, sizes: MapSizes, bss_size: u32) -> Pinned {
     if entries.is_empty() {
         return Pinned::Nothing;
     }
-    match check(dir, sizes, bss_size) {
-        Ok(true) => Pinned::Adopted,
-        Ok(false) => Pinned::ProgramsReplaced,
+    match check(dir, sizes) {
         Err(why) => Pinned::Discarded(why),
+        Ok(false) => Pinned::ProgramsReplaced,
+        // The same build attached the same programs: they go on. Another
+        // set (another attach mode, another kernel) is replaced.
+        Ok(true) => {
+            let mut pinned: Vec<String> = entries
+                .iter()
+                .filter_map(|p| p.file_name())
+                .map(|n| n.to_string_lossy().into_owned())
+                .filter(|n| n.starts_with(LINK_PREFIX))
+                .collect();
+            let mut want: Vec<String> = links.iter().map(|l| (*l).to_owned()).collect();
+            pinned.sort();
+            want.sort();
+            if pinned == want {
+                Pinned::Adopted
+            } else {
+                Pinned::ProgramsReplaced
+            }
+        }
     }
 }
 
-/// Ok(same build) when compatible, else why not.
-fn check(dir: &Path, sizes: MapSizes, bss_size: u32) -> Result<bool, String> {
+/// Ok(same build) when the maps are compatible, else why not.
+fn check(dir: &Path, sizes: MapSizes) -> Result<bool, String> {
     let open = |name: &str| {
         MapHandle::from_pinned_path(dir.join(name))
             .map_err(|e| format!("pinned map {name} cannot be opened ({e}): an interrupted start"))
@@ -201,20 +207,11 @@ fn check(dir: &Path, sizes: MapSizes, bss_size: u32) -> Result<bool, String> {
                 map.max_entries()
             ));
         }
-        if name == "stats" && map.value_size() != bss_size {
+        if name == "stats" && map.value_size() as usize != std::mem::size_of::<types::bss>() {
             return Err("its statistics have another layout".into());
         }
     }
-    // Another build's programs are replaced, whatever links it pinned.
-    if meta.build != BUILD {
-        return Ok(false);
-    }
-    for link in LINKS {
-        if !dir.join(link).exists() && !OPTIONAL_LINKS.contains(&link) {
-            return Err(format!("link {link} is missing: an interrupted start"));
-        }
-    }
-    Ok(true)
+    Ok(meta.build == BUILD)
 }
 
 /// Removes the pinned links in `dir` (whatever build pinned them): their
@@ -224,7 +221,7 @@ pub(crate) fn remove_links(dir: &Path) -> io::Result<()> {
         let path = entry?.path();
         if path
             .file_name()
-            .is_some_and(|n| n.as_bytes().starts_with(b"link_"))
+            .is_some_and(|n| n.as_bytes().starts_with(LINK_PREFIX.as_bytes()))
         {
             fs::remove_file(&path)?;
         }

@@ -1,6 +1,12 @@
 //! Turns the kernel's snapshots and maps into atop's per-process records.
+//!
+//! The snapshot iterator writes `struct snapshot_rec`, laid out like
+//! atop's record with the start time (ns since boot) in place of `btime`:
+//! its bytes are sent to atop as they are, once `btime` is rewritten. A
+//! compile-time check below holds that layout against atop's.
 
 use std::io;
+use std::mem::offset_of;
 
 use netatop_protocol::{Counters, NetPerTask, RECORD_SIZE};
 use netatopd_bpf::{comm_bytes, types, Tracer};
@@ -10,6 +16,58 @@ use crate::exits::ExitLog;
 
 pub use netatopd_bpf::boottime_ns;
 use netatopd_bpf::clock_ns;
+
+// `struct snapshot_rec`, as the programs were compiled (its Rust type is
+// generated from their BTF), is atop's record: its size, and each field
+// where atop's is. Changing either fails the build here.
+const _: () = {
+    use std::mem::size_of;
+    use types::snapshot_rec as S;
+    assert!(size_of::<S>() == RECORD_SIZE);
+    assert!(offset_of!(S, tgid) == offset_of!(NetPerTask, id));
+    assert!(offset_of!(S, _pad) == offset_of!(NetPerTask, pad));
+    assert!(offset_of!(S, start_ns) == offset_of!(NetPerTask, btime));
+    assert!(offset_of!(S, comm) == offset_of!(NetPerTask, command));
+    assert!(offset_of!(S, c) == offset_of!(NetPerTask, counters));
+};
+
+// The kernel's counters (inside snapshot_rec and every map value) are the
+// protocol's, field for field.
+const _: () = {
+    use netatop_protocol::Counters as P;
+    use std::mem::size_of;
+    use types::counters as K;
+    assert!(size_of::<K>() == size_of::<P>());
+    assert!(offset_of!(K, tcpsndpacks) == offset_of!(P, tcpsndpacks));
+    assert!(offset_of!(K, tcpsndbytes) == offset_of!(P, tcpsndbytes));
+    assert!(offset_of!(K, tcprcvpacks) == offset_of!(P, tcprcvpacks));
+    assert!(offset_of!(K, tcprcvbytes) == offset_of!(P, tcprcvbytes));
+    assert!(offset_of!(K, udpsndpacks) == offset_of!(P, udpsndpacks));
+    assert!(offset_of!(K, udpsndbytes) == offset_of!(P, udpsndbytes));
+    assert!(offset_of!(K, udprcvpacks) == offset_of!(P, udprcvpacks));
+    assert!(offset_of!(K, udprcvbytes) == offset_of!(P, udprcvbytes));
+};
+
+/// The kernel's counters as the protocol's.
+pub fn counters(c: &types::counters) -> Counters {
+    Counters {
+        tcpsndpacks: c.tcpsndpacks,
+        tcpsndbytes: c.tcpsndbytes,
+        tcprcvpacks: c.tcprcvpacks,
+        tcprcvbytes: c.tcprcvbytes,
+        udpsndpacks: c.udpsndpacks,
+        udpsndbytes: c.udpsndbytes,
+        udprcvpacks: c.udprcvpacks,
+        udprcvbytes: c.udprcvbytes,
+    }
+}
+
+/// Processes and threads in the kernel maps now.
+#[derive(Debug, Clone, Copy)]
+pub struct Census {
+    pub processes: usize,
+    pub threads: usize,
+}
 
 /// Process start times in atop's terms: atop derives the boot time in clock
 /// ticks from the real-time clock minus the time since boot (not from
@@ -46,8 +104,8 @@ impl StartClock {
 /// A snapshot being read from the kernel: one record per counted process,
 /// its threads summed and its totals never lower than last reported (both
 /// done by the snapshot iterator in the kernel).
-pub struct Walk {
-    iter: netatopd_bpf::SnapshotIter,
+pub struct Snapshot {
+    kernel: netatopd_bpf::Snapshot,
     /// Time spent reading it so far.
     pub elapsed: std::time::Duration,
 }
@@ -96,23 +154,23 @@ impl Collector {
     }
 
     /// Starts a snapshot of the live processes.
-    pub fn walk(&self) -> io::Result<Walk> {
-        Ok(Walk {
-            iter: self.tracer.snapshot_iter()?,
+    pub fn snapshot(&self) -> io::Result<Snapshot> {
+        Ok(Snapshot {
+            kernel: self.tracer.snapshot()?,
             elapsed: std::time::Duration::ZERO,
         })
     }
 
-    /// Reads the next whole records of `walk` into `buf` (whose length is
+    /// Reads the next whole records of `snap` into `buf` (whose length is
     /// a multiple of the record size), in atop's terms; returns the bytes
     /// filled, 0 at the end.
-    pub fn read_walk(&self, walk: &mut Walk, buf: &mut [u8]) -> io::Result<usize> {
+    pub fn read(&self, snap: &mut Snapshot, buf: &mut [u8]) -> io::Result<usize> {
         use std::io::Read;
         debug_assert_eq!(buf.len() % RECORD_SIZE, 0);
         let start = std::time::Instant::now();
         let mut got = 0;
         while got < buf.len() {
-            match walk.iter.read(&mut buf[got..]) {
+            match snap.kernel.read(&mut buf[got..]) {
                 Ok(0) => break,
                 Ok(n) => got += n,
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
@@ -122,7 +180,7 @@ impl Collector {
                 break;
             }
         }
-        walk.elapsed += start.elapsed();
+        snap.elapsed += start.elapsed();
         if got % RECORD_SIZE != 0 {
             return Err(io::Error::new(
                 io::ErrorKind::InvalidData,
@@ -139,15 +197,20 @@ impl Collector {
         Ok(got)
     }
 
-    /// Appends one record per live process, then moves the final totals of
-    /// processes that exited into `exits` (after the live records, so that
-    /// a process that exits during the walk is covered by its final record).
-    pub fn snapshot(&mut self, out: &mut Vec<NetPerTask>, exits: &mut ExitLog) -> io::Result<()> {
-        let mut walk = self.walk()?;
+    /// Takes a whole snapshot: appends one record per live process, then
+    /// moves the final totals of processes that exited into `exits` (after
+    /// the live records, so that a process that exits while the kernel
+    /// walks the tasks is covered by its final record).
+    pub fn snapshot_into(
+        &mut self,
+        out: &mut Vec<NetPerTask>,
+        exits: &mut ExitLog,
+    ) -> io::Result<()> {
+        let mut snap = self.snapshot()?;
         let mut bytes = std::mem::take(&mut self.bytes);
         bytes.resize(CHUNK, 0);
         loop {
-            let n = self.read_walk(&mut walk, &mut bytes)?;
+            let n = self.read(&mut snap, &mut bytes)?;
             if n == 0 {
                 break;
             }
@@ -167,7 +230,7 @@ impl Collector {
         self.tkeys
             .iter()
             .zip(&self.tvals)
-            .map(|(&tid, t)| (tid, t.tgid, t.c.into()))
+            .map(|(&tid, t)| (tid, t.tgid, counters(&t.c)))
     }
 
     /// Reads the threads map.
@@ -181,21 +244,20 @@ impl Collector {
     /// threads, plus the packets of the live threads read by the last
     /// census.
     pub fn events(&self) -> u64 {
-        let live: u64 = self
-            .tvals
-            .iter()
-            .map(|t| t.c.tcpsndpacks + t.c.tcprcvpacks + t.c.udpsndpacks + t.c.udprcvpacks)
-            .sum();
+        let live: u64 = self.tvals.iter().map(|t| counters(&t.c).packets()).sum();
         self.tracer.stats().exited_events + live
     }
 
     /// Processes and threads in the kernel maps now.
-    pub fn census(&mut self) -> io::Result<(usize, usize)> {
+    pub fn census(&mut self) -> io::Result<Census> {
         self.pkeys.clear();
         self.pvals.clear();
         self.tracer.read_procs(&mut self.pkeys, &mut self.pvals)?;
         self.read_threads()?;
-        Ok((self.pkeys.len(), self.tkeys.len()))
+        Ok(Census {
+            processes: self.pkeys.len(),
+            threads: self.tkeys.len(),
+        })
     }
 
     /// Frees the buffers of the last snapshot.
@@ -220,7 +282,7 @@ impl Collector {
             let (k, v) = (self.ekeys[i], self.evals[i]);
             exits.push(
                 v.exit_ns,
-                self.record(k.tgid, k.start_ns, &comm_bytes(&v.comm), v.c.into()),
+                self.record(k.tgid, k.start_ns, &comm_bytes(&v.comm), counters(&v.c)),
             );
         }
         Ok(())

@@ -1,11 +1,12 @@
 //! netatopd: per-process TCP/UDP accounting in eBPF, served to atop.
 //!
-//! `collect` reads the kernel's snapshots (one record per process, from a
-//! BPF task iterator) and its maps into atop's records, `exits` keeps final
-//! totals of exited processes for every client, `server` is the event loop.
+//! The kernel half (programs, loading, pinning) is the `netatopd-bpf`
+//! crate. Here: `collect` turns the kernel's snapshots and maps into
+//! atop's records, `exits` keeps the final totals of exited processes for
+//! every client, `server` is the event loop that answers atop and
+//! netatopctl, `version` the `--version` text of both binaries.
 
 pub mod collect;
-pub mod conns;
 pub mod exits;
 pub mod server;
 pub mod version;

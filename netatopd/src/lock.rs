@@ -5,7 +5,7 @@
 use std::fs::{self, File, OpenOptions};
 use std::io::{self, Read, Seek, Write};
 use std::os::fd::AsRawFd;
-use std::os::unix::fs::{DirBuilderExt, MetadataExt, OpenOptionsExt};
+use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 
 use anyhow::{bail, Context, Result};
@@ -20,13 +20,7 @@ impl PidFile {
     /// Locks `path` and writes this process's pid into it; refuses when
     /// another process holds the lock, naming it.
     pub fn lock(path: &Path) -> Result<Self> {
-        if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
-            fs::DirBuilder::new()
-                .recursive(true)
-                .mode(0o755)
-                .create(dir)
-                .with_context(|| format!("cannot create {}", dir.display()))?;
-        }
+        crate::sockets::create_parent(path)?;
         loop {
             let file = Self::open_locked(path)?;
             // A netatopd that was stopping may have removed the file between

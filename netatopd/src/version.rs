@@ -1,18 +1,17 @@
 //! The `--version` text of netatopd and netatopctl: version, git revision,
-//! and what the running kernel offers (probed only when asked).
-
-use netatopd_bpf::Features;
+//! and for netatopd what the running kernel offers (probed only when
+//! asked).
 
 /// The git revision this was built from ("unknown" outside a checkout).
 pub const GIT_REVISION: &str = env!("NETATOPD_GIT_REVISION");
 
-/// "0.1.0 (git 0123456789ab)" and the kernel's BPF features, one per line.
-pub fn long_version() -> String {
-    format!(
-        "{} (git {GIT_REVISION})\n{}",
-        env!("CARGO_PKG_VERSION"),
-        Features::probe()
-    )
+/// "0.1.0 (git 0123456789ab)", then `more` (if any) on the next lines.
+pub fn long_version(more: Option<String>) -> String {
+    let first = format!("{} (git {GIT_REVISION})", env!("CARGO_PKG_VERSION"));
+    match more {
+        Some(more) => format!("{first}\n{more}"),
+        None => first,
+    }
 }
 
 /// Whether the command line asks for the version, so that the kernel is
@@ -25,11 +24,11 @@ pub fn asked() -> bool {
 }
 
 /// Parses the command line of `P`, with the long version text when it is
-/// asked for.
-pub fn parse<P: clap::Parser>() -> P {
+/// asked for: the version, and what `more` says (called only then).
+pub fn parse<P: clap::Parser>(more: impl FnOnce() -> Option<String>) -> P {
     let mut cmd = P::command();
     if asked() {
-        let v = long_version();
+        let v = long_version(more());
         cmd = cmd.version(v.clone()).long_version(v);
     }
     let mut matches = cmd.get_matches();

@@ -60,6 +60,20 @@ pub struct Process {
     pub threads: Vec<Thread>,
 }
 
+impl Process {
+    /// A process as an atop record describes it (no threads).
+    pub fn from_record(r: &crate::NetPerTask, exited: bool) -> Self {
+        Self {
+            pid: r.id,
+            btime: r.btime,
+            command: r.command_str(),
+            counters: r.counters,
+            exited,
+            threads: Vec::new(),
+        }
+    }
+}
+
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Thread {
     pub tid: i32,

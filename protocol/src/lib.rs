@@ -8,95 +8,18 @@
 use std::io::{self, Read, Write};
 use std::mem::{offset_of, size_of};
 
-use serde::{Deserialize, Serialize};
 use zerocopy::{FromBytes, FromZeros, Immutable, IntoBytes, KnownLayout};
 
 pub mod control;
+mod counters;
+
+pub use counters::{Counters, Field, FIELDS};
 
 /// Where atop looks for the service.
 pub const DEFAULT_SOCKET: &str = "/run/netatop-bpf-socket";
 
 /// Size of one record, and of one request.
 pub const RECORD_SIZE: usize = 96;
-
-/// The eight counters, in wire order. In JSON (netatopctl and the tests)
-/// they carry the names given here.
-#[derive(
-    Debug,
-    Clone,
-    Copy,
-    Default,
-    PartialEq,
-    Eq,
-    FromBytes,
-    IntoBytes,
-    KnownLayout,
-    Immutable,
-    Serialize,
-    Deserialize,
-)]
-#[repr(C)]
-pub struct Counters {
-    #[serde(rename = "tcp_send_packets")]
-    pub tcpsndpacks: u64,
-    #[serde(rename = "tcp_send_bytes")]
-    pub tcpsndbytes: u64,
-    #[serde(rename = "tcp_recv_packets")]
-    pub tcprcvpacks: u64,
-    #[serde(rename = "tcp_recv_bytes")]
-    pub tcprcvbytes: u64,
-    #[serde(rename = "udp_send_packets")]
-    pub udpsndpacks: u64,
-    #[serde(rename = "udp_send_bytes")]
-    pub udpsndbytes: u64,
-    #[serde(rename = "udp_recv_packets")]
-    pub udprcvpacks: u64,
-    #[serde(rename = "udp_recv_bytes")]
-    pub udprcvbytes: u64,
-}
-
-impl Counters {
-    fn fields_mut(&mut self) -> [&mut u64; 8] {
-        [
-            &mut self.tcpsndpacks,
-            &mut self.tcpsndbytes,
-            &mut self.tcprcvpacks,
-            &mut self.tcprcvbytes,
-            &mut self.udpsndpacks,
-            &mut self.udpsndbytes,
-            &mut self.udprcvpacks,
-            &mut self.udprcvbytes,
-        ]
-    }
-
-    /// The counters in wire order.
-    pub fn fields(&self) -> [u64; 8] {
-        [
-            self.tcpsndpacks,
-            self.tcpsndbytes,
-            self.tcprcvpacks,
-            self.tcprcvbytes,
-            self.udpsndpacks,
-            self.udpsndbytes,
-            self.udprcvpacks,
-            self.udprcvbytes,
-        ]
-    }
-
-    /// Adds `o` field by field (wrapping, like the kernel's counters).
-    pub fn add(&mut self, o: &Self) {
-        for (a, b) in self.fields_mut().into_iter().zip(o.fields()) {
-            *a = a.wrapping_add(b);
-        }
-    }
-
-    /// Raises each field to at least `o`'s.
-    pub fn raise_to(&mut self, o: &Self) {
-        for (a, b) in self.fields_mut().into_iter().zip(o.fields()) {
-            *a = (*a).max(b);
-        }
-    }
-}
 
 /// `struct netpertask` as atop declares it on 64-bit Linux, native endian.
 #[derive(
@@ -276,31 +199,6 @@ pub fn read_response<S: Read>(
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn counters_add_and_raise_field_by_field() {
-        let mut a = Counters {
-            tcpsndpacks: 1,
-            udprcvbytes: 10,
-            ..Default::default()
-        };
-        let b = Counters {
-            tcpsndpacks: 2,
-            udprcvbytes: 5,
-            ..Default::default()
-        };
-        a.add(&b);
-        assert_eq!((a.tcpsndpacks, a.udprcvbytes), (3, 15));
-        a.raise_to(&Counters {
-            tcpsndpacks: 9,
-            ..Default::default()
-        });
-        assert_eq!((a.tcpsndpacks, a.udprcvbytes), (9, 15));
-        let json = serde_json::to_value(a).unwrap();
-        assert_eq!(json["tcp_send_packets"], 9);
-        assert_eq!(json["udp_recv_bytes"], 15);
-        assert_eq!(json.as_object().unwrap().len(), 8);
-    }
 
     #[test]
     fn command_is_truncated_and_padded() {

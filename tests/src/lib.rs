@@ -6,16 +6,17 @@
 //! machine that cannot load BPF they fail, saying why.
 
 use std::fs;
-use std::io::{BufRead, BufReader, Read, Write};
+use std::io::{BufRead, BufReader, ErrorKind, Read, Write};
 use std::os::unix::net::UnixStream;
 use std::path::{Path, PathBuf};
-use std::process::{Child, ChildStdin, Command, ExitStatus, Stdio};
+use std::process::{Child, ChildStdin, Command, ExitStatus, Output, Stdio};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use libbpf_rs::MapCore;
-use netatop_protocol::{query, Counters, NetPerTask, ReadMode};
+use netatop_protocol::{query, read_response, Counters, NetPerTask, ReadMode};
 use serde::Deserialize;
+use serde_json::Value;
 
 /// A binary of this workspace: beside the running executable (a binary
 /// such as netatop-bench) or one directory up (a test in target/*/deps).
@@ -60,6 +61,108 @@ pub fn scratch_dir() -> PathBuf {
     let _ = fs::remove_dir_all(&dir);
     fs::create_dir_all(&dir).expect("creating a scratch directory");
     dir
+}
+
+/// netatopd's systemd unit, as shipped in the repository.
+pub fn unit_path() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../netatopd/systemd/netatopd.service")
+}
+
+/// Runs `cmd` to its end with its output captured; fails if it cannot run.
+pub fn run(cmd: &mut Command) -> Output {
+    cmd.output()
+        .unwrap_or_else(|e| panic!("cannot run {cmd:?}: {e}"))
+}
+
+/// Runs `cmd`, asserts that it succeeded and returns its standard output.
+pub fn ok(cmd: &mut Command) -> String {
+    let out = run(cmd);
+    assert!(
+        out.status.success(),
+        "{cmd:?} failed ({}):\n{}{}",
+        out.status,
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout).expect("UTF-8 output")
+}
+
+/// Runs `cmd` (e.g. `netatopctl ... --json`), asserts that it succeeded and
+/// parses its standard output as JSON.
+pub fn json(cmd: &mut Command) -> Value {
+    serde_json::from_str(&ok(cmd)).expect("JSON output")
+}
+
+/// The eight counters of a row of netatopctl's JSON output.
+pub fn json_counters(v: &Value) -> Counters {
+    serde_json::from_value(v.clone()).expect("the eight counters")
+}
+
+/// Runs `cmd`, asserts that it failed and returns its standard error.
+pub fn fails(cmd: &mut Command) -> String {
+    let out = run(cmd);
+    assert!(!out.status.success(), "{cmd:?} did not fail: {out:?}");
+    String::from_utf8_lossy(&out.stderr).into_owned()
+}
+
+/// Runs `cmd`, asserts that it exited with status 1 and said why in one
+/// line on standard error, and returns that line.
+pub fn one_line_error(cmd: &mut Command) -> String {
+    let out = run(cmd);
+    assert_eq!(out.status.code(), Some(1), "exit status of {out:?}");
+    let err = String::from_utf8_lossy(&out.stderr).into_owned();
+    assert_eq!(
+        err.trim_end().lines().count(),
+        1,
+        "expected one line, got {err:?}"
+    );
+    err
+}
+
+/// netatopctl pointed at the atop socket `socket` and the control socket
+/// `control_socket`.
+pub fn netatopctl(socket: &Path, control_socket: &Path) -> Command {
+    let mut cmd = Command::new(bin("netatopctl"));
+    cmd.arg("--socket")
+        .arg(socket)
+        .arg("--control-socket")
+        .arg(control_socket);
+    cmd
+}
+
+/// Sends signal `sig` to process `pid` (one of the test's own children).
+pub fn signal(pid: u32, sig: libc::c_int) {
+    // SAFETY: kill(2) has no memory-safety preconditions; the callers
+    // signal their own children, not yet reaped.
+    unsafe { libc::kill(pid as libc::pid_t, sig) };
+}
+
+/// Waits up to `limit` for `child` to exit; `None` if it is still running.
+pub fn wait_exit(child: &mut Child, limit: Duration) -> Option<ExitStatus> {
+    let end = Instant::now() + limit;
+    loop {
+        if let Some(status) = child.try_wait().expect("try_wait") {
+            return Some(status);
+        }
+        if Instant::now() > end {
+            return None;
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
+}
+
+/// Sets the descriptor limit (soft, hard) of the calling process. Safe to
+/// call between fork and exec: it neither allocates nor locks.
+pub fn set_nofile(soft: u64, hard: u64) -> std::io::Result<()> {
+    let lim = libc::rlimit {
+        rlim_cur: soft,
+        rlim_max: hard,
+    };
+    // SAFETY: `lim` is a valid rlimit for the call's duration.
+    if unsafe { libc::setrlimit(libc::RLIMIT_NOFILE, &lim) } != 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    Ok(())
 }
 
 /// Polls `ready` every 10 ms until it holds or `limit` passes.
@@ -122,6 +225,7 @@ pub fn private_args(dir: &Path, socket: &Path) -> Vec<std::ffi::OsString> {
 /// whatever it left pinned removed.
 pub struct Daemon {
     child: Option<Child>,
+    /// Its atop socket.
     pub socket: PathBuf,
     /// Its private bpffs pin directory.
     pub pin_dir: PathBuf,
@@ -132,43 +236,76 @@ pub struct Daemon {
     nofile: Option<(u64, u64)>,
 }
 
-impl Daemon {
-    /// Like `start`, with the descriptor limit (soft, hard) it inherits.
-    pub fn start_with_nofile(extra: &[&str], nofile: (u64, u64)) -> Daemon {
-        let dir = scratch_dir();
-        let socket = dir.join("netatop.sock");
-        let mut d = Self::new_at(dir, socket, extra);
-        d.nofile = Some(nofile);
-        d.restart();
-        d
+/// How to start a [`Daemon`]: `Daemon::builder()`, its settings, `start()`.
+/// By default netatopd runs with no extra options, in a fresh scratch
+/// directory, on the socket `netatop.sock` there, with the descriptor
+/// limit of this process.
+#[derive(Default)]
+pub struct DaemonBuilder {
+    extra: Vec<String>,
+    dir: Option<PathBuf>,
+    socket: Option<PathBuf>,
+    nofile: Option<(u64, u64)>,
+}
+
+impl DaemonBuilder {
+    /// Adds options to netatopd's command line (after its private paths).
+    pub fn args(mut self, extra: &[&str]) -> Self {
+        self.extra.extend(extra.iter().map(|s| s.to_string()));
+        self
     }
 
-    /// Starts netatopd on a private socket and waits until it answers.
-    pub fn start(extra: &[&str]) -> Daemon {
-        let dir = scratch_dir();
-        let socket = dir.join("netatop.sock");
-        Self::start_at(dir, socket, extra)
+    /// Its atop socket, instead of `netatop.sock` in its directory.
+    pub fn socket(mut self, socket: impl Into<PathBuf>) -> Self {
+        self.socket = Some(socket.into());
+        self
     }
 
-    /// Starts netatopd on `socket` and waits until it answers.
-    pub fn start_at(dir: PathBuf, socket: PathBuf, extra: &[&str]) -> Daemon {
-        let mut d = Self::new_at(dir, socket, extra);
-        d.restart();
-        d
+    /// Its directory (control socket, pid file, log; the pin directory is
+    /// named after it), instead of a fresh scratch directory. It is removed
+    /// when the daemon is dropped.
+    pub fn dir(mut self, dir: impl Into<PathBuf>) -> Self {
+        self.dir = Some(dir.into());
+        self
     }
 
-    fn new_at(dir: PathBuf, socket: PathBuf, extra: &[&str]) -> Daemon {
+    /// The descriptor limit (soft, hard) it starts with, instead of this
+    /// process's.
+    pub fn nofile(mut self, soft: u64, hard: u64) -> Self {
+        self.nofile = Some((soft, hard));
+        self
+    }
+
+    /// Starts netatopd and waits until it answers on its socket.
+    pub fn start(self) -> Daemon {
         require_bpf_machine();
-        let pin_dir = pin_dir_for(&dir);
-        Daemon {
+        let dir = self.dir.unwrap_or_else(scratch_dir);
+        let socket = self.socket.unwrap_or_else(|| dir.join("netatop.sock"));
+        let mut d = Daemon {
             child: None,
             log: dir.join("netatopd.log"),
             socket,
-            pin_dir,
+            pin_dir: pin_dir_for(&dir),
             dir,
-            extra: extra.iter().map(|s| s.to_string()).collect(),
-            nofile: None,
-        }
+            extra: self.extra,
+            nofile: self.nofile,
+        };
+        d.restart();
+        d
+    }
+}
+
+impl Daemon {
+    /// A builder, for a daemon on another socket, in another directory or
+    /// with another descriptor limit.
+    pub fn builder() -> DaemonBuilder {
+        DaemonBuilder::default()
+    }
+
+    /// Starts netatopd with options `extra` on a private socket and waits
+    /// until it answers: `Daemon::builder().args(extra).start()`.
+    pub fn start(extra: &[&str]) -> Daemon {
+        Self::builder().args(extra).start()
     }
 
     /// Runs this daemon's command again (after `stop` or `kill9`), with
@@ -183,20 +320,9 @@ impl Daemon {
         let mut cmd = self.command();
         if let Some((soft, hard)) = self.nofile {
             use std::os::unix::process::CommandExt;
-            let lim = libc::rlimit {
-                rlim_cur: soft,
-                rlim_max: hard,
-            };
-            // SAFETY: setrlimit is async-signal-safe and `lim` is a copy
-            // owned by the closure.
-            unsafe {
-                cmd.pre_exec(move || {
-                    if libc::setrlimit(libc::RLIMIT_NOFILE, &lim) != 0 {
-                        return Err(std::io::Error::last_os_error());
-                    }
-                    Ok(())
-                });
-            }
+            // SAFETY: set_nofile only calls setrlimit, which is
+            // async-signal-safe, on values copied into the closure.
+            unsafe { cmd.pre_exec(move || set_nofile(soft, hard)) };
         }
         let child = cmd
             .stdin(Stdio::null())
@@ -208,7 +334,7 @@ impl Daemon {
         self.wait_ready();
     }
 
-    /// Like `restart`, with other options.
+    /// Like `restart`, with the options `extra` instead of the ones it had.
     pub fn restart_with(&mut self, extra: &[&str]) {
         self.extra = extra.iter().map(|s| s.to_string()).collect();
         self.restart();
@@ -227,12 +353,7 @@ impl Daemon {
 
     /// netatopctl pointed at this daemon's sockets.
     pub fn ctl(&self) -> Command {
-        let mut cmd = Command::new(bin("netatopctl"));
-        cmd.arg("--socket")
-            .arg(&self.socket)
-            .arg("--control-socket")
-            .arg(self.control_socket());
-        cmd
+        netatopctl(&self.socket, &self.control_socket())
     }
 
     /// Its control socket (netatopctl's).
@@ -240,6 +361,7 @@ impl Daemon {
         self.dir.join("control.sock")
     }
 
+    /// Its pid file.
     pub fn pid_file(&self) -> PathBuf {
         self.dir.join("netatopd.pid")
     }
@@ -265,6 +387,7 @@ impl Daemon {
         );
     }
 
+    /// Its process id (it must be running).
     pub fn pid(&self) -> u32 {
         self.child.as_ref().unwrap().id()
     }
@@ -274,6 +397,7 @@ impl Daemon {
         fs::read_to_string(&self.log).unwrap_or_default()
     }
 
+    /// A new connection to its atop socket.
     pub fn connect(&self) -> UnixStream {
         UnixStream::connect(&self.socket).expect("connecting to netatopd")
     }
@@ -286,23 +410,15 @@ impl Daemon {
     /// Stops the daemon with SIGTERM and returns its exit status.
     pub fn stop(&mut self) -> ExitStatus {
         let mut child = self.child.take().expect("daemon already stopped");
-        // SAFETY: signalling our own child, which has not been reaped yet.
-        unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
-        let end = Instant::now() + Duration::from_secs(20);
-        loop {
-            if let Some(status) = child.try_wait().expect("try_wait") {
-                return status;
-            }
-            if Instant::now() > end {
-                let _ = child.kill();
-                let status = child.wait().expect("wait");
-                panic!(
-                    "netatopd ignored SIGTERM for 20 s ({status}):\n{}",
-                    self.log()
-                );
-            }
-            std::thread::sleep(Duration::from_millis(10));
-        }
+        signal(child.id(), libc::SIGTERM);
+        wait_exit(&mut child, Duration::from_secs(20)).unwrap_or_else(|| {
+            let _ = child.kill();
+            let status = child.wait().expect("wait");
+            panic!(
+                "netatopd ignored SIGTERM for 20 s ({status}):\n{}",
+                self.log()
+            )
+        })
     }
 
     /// Ids of the daemon's kernel maps, by name.
@@ -374,31 +490,74 @@ pub fn query_on(stream: &mut UnixStream) -> Vec<NetPerTask> {
     query(stream, ReadMode::AsAtop).expect("query as atop reads")
 }
 
+/// The next whole response on `stream` (to a request already sent), read
+/// as atop reads it, waiting up to 30 s.
+pub fn response_on(stream: &mut UnixStream) -> Vec<NetPerTask> {
+    stream
+        .set_read_timeout(Some(Duration::from_secs(30)))
+        .expect("read timeout");
+    read_response(stream, ReadMode::AsAtop).expect("a whole response")
+}
+
+/// Reads `stream` to its end (within the read timeout set on it) and
+/// asserts that the daemon ended it cleanly, with nothing more sent.
+pub fn expect_eof(stream: &mut UnixStream) {
+    let mut rest = Vec::new();
+    match stream.read_to_end(&mut rest) {
+        Ok(_) => assert!(rest.is_empty(), "{} stray bytes", rest.len()),
+        Err(e) => panic!("no clean end of stream: {e}"),
+    }
+}
+
+/// Reads until the daemon closes the connection, whatever it sent before
+/// (a reset counts as closed); fails after 20 s.
+pub fn expect_closed(mut stream: UnixStream) {
+    stream
+        .set_read_timeout(Some(Duration::from_secs(20)))
+        .expect("read timeout");
+    let mut sink = Vec::new();
+    match stream.read_to_end(&mut sink) {
+        Ok(_) => {}
+        Err(e) if e.kind() == ErrorKind::ConnectionReset => {}
+        Err(e) => panic!("connection not closed by the daemon: {e}"),
+    }
+}
+
 /// What the generator reports about itself.
 #[derive(Debug, Deserialize)]
 pub struct Report {
+    /// Its process id.
     pub pid: i32,
     /// What netatopd must report for this process.
     #[serde(flatten)]
     pub counters: Counters,
+    /// Calls that failed or moved nothing (not to be counted).
     pub failed_calls: u64,
+    /// Successful MSG_PEEK receives (not to be counted).
     pub peeked_calls: u64,
     /// Successful calls that move no traffic to count (raw sockets,
     /// error-queue reads).
     pub ignored_calls: u64,
     /// Of the TCP receives, those made with splice().
     pub spliced_recv_calls: u64,
+    /// Of the TCP bytes received, those received with splice().
     pub spliced_recv_bytes: u64,
+    /// Thread ids of the threads scenario (all exited).
     pub tids: Vec<i32>,
+    /// Pids of the fork scenario's children (each sent one datagram).
     pub children: Vec<i32>,
     /// live-threads: each thread (still alive) and what it did.
     pub threads: Vec<ThreadReport>,
 }
 
+/// What one thread of the generator did (live-threads).
 #[derive(Debug, Deserialize)]
 pub struct ThreadReport {
+    /// Its thread id.
     pub tid: i32,
+    /// Its name (comm).
     pub name: String,
+    /// What netatopd must report for this thread.
     #[serde(flatten)]
     pub counters: Counters,
 }
@@ -445,6 +604,7 @@ impl Gen {
         }
     }
 
+    /// The generator's process id.
     pub fn pid(&self) -> i32 {
         self.child.id() as i32
     }
@@ -486,14 +646,27 @@ impl Drop for Gen {
     }
 }
 
+/// Starts a scenario and waits for its report, which must be its own.
+fn spawn_reported(scenario: &str, args: &[&str]) -> (Gen, Report) {
+    let mut g = Gen::spawn(scenario, args);
+    let r = g.report();
+    assert_eq!(r.pid, g.pid());
+    (g, r)
+}
+
 /// Runs a scenario that stays alive, returns its report and the generator.
 pub fn run_lingering(scenario: &str, args: &[&str]) -> (Gen, Report) {
     let mut all = vec!["--linger"];
     all.extend_from_slice(args);
-    let mut g = Gen::spawn(scenario, &all);
-    let r = g.report();
-    assert_eq!(r.pid, g.pid());
-    (g, r)
+    spawn_reported(scenario, &all)
+}
+
+/// Runs a scenario to its end (the process has exited and been reaped when
+/// this returns) and returns its report.
+pub fn run_to_exit(scenario: &str, args: &[&str]) -> Report {
+    let (g, r) = spawn_reported(scenario, args);
+    g.finish();
+    r
 }
 
 /// The records with id `pid` (a well-formed response has at most one per
@@ -554,6 +727,7 @@ pub fn assert_atop_btime(pid: i32, btime: u64) {
 pub struct Rng(pub u64);
 
 impl Rng {
+    /// The next pseudo-random number.
     pub fn next_u64(&mut self) -> u64 {
         self.0 ^= self.0 >> 12;
         self.0 ^= self.0 << 25;
@@ -561,10 +735,12 @@ impl Rng {
         self.0.wrapping_mul(0x2545_f491_4f6c_dd1d)
     }
 
+    /// A number in `0..n`.
     pub fn below(&mut self, n: usize) -> usize {
         (self.next_u64() % n as u64) as usize
     }
 
+    /// `n` pseudo-random bytes.
     pub fn bytes(&mut self, n: usize) -> Vec<u8> {
         (0..n).map(|_| self.next_u64() as u8).collect()
     }

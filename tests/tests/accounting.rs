@@ -5,7 +5,8 @@
 //! connection: counting never depends on a connected client.
 
 use netatopd_tests::{
-    assert_atop_btime, query_on, record_for, records_for, run_lingering, Daemon, Gen,
+    assert_atop_btime, json, ok, query_on, record_for, records_for, run_lingering, run_to_exit,
+    Daemon,
 };
 
 /// Runs a lingering scenario and asserts netatopd reports exactly its truth.
@@ -121,12 +122,7 @@ fn tcp_spliced_to_and_from_pipes_counts() {
     // Spliced receives bypass recvmsg: they need an fexit (or kprobe)
     // program on tcp_splice_read, which not every kernel loads. netatopd
     // says which; both cases are exact.
-    let out = d
-        .ctl()
-        .args(["stats", "--json"])
-        .output()
-        .expect("netatopctl");
-    let stats: serde_json::Value = serde_json::from_slice(&out.stdout).expect("stats JSON");
+    let stats = json(d.ctl().args(["stats", "--json"]));
     let mode = stats["attach_mode"]
         .as_str()
         .expect("attach_mode")
@@ -175,12 +171,10 @@ fn a_rename_after_traffic_shows_in_snapshots_and_the_final_record() {
         (rec.command_str().as_str(), rec.counters),
         ("renamed-gen", r.counters)
     );
-    let dump = d
+    let dump = ok(d
         .ctl()
         .args(["dump", "--raw", "--pid"])
-        .arg(r.pid.to_string())
-        .output();
-    let dump = String::from_utf8(dump.expect("netatopctl").stdout).unwrap();
+        .arg(r.pid.to_string()));
     assert!(dump.contains("renamed-gen"), "{dump}");
     g.finish();
     let fin = record_for(&query_on(&mut early), r.pid);
@@ -228,9 +222,7 @@ fn exited_process_is_reported_once_to_each_client_then_freed() {
     let mut early = d.connect();
     assert!(records_for(&netatopd_tests::query_on(&mut early), 0).is_empty());
 
-    let mut g = Gen::spawn("udp4", &["--count", "321", "--size", "99"]);
-    let r = g.report();
-    g.finish(); // exited and reaped
+    let r = run_to_exit("udp4", &["--count", "321", "--size", "99"]);
 
     // Connected at the exit: the final totals in its next response, once.
     let first = netatopd_tests::query_on(&mut early);
@@ -254,9 +246,7 @@ fn exited_process_is_reported_once_to_each_client_then_freed() {
 #[test]
 fn exited_process_after_the_grace_period_is_not_sent_to_new_clients() {
     let d = Daemon::start(&["--exit-grace", "0"]);
-    let mut g = Gen::spawn("udp4", &["--count", "10"]);
-    let r = g.report();
-    g.finish();
+    let r = run_to_exit("udp4", &["--count", "10"]);
     // Connected after the exit, with no grace period: never due it, whether
     // the daemon has collected the exit yet or collects it during this query.
     assert!(records_for(&d.query(), r.pid).is_empty());

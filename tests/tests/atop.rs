@@ -12,7 +12,7 @@ use std::path::PathBuf;
 use std::process::{Command, Stdio};
 
 use netatop_protocol::{Counters, DEFAULT_SOCKET};
-use netatopd_tests::{scratch_dir, Daemon, Gen};
+use netatopd_tests::{Daemon, Gen};
 
 /// Counters of one PRN process line: `PRN host epoch date time interval pid
 /// (name) state flag tcpsnd tcpssz tcprcv tcprsz udpsnd udpssz udprcv udprsz
@@ -54,7 +54,7 @@ fn real_atop_shows_exact_counters_from_netatopd() {
          privately with tests/atop-setup.sh and sets it",
     ));
     assert!(atop.exists(), "{} does not exist", atop.display());
-    let _d = Daemon::start_at(scratch_dir(), PathBuf::from(DEFAULT_SOCKET), &[]);
+    let _d = Daemon::builder().socket(DEFAULT_SOCKET).start();
 
     let scenarios: [(&str, &[&str]); 3] = [
         ("udp4", &["--count", "1000", "--size", "100"]),

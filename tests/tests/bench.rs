@@ -3,23 +3,14 @@
 
 use std::process::Command;
 
-use netatopd_tests::{bin, require_bpf_machine};
+use netatopd_tests::{bin, ok, require_bpf_machine};
 
 #[test]
 fn the_benchmark_suite_runs_every_section() {
     require_bpf_machine();
     const STATS: &str = "/proc/sys/kernel/bpf_stats_enabled";
     let before = std::fs::read_to_string(STATS).unwrap();
-    let out = Command::new(bin("netatop-bench"))
-        .arg("--quick")
-        .output()
-        .expect("running netatop-bench");
-    let text = String::from_utf8_lossy(&out.stdout);
-    assert!(
-        out.status.success(),
-        "{text}\n{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let text = ok(Command::new(bin("netatop-bench")).arg("--quick"));
     for section in [
         "## 1. Added cost per socket call",
         "| netatop_send |",

@@ -1,12 +1,14 @@
 //! Clients that misbehave or come in numbers, with responses of 10,000
 //! processes (larger than any socket buffer).
 
-use std::io::{ErrorKind, Read, Write};
+use std::io::{Read, Write};
 use std::os::unix::net::UnixStream;
 use std::time::Duration;
 
 use netatop_protocol::{read_response, ReadMode, RECORD_SIZE};
-use netatopd_tests::{record_for, run_lingering, wait_until, Daemon, Gen};
+use netatopd_tests::{
+    expect_closed, record_for, response_on, run_lingering, set_nofile, wait_until, Daemon, Gen,
+};
 
 /// Every daemon counts every process on the machine: while one test here
 /// keeps 10,000 processes alive, the other's thousand clients would each
@@ -15,17 +17,6 @@ static ONE_AT_A_TIME: std::sync::Mutex<()> = std::sync::Mutex::new(());
 
 fn one_at_a_time() -> std::sync::MutexGuard<'static, ()> {
     ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner())
-}
-
-/// Reads until the daemon closes the connection; fails on a timeout.
-fn expect_closed(mut s: UnixStream) {
-    s.set_read_timeout(Some(Duration::from_secs(20))).unwrap();
-    let mut sink = Vec::new();
-    match s.read_to_end(&mut sink) {
-        Ok(_) => {}
-        Err(e) if e.kind() == ErrorKind::ConnectionReset => {}
-        Err(e) => panic!("connection not closed by the daemon: {e}"),
-    }
 }
 
 #[test]
@@ -54,13 +45,10 @@ fn misbehaving_clients_delay_no_one_with_10k_process_responses() {
     // Asks three times at once and reads alongside the normal client.
     let mut piped = d.connect();
     piped.write_all(&[0u8; 3 * RECORD_SIZE]).unwrap();
-    piped
-        .set_read_timeout(Some(Duration::from_secs(30)))
-        .unwrap();
     let first_child = r.children[0];
     let piped = std::thread::spawn(move || {
         for _ in 0..3 {
-            let recs = read_response(&mut piped, ReadMode::AsAtop).expect("a whole response");
+            let recs = response_on(&mut piped);
             assert_eq!(record_for(&recs, first_child).counters.udpsndbytes, 50);
             assert!(recs.len() >= N);
         }
@@ -77,9 +65,7 @@ fn misbehaving_clients_delay_no_one_with_10k_process_responses() {
     piped.join().expect("the pipelining client");
     // The other half of the request: a whole response.
     half.write_all(&[1u8; RECORD_SIZE / 2]).unwrap();
-    half.set_read_timeout(Some(Duration::from_secs(30)))
-        .unwrap();
-    let recs = read_response(&mut half, ReadMode::AsAtop).expect("a whole response");
+    let recs = response_on(&mut half);
     assert!(recs.len() >= N);
     // After the timeout the stuck client is disconnected, logged at debug.
     wait_until(
@@ -92,21 +78,12 @@ fn misbehaving_clients_delay_no_one_with_10k_process_responses() {
     g.finish();
 }
 
-/// Raises this test process's descriptor limit for many connections.
-fn allow_fds(n: u64) {
-    let lim = libc::rlimit {
-        rlim_cur: n,
-        rlim_max: n,
-    };
-    // SAFETY: `lim` is a valid rlimit; the tests run as root.
-    assert_eq!(unsafe { libc::setrlimit(libc::RLIMIT_NOFILE, &lim) }, 0);
-}
-
 #[test]
 fn a_thousand_concurrent_clients_are_served_and_the_next_is_refused() {
     let _serial = one_at_a_time();
     const CLIENTS: usize = 1000;
-    allow_fds(8192);
+    // Raises this test process's descriptor limit for many connections.
+    set_nofile(8192, 8192).expect("raising the descriptor limit");
     let d = Daemon::start(&["--max-clients", &CLIENTS.to_string()]);
     let (g, r) = run_lingering("udp4", &["--count", "10", "--size", "10"]);
     let mut conns: Vec<UnixStream> = (0..CLIENTS).map(|_| d.connect()).collect();
@@ -114,8 +91,7 @@ fn a_thousand_concurrent_clients_are_served_and_the_next_is_refused() {
         c.write_all(&[0u8; RECORD_SIZE]).unwrap();
     }
     for c in &mut conns {
-        c.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
-        let recs = read_response(c, ReadMode::AsAtop).expect("a whole response");
+        let recs = response_on(c);
         assert_eq!(record_for(&recs, r.pid).counters, r.counters);
     }
     // One more than the limit: closed at once, not left hanging.
@@ -134,10 +110,7 @@ fn a_thousand_concurrent_clients_are_served_and_the_next_is_refused() {
     // The connected ones are still served.
     for c in conns.iter_mut().take(10) {
         c.write_all(&[0u8; RECORD_SIZE]).unwrap();
-        assert_eq!(
-            record_for(&read_response(c, ReadMode::AsAtop).unwrap(), r.pid).counters,
-            r.counters
-        );
+        assert_eq!(record_for(&response_on(c), r.pid).counters, r.counters);
     }
     g.finish();
 }
@@ -153,7 +126,10 @@ fn out_of_descriptors_snapshots_are_built_whole() {
     const CLIENTS: usize = 40;
     // The daemon starts with a hard limit of 120 descriptors: 104 for 40
     // clients and its own allowance, and room for 16 streams.
-    let d = Daemon::start_with_nofile(&["--max-clients", &CLIENTS.to_string()], (60, 120));
+    let d = Daemon::builder()
+        .args(&["--max-clients", &CLIENTS.to_string()])
+        .nofile(60, 120)
+        .start();
 
     // Responses of 4,000 records (384 kB) do not fit in a socket buffer,
     // so a client that does not read keeps its stream open.
@@ -168,8 +144,7 @@ fn out_of_descriptors_snapshots_are_built_whole() {
             .contains("16 snapshots are being streamed: this one is built whole")
     });
     for c in &mut conns {
-        c.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
-        let recs = read_response(c, ReadMode::AsAtop).expect("a whole response");
+        let recs = response_on(c);
         assert!(recs.len() >= N);
         for &child in [r.children[0], r.children[N - 1]].iter() {
             assert_eq!(record_for(&recs, child).counters.udpsndbytes, 50);

@@ -2,32 +2,16 @@
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::os::unix::net::UnixStream;
-use std::process::{Command, Output, Stdio};
+use std::process::Stdio;
 use std::time::Duration;
 
 use netatop_protocol::control::{self, Request, Response};
 use netatop_protocol::Counters;
-use netatopd_tests::{record_for, run_lingering, wait_until, Daemon, Gen};
+use netatopd_tests::{
+    expect_eof, fails, json, json_counters, netatopctl, ok, record_for, run_lingering, run_to_exit,
+    signal, wait_until, Daemon, Gen,
+};
 use serde_json::Value;
-
-fn ok(cmd: &mut Command) -> String {
-    let out: Output = cmd.output().expect("running netatopctl");
-    assert!(
-        out.status.success(),
-        "{cmd:?}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8(out.stdout).unwrap()
-}
-
-fn json(cmd: &mut Command) -> Value {
-    serde_json::from_str(&ok(cmd)).expect("JSON output")
-}
-
-/// The eight counters of a JSON row, under the keys of the first issue.
-fn counters(v: &Value) -> Counters {
-    serde_json::from_value(v.clone()).expect("the eight counters")
-}
 
 #[test]
 fn dump_threads_gives_each_threads_own_counters() {
@@ -48,12 +32,12 @@ fn dump_threads_gives_each_threads_own_counters() {
     for (t, truth) in threads.iter().zip(&r.threads) {
         assert_eq!(t["tid"], truth.tid);
         assert_eq!(t["name"], truth.name.as_str());
-        assert_eq!(counters(t), truth.counters);
+        assert_eq!(json_counters(t), truth.counters);
         sum.add(&truth.counters);
     }
     // worker-i made 20 * (i + 1) round trips of 100 bytes.
     assert_eq!(r.threads[2].counters.udpsndbytes, 6000);
-    assert_eq!(counters(row), sum);
+    assert_eq!(json_counters(row), sum);
 
     // The table: exact with --raw, a row per thread under its process.
     let table = ok(d.ctl().args(["dump", "--threads", "--raw", "--pid", &pid]));
@@ -111,17 +95,12 @@ fn dump_sorts_filters_and_cuts() {
     let named = json(d.ctl().args(["dump", "--json", "--command", "ctl-small"]));
     let named = named.as_array().unwrap();
     assert_eq!(named.len(), 1);
-    assert_eq!(counters(&named[0]), rs.counters);
+    assert_eq!(json_counters(&named[0]), rs.counters);
     assert_eq!(named[0]["command"], "ctl-small");
 
     // A bad field is refused with the valid ones listed.
-    let out = d
-        .ctl()
-        .args(["dump", "--sort", "nonsense"])
-        .output()
-        .unwrap();
-    assert!(!out.status.success());
-    assert!(String::from_utf8_lossy(&out.stderr).contains("tcp-send-bytes"));
+    let err = fails(d.ctl().args(["dump", "--sort", "nonsense"]));
+    assert!(err.contains("tcp-send-bytes"));
     small.finish();
     big.finish();
 }
@@ -129,9 +108,7 @@ fn dump_sorts_filters_and_cuts() {
 #[test]
 fn dump_exited_marks_processes_that_are_gone() {
     let d = Daemon::start(&[]);
-    let mut g = Gen::spawn("udp6", &["--count", "33", "--size", "700"]);
-    let r = g.report();
-    g.finish();
+    let r = run_to_exit("udp6", &["--count", "33", "--size", "700"]);
     let pid = r.pid.to_string();
     // Collected from the kernel within 100 ms of the exit.
     wait_until(Duration::from_secs(10), "the exit to be collected", || {
@@ -144,7 +121,7 @@ fn dump_exited_marks_processes_that_are_gone() {
     let rows = rows.as_array().unwrap();
     assert_eq!(rows.len(), 1);
     assert_eq!(rows[0]["exited"], true);
-    assert_eq!(counters(&rows[0]), r.counters);
+    assert_eq!(json_counters(&rows[0]), r.counters);
     let table = ok(d.ctl().args(["dump", "--exited", "--pid", &pid]));
     assert!(table.contains("netatop-gen (exited)"), "{table}");
     // Without --exited it is not listed.
@@ -157,24 +134,11 @@ fn dump_falls_back_to_the_atop_socket_and_says_what_needs_netatopd() {
     let d = Daemon::start(&[]);
     let (g, r) = run_lingering("tcp6", &["--count", "5"]);
     let nowhere = d.control_socket().with_extension("missing");
-    let mut cmd = Command::new(netatopd_tests::bin("netatopctl"));
-    cmd.arg("--socket")
-        .arg(&d.socket)
-        .arg("--control-socket")
-        .arg(&nowhere);
-    let rows = json(cmd.args(["dump", "--json", "--pid", &r.pid.to_string()]));
-    assert_eq!(counters(&rows[0]), r.counters);
+    let rows =
+        json(netatopctl(&d.socket, &nowhere).args(["dump", "--json", "--pid", &r.pid.to_string()]));
+    assert_eq!(json_counters(&rows[0]), r.counters);
 
-    let out = Command::new(netatopd_tests::bin("netatopctl"))
-        .arg("--socket")
-        .arg(&d.socket)
-        .arg("--control-socket")
-        .arg(&nowhere)
-        .args(["dump", "--threads"])
-        .output()
-        .unwrap();
-    assert!(!out.status.success());
-    let err = String::from_utf8_lossy(&out.stderr);
+    let err = fails(netatopctl(&d.socket, &nowhere).args(["dump", "--threads"]));
     assert!(
         err.contains("--threads needs netatopd's control socket") && err.lines().count() == 1,
         "{err}"
@@ -329,8 +293,7 @@ fn top_on_a_terminal(d: &Daemon, args: &[&str], interrupt: bool) -> String {
             Ok(n) => out.extend_from_slice(&buf[..n]),
         }
         if interrupt && !interrupted && String::from_utf8_lossy(&out).contains("PID") {
-            // SAFETY: signalling our own child.
-            unsafe { libc::kill(child.id() as i32, libc::SIGINT) };
+            signal(child.id(), libc::SIGINT);
             interrupted = true;
         }
     }
@@ -469,9 +432,7 @@ fn raw_control(d: &Daemon, bytes: &[u8]) -> Response {
     let content = control::read_frame(&mut s, control::MAX_RESPONSE).unwrap();
     let resp: Response = control::decode(&content).unwrap();
     // Refused: the daemon closes the connection after the error.
-    let mut rest = Vec::new();
-    s.read_to_end(&mut rest).unwrap();
-    assert!(rest.is_empty());
+    expect_eof(&mut s);
     resp
 }
 

@@ -9,7 +9,7 @@ use std::os::unix::net::UnixStream;
 use std::time::Duration;
 
 use netatop_protocol::{read_response, Counters, NetPerTask, ReadMode, RECORD_SIZE};
-use netatopd_tests::{record_for, run_lingering, seed, Daemon, Rng};
+use netatopd_tests::{expect_eof, record_for, run_lingering, seed, Daemon, Rng};
 use zerocopy::IntoBytes;
 
 /// Reads `n` responses as atop would and checks each carries `pid`'s exact
@@ -19,16 +19,6 @@ fn expect_responses(s: &mut UnixStream, n: usize, pid: i32, want: &Counters) {
         let recs = read_response(s, ReadMode::AsAtop)
             .unwrap_or_else(|e| panic!("response {} of {n}: {e}", i + 1));
         assert_eq!(&record_for(&recs, pid).counters, want);
-    }
-}
-
-/// After a client shut down its sending side and got its responses, the
-/// daemon closes the connection: nothing more arrives.
-fn expect_eof(s: &mut UnixStream) {
-    let mut rest = Vec::new();
-    match s.read_to_end(&mut rest) {
-        Ok(_) => assert!(rest.is_empty(), "{} stray bytes", rest.len()),
-        Err(e) => panic!("no clean end of stream: {e}"),
     }
 }
 

@@ -6,7 +6,7 @@ use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use netatopd_tests::bin;
+use netatopd_tests::{bin, ok};
 
 /// Options of other programs that the pages name in examples.
 const FOREIGN: [&str; 2] = ["now", "collector.textfile.directory"];
@@ -19,14 +19,6 @@ fn man_dir() -> PathBuf {
 fn page(name: &str) -> String {
     let path = man_dir().join(name);
     std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
-}
-
-fn run(cmd: &mut Command) -> String {
-    let out = cmd
-        .output()
-        .unwrap_or_else(|e| panic!("cannot run {cmd:?}: {e} (make test installs it)"));
-    assert!(out.status.success(), "{cmd:?} failed: {out:?}");
-    String::from_utf8(out.stdout).expect("UTF-8 output")
 }
 
 /// The long options a `--help` text defines (not those it merely names):
@@ -51,7 +43,7 @@ fn help_options(help: &str) -> BTreeSet<String> {
 }
 
 fn help(binary: &str, args: &[&str]) -> BTreeSet<String> {
-    let text = run(Command::new(bin(binary)).args(args).arg("--help"));
+    let text = ok(Command::new(bin(binary)).args(args).arg("--help"));
     let opts = help_options(&text);
     assert!(opts.contains("help"), "no options parsed from {text}");
     opts
@@ -162,7 +154,7 @@ fn netatopd_page_documents_every_option() {
 #[test]
 fn netatopctl_page_documents_every_option() {
     let text = page("netatopctl.8");
-    let top = run(Command::new(bin("netatopctl")).arg("--help"));
+    let top = ok(Command::new(bin("netatopctl")).arg("--help"));
     let globals = help_options(&top);
     assert_same(
         "netatopctl.8 GLOBAL OPTIONS",

@@ -3,7 +3,7 @@
 
 use std::fs;
 
-use netatopd_tests::{query_on, record_for, records_for, Daemon, Gen};
+use netatopd_tests::{query_on, record_for, records_for, run_to_exit, Daemon, Gen};
 
 /// Starts a lingering generator with pid `pid`, steering the kernel's next
 /// pid through ns_last_pid (root only); retries when another fork wins.
@@ -22,9 +22,7 @@ fn spawn_with_pid(pid: i32, scenario: &str, args: &[&str]) -> Gen {
 #[test]
 fn a_reused_pid_starts_from_zero() {
     let d = Daemon::start(&[]);
-    let mut old = Gen::spawn("udp4", &["--count", "700", "--size", "100"]);
-    let old_r = old.report();
-    old.finish();
+    let old_r = run_to_exit("udp4", &["--count", "700", "--size", "100"]);
 
     let mut new = spawn_with_pid(
         old_r.pid,

@@ -4,7 +4,10 @@
 use std::time::Duration;
 
 use libbpf_rs::{MapCore, MapFlags, MapHandle};
-use netatopd_tests::{record_for, records_for, run_lingering, wait_until, Daemon, Gen};
+use netatopd_tests::{
+    bin, fails, pin_dir_for, private_args, record_for, records_for, require_bpf_machine, run,
+    run_lingering, run_to_exit, scratch_dir, wait_until, Daemon, Gen,
+};
 
 /// The counters the pinned `threads` map holds for `tid`, read while no
 /// netatopd runs: (UDP datagrams sent, bytes sent).
@@ -86,10 +89,8 @@ fn kill_9_and_restart_lose_nothing() {
 fn a_process_that_exits_while_netatopd_is_down_is_still_reported() {
     let mut d = Daemon::start(&[]);
     d.kill9();
-    let mut g = Gen::spawn("udp6", &["--count", "77", "--size", "1000"]);
-    let r = g.report();
-    let pid = g.pid();
-    g.finish();
+    let r = run_to_exit("udp6", &["--count", "77", "--size", "1000"]);
+    let pid = r.pid;
     d.restart();
     let recs = d.query();
     let rec = record_for(&recs, pid);
@@ -128,13 +129,7 @@ fn keep_counting_leaves_the_programs_pinned_and_sigterm_without_it_unloads() {
 #[test]
 fn unload_removes_every_pinned_object_and_refuses_while_running() {
     let mut d = Daemon::start(&[]);
-    let out = d
-        .command()
-        .arg("--unload")
-        .output()
-        .expect("netatopd --unload");
-    assert!(!out.status.success());
-    let err = String::from_utf8_lossy(&out.stderr);
+    let err = fails(d.command().arg("--unload"));
     assert!(
         err.contains(&format!("netatopd is already running (pid {}", d.pid())),
         "{err}"
@@ -145,11 +140,7 @@ fn unload_removes_every_pinned_object_and_refuses_while_running() {
     );
 
     d.kill9();
-    let out = d
-        .command()
-        .arg("--unload")
-        .output()
-        .expect("netatopd --unload");
+    let out = run(d.command().arg("--unload"));
     assert!(
         out.status.success(),
         "{}",
@@ -169,9 +160,7 @@ fn unload_removes_every_pinned_object_and_refuses_while_running() {
 #[test]
 fn a_second_instance_refuses_and_leaves_the_first_untouched() {
     let d = Daemon::start(&[]);
-    let out = d.command().output().expect("second netatopd");
-    assert!(!out.status.success());
-    let err = String::from_utf8_lossy(&out.stderr);
+    let err = fails(&mut d.command());
     assert!(
         err.contains(&format!("netatopd is already running (pid {}", d.pid())),
         "{err}"
@@ -238,16 +227,14 @@ fn other_map_sizes_start_clean() {
 
 #[test]
 fn a_start_that_fails_after_loading_leaves_nothing_behind() {
-    netatopd_tests::require_bpf_machine();
-    let dir = netatopd_tests::scratch_dir();
-    let pin_dir = netatopd_tests::pin_dir_for(&dir);
-    let out = std::process::Command::new(netatopd_tests::bin("netatopd"))
-        // Its directory does not exist: binding fails, after loading.
-        .args(netatopd_tests::private_args(&dir, &dir.join("missing/s")))
-        .output()
-        .unwrap();
-    assert!(!out.status.success());
-    let err = String::from_utf8_lossy(&out.stderr);
+    require_bpf_machine();
+    let dir = scratch_dir();
+    let pin_dir = pin_dir_for(&dir);
+    let err = fails(
+        std::process::Command::new(bin("netatopd"))
+            // Its directory does not exist: binding fails, after loading.
+            .args(private_args(&dir, &dir.join("missing/s"))),
+    );
     assert!(err.contains("cannot listen on"), "{err}");
     assert!(!pin_dir.exists(), "pins left behind");
     assert!(!dir.join("control.sock").exists(), "socket left behind");

@@ -3,15 +3,12 @@
 
 use std::fs;
 use std::os::unix::net::{UnixDatagram, UnixStream};
-use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
-use netatopd_tests::{bin, query_on, record_for, require_bpf_machine, run_lingering, scratch_dir};
-
-fn unit_path() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../netatopd/systemd/netatopd.service")
-}
+use netatopd_tests::{
+    bin, query_on, record_for, require_bpf_machine, run_lingering, scratch_dir, signal, unit_path,
+};
 
 /// The value of `key=` in the unit (the first one).
 fn unit_value(key: &str) -> String {
@@ -91,8 +88,7 @@ fn runs_with_the_units_capabilities_and_is_ready_when_it_answers() {
     // CAP_CHOWN (0), CAP_PERFMON (38), CAP_BPF (39), nothing else.
     assert_eq!(eff, "000000c000000001", "{status}");
 
-    // SAFETY: signalling our own child.
-    unsafe { libc::kill(pid as i32, libc::SIGTERM) };
+    signal(pid, libc::SIGTERM);
     let n = notify.recv(&mut buf).expect("STOPPING=1 from netatopd");
     assert!(String::from_utf8_lossy(&buf[..n]).contains("STOPPING=1"));
     let out = child.wait_with_output().unwrap();

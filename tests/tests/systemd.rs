@@ -24,10 +24,11 @@ use std::os::unix::net::UnixStream;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::Mutex;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use netatopd_tests::{
-    bin, query_on, record_for, require_bpf_machine, scratch_dir, wait_while_alive, Gen,
+    bin, netatopctl, ok, query_on, record_for, require_bpf_machine, scratch_dir, signal, unit_path,
+    wait_exit, wait_while_alive, Gen,
 };
 
 /// One guest at a time: they share nspawn's runtime directory, and two
@@ -36,10 +37,6 @@ static ONE_GUEST: Mutex<()> = Mutex::new(());
 
 /// The directory nspawn creates on first use and leaves behind.
 const NSPAWN_RUN: &str = "/run/systemd/nspawn";
-
-fn unit_path() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../netatopd/systemd/netatopd.service")
-}
 
 /// The debootstrapped root file system of `suite`.
 fn rootfs(suite: &str) -> PathBuf {
@@ -275,17 +272,10 @@ impl Guest {
         fs::write(self.dir.join("done"), b"").unwrap();
         self.wait_for("stopped", Duration::from_secs(60));
         let mut child = self.nspawn.take().unwrap();
-        let end = Instant::now() + Duration::from_secs(60);
-        let status = loop {
-            if let Some(s) = child.try_wait().unwrap() {
-                break s;
-            }
-            if Instant::now() > end {
-                let _ = child.kill();
-                panic!("the guest did not shut down within 60 s");
-            }
-            std::thread::sleep(Duration::from_millis(50));
-        };
+        let status = wait_exit(&mut child, Duration::from_secs(60)).unwrap_or_else(|| {
+            let _ = child.kill();
+            panic!("the guest did not shut down within 60 s")
+        });
         assert!(status.success(), "systemd-nspawn: {status}");
     }
 }
@@ -294,16 +284,10 @@ impl Drop for Guest {
     fn drop(&mut self) {
         if let Some(mut child) = self.nspawn.take() {
             // SIGTERM makes nspawn shut the guest down cleanly.
-            // SAFETY: signalling our own child, not yet reaped.
-            unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
-            let end = Instant::now() + Duration::from_secs(30);
-            while child.try_wait().ok().flatten().is_none() {
-                if Instant::now() > end {
-                    let _ = child.kill();
-                    let _ = child.wait();
-                    break;
-                }
-                std::thread::sleep(Duration::from_millis(50));
+            signal(child.id(), libc::SIGTERM);
+            if wait_exit(&mut child, Duration::from_secs(30)).is_none() {
+                let _ = child.kill();
+                let _ = child.wait();
             }
         }
         // Pins left by a guest that did not stop netatopd go with the mount.
@@ -385,22 +369,8 @@ fn serves_under(suite: &str) {
     let recs = query_on(&mut UnixStream::connect(&sock).expect("the atop socket"));
     assert_eq!(record_for(&recs, pid).counters, report.counters);
     gen.finish();
-    let ctl = |args: &[&str]| {
-        let out = Command::new(bin("netatopctl"))
-            .arg("--socket")
-            .arg(&sock)
-            .arg("--control-socket")
-            .arg(g.path("/run/netatopd/control.sock"))
-            .args(args)
-            .output()
-            .unwrap();
-        assert!(
-            out.status.success(),
-            "netatopctl {args:?}: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        String::from_utf8(out.stdout).unwrap()
-    };
+    let ctl =
+        |args: &[&str]| ok(netatopctl(&sock, &g.path("/run/netatopd/control.sock")).args(args));
     assert!(ctl(&["stats"]).contains("tp_btf"));
     let dump = ctl(&["dump", "--json", "--threads", "--exited", "--raw"]);
     assert!(

@@ -7,8 +7,8 @@ use std::io::Write;
 use std::os::unix::net::UnixStream;
 use std::time::Duration;
 
-use netatop_protocol::{query_with, read_response, Counters, NetPerTask, ReadMode, RECORD_SIZE};
-use netatopd_tests::{run_lingering, seed, Daemon, Report, Rng};
+use netatop_protocol::{query_with, Counters, NetPerTask, ReadMode, RECORD_SIZE};
+use netatopd_tests::{response_on, run_lingering, seed, Daemon, Report, Rng};
 use zerocopy::IntoBytes;
 
 fn opt_in() -> [u8; RECORD_SIZE] {
@@ -137,14 +137,13 @@ fn opting_in_holds_for_one_request() {
         &["--threads", "2", "--count", "5", "--size", "100"],
     );
     let mut s = d.connect();
-    s.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
     let mut burst = Vec::new();
     for threads in [true, false, true, false] {
         burst.extend_from_slice(&if threads { opt_in() } else { [0; RECORD_SIZE] });
     }
     s.write_all(&burst).unwrap();
     for (i, threads) in [true, false, true, false].into_iter().enumerate() {
-        let records = read_response(&mut s, ReadMode::AsAtop).expect("response");
+        let records = response_on(&mut s);
         let mine = records
             .iter()
             .filter(|x| x.thread_of() == Some(r.pid))

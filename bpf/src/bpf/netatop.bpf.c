@@ -32,8 +32,6 @@
 #define MSG_PEEK 2
 #define MSG_ERRQUEUE 0x2000
 #define EEXIST 17
-#define true 1
-#define false 0
 
 char LICENSE[] SEC("license") = "Dual BSD/GPL";
 
@@ -79,7 +77,11 @@ struct netatop_stats stats;
 
 #define stat_inc(field) __sync_fetch_and_add(&stats.field, 1)
 
-/* Create the entries of the calling thread (and of its process if needed). */
+/*
+ * Create the entries of the calling thread (and of its process if needed).
+ * Out of line (a BPF subprogram, verified once): only a thread's first
+ * counted call takes it, and every program's hot path stays short.
+ */
 static __noinline struct thread_val *thread_init(__u32 tid, __u32 tgid)
 {
 	struct proc_val *p = bpf_map_lookup_elem(&procs, &tgid);
@@ -315,6 +317,24 @@ static __always_inline void raise_to(__u64 *value, __u64 *reported)
 }
 
 /*
+ * Raises each counter of a snapshot record to at least what the last
+ * snapshot reported for its process, and makes that the new floor. Out of
+ * line: its prototype puts struct snapshot_rec into the object's BTF, so
+ * user space checks that record's layout like the others.
+ */
+static __noinline void raise_record(struct snapshot_rec *r, struct counters *reported)
+{
+	raise_to(&r->c.tcpsndpacks, &reported->tcpsndpacks);
+	raise_to(&r->c.tcpsndbytes, &reported->tcpsndbytes);
+	raise_to(&r->c.tcprcvpacks, &reported->tcprcvpacks);
+	raise_to(&r->c.tcprcvbytes, &reported->tcprcvbytes);
+	raise_to(&r->c.udpsndpacks, &reported->udpsndpacks);
+	raise_to(&r->c.udpsndbytes, &reported->udpsndbytes);
+	raise_to(&r->c.udprcvpacks, &reported->udprcvpacks);
+	raise_to(&r->c.udprcvbytes, &reported->udprcvbytes);
+}
+
+/*
  * A snapshot: one record per counted process (struct snapshot_rec), its
  * exited threads' totals plus each live thread's counters, summed here so
  * that user space reads one entry per process instead of every thread.
@@ -346,16 +366,11 @@ int netatop_snapshot(struct bpf_iter__task *ctx)
 		if (t)
 			add(&r.c, &t->c);
 	}
-	/* Snapshots are taken one at a time (netatopd's one thread), so this
-	 * read-modify-write of `reported` does not race with another. */
-	raise_to(&r.c.tcpsndpacks, &p->reported.tcpsndpacks);
-	raise_to(&r.c.tcpsndbytes, &p->reported.tcpsndbytes);
-	raise_to(&r.c.tcprcvpacks, &p->reported.tcprcvpacks);
-	raise_to(&r.c.tcprcvbytes, &p->reported.tcprcvbytes);
-	raise_to(&r.c.udpsndpacks, &p->reported.udpsndpacks);
-	raise_to(&r.c.udpsndbytes, &p->reported.udpsndbytes);
-	raise_to(&r.c.udprcvpacks, &p->reported.udprcvpacks);
-	raise_to(&r.c.udprcvbytes, &p->reported.udprcvbytes);
+	/* Several snapshots may be streamed at once, interleaved, but every
+	 * run of this program is a read() by netatopd's one thread, so no two
+	 * run at the same time: this read-modify-write of `reported` does not
+	 * race, and each record is at least what any earlier one reported. */
+	raise_record(&r, &p->reported);
 	bpf_seq_write(seq, &r, sizeof(r));
 	return 0;
 }

@@ -37,7 +37,7 @@ struct proc_val {
 	/* Set once, by the exit of the last thread (compare-and-swap). */
 	__u32 finalized;
 	/* Group leader's comm. */
-	char comm[16];
+	char comm[TASK_COMM_LEN];
 	/* The totals the last snapshot reported (written by the snapshot
 	 * iterator only): a snapshot never reports less, even when a thread
 	 * exits while it is summed and is missed for that one walk. */
@@ -50,7 +50,7 @@ struct snapshot_rec {
 	__s32 tgid;
 	__u32 _pad;
 	__u64 start_ns;
-	char comm[16];
+	char comm[TASK_COMM_LEN];
 	struct counters c;
 };
 
@@ -65,7 +65,7 @@ struct exit_val {
 	struct counters c;
 	/* bpf_ktime_get_boot_ns() at the exit. */
 	__u64 exit_ns;
-	char comm[16];
+	char comm[TASK_COMM_LEN];
 };
 
 /* Rare-path event counters, a global in .bss that user space reads. */

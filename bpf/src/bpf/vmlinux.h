@@ -19,6 +19,14 @@ typedef __u16 __be16;
 typedef __u32 __be32;
 typedef __u32 __wsum;
 typedef _Bool bool;
+/* As the kernel defines them (include/linux/stddef.h). */
+enum {
+	false = 0,
+	true = 1,
+};
+
+/* Length of a task's name, NUL included (include/linux/sched.h). */
+#define TASK_COMM_LEN 16
 typedef long long loff_t;
 typedef long ssize_t;
 typedef unsigned long size_t;
@@ -65,7 +73,7 @@ struct task_struct {
 	int pid;
 	int tgid;
 	__u64 start_boottime;
-	char comm[16];
+	char comm[TASK_COMM_LEN];
 	struct task_struct *group_leader;
 	struct signal_struct *signal;
 };

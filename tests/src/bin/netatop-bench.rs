@@ -403,11 +403,7 @@ fn kernel_reads(tracer: &netatopd_bpf::Tracer, times: usize) -> f64 {
         .map(|_| {
             buf.clear();
             let t = Instant::now();
-            tracer
-                .snapshot_iter()
-                .unwrap()
-                .read_to_end(&mut buf)
-                .unwrap();
+            tracer.snapshot().unwrap().read_to_end(&mut buf).unwrap();
             t.elapsed().as_secs_f64() * 1e3
         })
         .collect();

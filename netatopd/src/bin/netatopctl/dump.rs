@@ -2,8 +2,9 @@
 
 use std::io::{self, Write};
 
+use anyhow::Result;
 use netatop_protocol::control::{Process, Thread};
-use netatop_protocol::Counters;
+use netatop_protocol::{Counters, FIELDS};
 use serde::Serialize;
 
 use crate::table::{self, num, text, Column};
@@ -58,28 +59,21 @@ struct ThreadRow<'a> {
     counters: Counters,
 }
 
-const COLUMNS: [Column; 11] = [
-    num("PID"),
-    text("START"),
-    text("COMMAND"),
-    num("TCPSNDPKT"),
-    num("TCPSNDBYTES"),
-    num("TCPRCVPKT"),
-    num("TCPRCVBYTES"),
-    num("UDPSNDPKT"),
-    num("UDPSNDBYTES"),
-    num("UDPRCVPKT"),
-    num("UDPRCVBYTES"),
-];
+/// PID, START, COMMAND, then a column per counter.
+fn columns() -> Vec<Column> {
+    let mut c = vec![num("PID"), text("START"), text("COMMAND")];
+    c.extend(FIELDS.iter().map(|f| num(f.column)));
+    c
+}
 
 fn counter_cells(c: &Counters, raw: bool) -> impl Iterator<Item = String> + '_ {
-    c.fields().into_iter().enumerate().map(move |(i, v)| {
+    FIELDS.iter().zip(c.fields()).map(move |(f, v)| {
         if raw {
             v.to_string()
-        } else if i % 2 == 0 {
-            table::count(v as f64)
-        } else {
+        } else if f.bytes {
             table::bytes(v as f64)
+        } else {
+            table::count(v as f64)
         }
     })
 }
@@ -118,7 +112,7 @@ pub fn select(procs: &mut Vec<Process>, o: &Opts) {
     }
 }
 
-pub fn run(args: &Args, o: &Opts) -> Result<(), String> {
+pub fn run(args: &Args, o: &Opts) -> Result<()> {
     let need = match (o.threads, o.exited) {
         (true, _) => Some("--threads"),
         (_, true) => Some("--exited"),
@@ -137,7 +131,7 @@ pub fn run(args: &Args, o: &Opts) -> Result<(), String> {
             rows.push(process_row(p, o.raw));
             rows.extend(p.threads.iter().map(|t| thread_row(t, o.raw)));
         }
-        table::write(&mut out, &COLUMNS, &rows)
+        table::write(&mut out, &columns(), &rows)
     })
 }
 

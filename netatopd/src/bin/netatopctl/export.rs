@@ -5,9 +5,10 @@ use std::fs;
 use std::io::{self, Write};
 use std::path::PathBuf;
 
+use anyhow::{anyhow, Result};
 use clap::ValueEnum;
 use netatop_protocol::control::Process;
-use netatop_protocol::Counters;
+use netatop_protocol::{Counters, FIELDS};
 
 use crate::{output, Args, Source};
 
@@ -38,42 +39,6 @@ pub struct Opts {
     #[arg(long, value_name = "FILE")]
     output: Option<PathBuf>,
 }
-
-/// Metric families in wire order: name, help.
-const FAMILIES: [(&str, &str); 8] = [
-    (
-        "netatop_tcp_send_packets",
-        "Successful send calls on TCP sockets (one per message).",
-    ),
-    (
-        "netatop_tcp_send_bytes",
-        "Bytes passed to TCP sockets by successful send calls.",
-    ),
-    (
-        "netatop_tcp_recv_packets",
-        "Successful receive calls on TCP sockets.",
-    ),
-    (
-        "netatop_tcp_recv_bytes",
-        "Bytes returned by successful receive calls on TCP sockets.",
-    ),
-    (
-        "netatop_udp_send_packets",
-        "Successful send calls on UDP sockets (one per datagram).",
-    ),
-    (
-        "netatop_udp_send_bytes",
-        "Bytes passed to UDP sockets by successful send calls.",
-    ),
-    (
-        "netatop_udp_recv_packets",
-        "Successful receive calls on UDP sockets (one per datagram).",
-    ),
-    (
-        "netatop_udp_recv_bytes",
-        "Bytes returned by successful receive calls on UDP sockets.",
-    ),
-];
 
 /// A label value with `\`, `"` and newlines escaped.
 fn escape(v: &str) -> String {
@@ -120,12 +85,13 @@ fn series(procs: &[Process], by: By) -> Vec<(String, Counters)> {
 
 pub fn write_openmetrics(procs: &[Process], by: By, out: &mut impl Write) -> io::Result<()> {
     let series = series(procs, by);
-    for (i, (name, help)) in FAMILIES.iter().enumerate() {
+    for (i, f) in FIELDS.iter().enumerate() {
+        let name = f.metric();
         writeln!(out, "# TYPE {name} counter")?;
-        if name.ends_with("_bytes") {
+        if f.bytes {
             writeln!(out, "# UNIT {name} bytes")?;
         }
-        writeln!(out, "# HELP {name} {help}")?;
+        writeln!(out, "# HELP {name} {}", f.help)?;
         for (labels, c) in &series {
             writeln!(out, "{name}_total{{{labels}}} {}", c.fields()[i])?;
         }
@@ -133,7 +99,7 @@ pub fn write_openmetrics(procs: &[Process], by: By, out: &mut impl Write) -> io:
     writeln!(out, "# EOF")
 }
 
-pub fn run(args: &Args, o: &Opts) -> Result<(), String> {
+pub fn run(args: &Args, o: &Opts) -> Result<()> {
     let Format::Openmetrics = o.format;
     let mut source = Source::open(args, None)?;
     let procs = source.processes(false, false)?;
@@ -148,7 +114,7 @@ pub fn run(args: &Args, o: &Opts) -> Result<(), String> {
                 .and_then(|()| fs::rename(&tmp, path))
                 .map_err(|e| {
                     let _ = fs::remove_file(&tmp);
-                    format!("cannot write {}: {e}", path.display())
+                    anyhow!("cannot write {}: {e}", path.display())
                 })
         }
     }

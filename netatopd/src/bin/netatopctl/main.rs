@@ -6,10 +6,13 @@ use std::os::unix::net::UnixStream;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
+use anyhow::{anyhow, bail, Result};
+use clap::builder::PossibleValue;
 use clap::{CommandFactory, Parser, Subcommand, ValueEnum};
 use netatop_protocol::control::{self, ControlError, Process, Request, Response};
-use netatop_protocol::{query, Counters, QueryError, ReadMode, DEFAULT_SOCKET};
+use netatop_protocol::{query, Counters, QueryError, ReadMode, DEFAULT_SOCKET, FIELDS};
 
+mod conns;
 mod dump;
 mod export;
 mod stats;
@@ -57,7 +60,7 @@ enum Command {
 }
 
 /// What a counter row is sorted by.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum SortKey {
     /// Bytes sent and received, TCP and UDP together (descending).
     Bytes,
@@ -65,64 +68,53 @@ pub enum SortKey {
     Packets,
     Pid,
     Command,
-    TcpSendPackets,
-    TcpSendBytes,
-    TcpRecvPackets,
-    TcpRecvBytes,
-    UdpSendPackets,
-    UdpSendBytes,
-    UdpRecvPackets,
-    UdpRecvBytes,
+    /// One of the eight counters (its index in `FIELDS`), descending.
+    Counter(usize),
 }
 
-/// Sums of a counter set.
-pub trait Totals {
-    fn bytes(&self) -> u64;
-    fn packets(&self) -> u64;
-    fn send_bytes(&self) -> u64;
-    fn recv_bytes(&self) -> u64;
-    fn send_packets(&self) -> u64;
-    fn recv_packets(&self) -> u64;
-}
+const SORT_KEYS: [SortKey; 12] = [
+    SortKey::Bytes,
+    SortKey::Packets,
+    SortKey::Pid,
+    SortKey::Command,
+    SortKey::Counter(0),
+    SortKey::Counter(1),
+    SortKey::Counter(2),
+    SortKey::Counter(3),
+    SortKey::Counter(4),
+    SortKey::Counter(5),
+    SortKey::Counter(6),
+    SortKey::Counter(7),
+];
 
-impl Totals for Counters {
-    fn bytes(&self) -> u64 {
-        self.send_bytes() + self.recv_bytes()
+impl ValueEnum for SortKey {
+    fn value_variants<'a>() -> &'a [Self] {
+        &SORT_KEYS
     }
-    fn packets(&self) -> u64 {
-        self.send_packets() + self.recv_packets()
-    }
-    fn send_bytes(&self) -> u64 {
-        self.tcpsndbytes + self.udpsndbytes
-    }
-    fn recv_bytes(&self) -> u64 {
-        self.tcprcvbytes + self.udprcvbytes
-    }
-    fn send_packets(&self) -> u64 {
-        self.tcpsndpacks + self.udpsndpacks
-    }
-    fn recv_packets(&self) -> u64 {
-        self.tcprcvpacks + self.udprcvpacks
+
+    fn to_possible_value(&self) -> Option<PossibleValue> {
+        Some(match self {
+            SortKey::Bytes => PossibleValue::new("bytes")
+                .help("Bytes sent and received, TCP and UDP together (descending)"),
+            SortKey::Packets => {
+                PossibleValue::new("packets").help("Packets sent and received (descending)")
+            }
+            SortKey::Pid => PossibleValue::new("pid"),
+            SortKey::Command => PossibleValue::new("command"),
+            SortKey::Counter(i) => PossibleValue::new(FIELDS[*i].option()),
+        })
     }
 }
 
 impl SortKey {
     /// The counter value sorted on, for the numeric keys.
     fn value(self, c: &Counters) -> Option<u64> {
-        let f = c.fields();
-        Some(match self {
-            SortKey::Bytes => c.bytes(),
-            SortKey::Packets => c.packets(),
-            SortKey::Pid | SortKey::Command => return None,
-            SortKey::TcpSendPackets => f[0],
-            SortKey::TcpSendBytes => f[1],
-            SortKey::TcpRecvPackets => f[2],
-            SortKey::TcpRecvBytes => f[3],
-            SortKey::UdpSendPackets => f[4],
-            SortKey::UdpSendBytes => f[5],
-            SortKey::UdpRecvPackets => f[6],
-            SortKey::UdpRecvBytes => f[7],
-        })
+        match self {
+            SortKey::Bytes => Some(c.bytes()),
+            SortKey::Packets => Some(c.packets()),
+            SortKey::Pid | SortKey::Command => None,
+            SortKey::Counter(i) => Some(c.fields()[i]),
+        }
     }
 
     /// Sorts processes: counters descending, pid and command ascending;
@@ -150,81 +142,74 @@ pub enum Source {
     Atop(UnixStream, PathBuf),
 }
 
-fn connect(path: &Path, what: &str) -> Result<UnixStream, String> {
+fn connect(path: &Path, what: &str) -> Result<UnixStream> {
     UnixStream::connect(path).map_err(|e| match e.kind() {
-        io::ErrorKind::NotFound | io::ErrorKind::ConnectionRefused => {
-            format!(
-                "no {what} answers on {} (is netatopd running?)",
-                path.display()
-            )
-        }
-        io::ErrorKind::PermissionDenied => format!(
+        io::ErrorKind::NotFound | io::ErrorKind::ConnectionRefused => anyhow!(
+            "no {what} answers on {} (is netatopd running?)",
+            path.display()
+        ),
+        io::ErrorKind::PermissionDenied => anyhow!(
             "permission denied on {}: run as root or as a member of the socket's group",
             path.display()
         ),
-        _ => format!("cannot connect to {}: {e}", path.display()),
+        _ => anyhow!("cannot connect to {}: {e}", path.display()),
     })
 }
 
 impl Source {
     /// The control socket; if it does not answer and `need_control` is
-    /// false, the atop socket.
-    fn open(args: &Args, need_control: Option<&str>) -> Result<Source, String> {
+    /// None, the atop socket.
+    fn open(args: &Args, need_control: Option<&str>) -> Result<Source> {
         match connect(&args.control_socket, "netatopd control socket") {
             Ok(s) => Ok(Source::Control(s, args.control_socket.clone())),
             Err(e) => match need_control {
-                Some(what) => Err(format!("{e}; {what} needs netatopd's control socket")),
+                Some(what) => bail!("{e}; {what} needs netatopd's control socket"),
                 None => connect(&args.socket, "netatop service")
                     .map(|s| Source::Atop(s, args.socket.clone()))
-                    .map_err(|atop| format!("{atop}; and {e}")),
+                    .map_err(|atop| anyhow!("{atop}; and {e}")),
             },
         }
     }
 
     /// One control request; an error response becomes the error.
-    fn call(&mut self, req: &Request) -> Result<Response, String> {
+    fn call(&mut self, req: &Request) -> Result<Response> {
         let Source::Control(stream, path) = self else {
             unreachable!("control requests go to the control socket");
         };
         let path = path.display();
         match control::call(stream, req) {
-            Ok(Response::Error(why)) => Err(format!("netatopd on {path} refused: {why}")),
+            Ok(Response::Error(why)) => bail!("netatopd on {path} refused: {why}"),
             Ok(resp) => Ok(resp),
-            Err(ControlError::Version { theirs }) => Err(format!(
+            Err(ControlError::Version { theirs }) => bail!(
                 "netatopd on {path} speaks control protocol version {theirs}, this netatopctl {}: \
                  use the netatopctl of the same release",
                 control::VERSION
-            )),
-            Err(e) => Err(format!("control request to {path} failed: {e}")),
+            ),
+            Err(e) => bail!("control request to {path} failed: {e}"),
         }
     }
 
-    /// Every process, as the source can tell.
-    pub fn processes(&mut self, threads: bool, exited: bool) -> Result<Vec<Process>, String> {
+    /// Every process, as the source can tell, each once.
+    pub fn processes(&mut self, threads: bool, exited: bool) -> Result<Vec<Process>> {
         match self {
+            // netatopd lists each process once.
             Source::Control(..) => match self.call(&Request::Processes { threads, exited })? {
                 Response::Processes(p) => Ok(p),
-                other => Err(format!("unexpected response {other:?}")),
+                other => bail!("unexpected response {other:?}"),
             },
             Source::Atop(stream, path) => {
                 let path = path.display();
                 let recs = query(stream, ReadMode::Reassemble).map_err(|e| match e {
                     QueryError::Closed => {
-                        format!("the service on {path} closed the connection mid-response")
+                        anyhow!("the service on {path} closed the connection mid-response")
                     }
-                    e => format!("query to {path} failed: {e}"),
+                    e => anyhow!("query to {path} failed: {e}"),
                 })?;
-                // A process that exited may come twice: live, then final.
+                // A service may send a process that exited twice: live,
+                // then its final record.
                 Ok(merge(
                     recs.iter()
-                        .map(|r| Process {
-                            pid: r.id,
-                            btime: r.btime,
-                            command: r.command_str(),
-                            counters: r.counters,
-                            exited: false,
-                            threads: Vec::new(),
-                        })
+                        .map(|r| Process::from_record(r, false))
                         .collect(),
                 ))
             }
@@ -232,9 +217,9 @@ impl Source {
     }
 }
 
-/// One entry per process (pid and start time): a process listed both live
-/// and with its final totals (it exited while the response was built)
-/// keeps the larger counters and the exited mark.
+/// One entry per process (pid and start time), for services that send a
+/// process both live and with its final totals (it exited while the
+/// response was built): the larger counters are kept.
 pub fn merge(procs: Vec<Process>) -> Vec<Process> {
     let mut index: HashMap<(i32, u64), usize> = HashMap::new();
     let mut out: Vec<Process> = Vec::with_capacity(procs.len());
@@ -254,14 +239,14 @@ pub fn merge(procs: Vec<Process>) -> Vec<Process> {
 }
 
 /// Output errors: a closed pipe (`| head`) ends quietly.
-pub fn output(res: io::Result<()>) -> Result<(), String> {
+pub fn output(res: io::Result<()>) -> Result<()> {
     match res {
         Err(e) if e.kind() == io::ErrorKind::BrokenPipe => Ok(()),
-        r => r.map_err(|e| format!("cannot write output: {e}")),
+        r => r.map_err(|e| anyhow!("cannot write output: {e}")),
     }
 }
 
-fn run(args: &Args) -> Result<(), String> {
+fn run(args: &Args) -> Result<()> {
     match &args.command {
         Command::Dump(o) => dump::run(args, o),
         Command::Top(o) => top::run(args, o),
@@ -280,11 +265,13 @@ fn run(args: &Args) -> Result<(), String> {
 }
 
 fn main() -> ExitCode {
-    let args: Args = netatopd::version::parse();
+    // netatopctl is a client: it does not probe the kernel (netatopd
+    // --version does), so it links no BPF loader.
+    let args: Args = netatopd::version::parse(|| None);
     match run(&args) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
-            eprintln!("netatopctl: {e}");
+            eprintln!("netatopctl: {e:#}");
             ExitCode::FAILURE
         }
     }

@@ -2,6 +2,7 @@
 
 use std::io::{self, Write};
 
+use anyhow::{bail, Result};
 use netatop_protocol::control::{Request, Response, Stats};
 
 use crate::table;
@@ -71,10 +72,10 @@ fn print_text(s: &Stats, out: &mut impl Write) -> io::Result<()> {
     Ok(())
 }
 
-pub fn run(args: &Args, json: bool) -> Result<(), String> {
+pub fn run(args: &Args, json: bool) -> Result<()> {
     let mut source = Source::open(args, Some("stats"))?;
     let Response::Stats(s) = source.call(&Request::Stats)? else {
-        return Err("unexpected response to a statistics request".into());
+        bail!("unexpected response to a statistics request");
     };
     let stdout = io::stdout();
     let mut out = stdout.lock();

@@ -6,13 +6,15 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
+use anyhow::{anyhow, bail, Result};
 use netatop_protocol::control::Process;
-use netatop_protocol::Counters;
-use netatopd::conns::SocketCounts;
-use serde::Serialize;
+use netatop_protocol::{Counters, FIELDS};
+use serde::ser::SerializeMap;
+use serde::{Serialize, Serializer};
 
+use crate::conns::SocketCounts;
 use crate::table::{self, num, text, Column};
-use crate::{merge, output, Args, Source, Totals};
+use crate::{output, Args, Source};
 
 #[derive(clap::Args, Debug)]
 pub struct Opts {
@@ -48,16 +50,18 @@ struct Rate {
     split: Option<Split>,
 }
 
-#[derive(Serialize)]
-struct Split {
-    tcp_send_bytes_per_sec: f64,
-    tcp_recv_bytes_per_sec: f64,
-    udp_send_bytes_per_sec: f64,
-    udp_recv_bytes_per_sec: f64,
-    tcp_send_packets_per_sec: f64,
-    tcp_recv_packets_per_sec: f64,
-    udp_send_packets_per_sec: f64,
-    udp_recv_packets_per_sec: f64,
+/// The eight counters per second, in wire order, each named after its
+/// field: `tcp_send_packets_per_sec`, ...
+struct Split([f64; 8]);
+
+impl Serialize for Split {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        let mut m = s.serialize_map(Some(FIELDS.len()))?;
+        for (f, v) in FIELDS.iter().zip(self.0) {
+            m.serialize_entry(&format!("{}_per_sec", f.key), &v)?;
+        }
+        m.end()
+    }
 }
 
 #[derive(Serialize)]
@@ -67,23 +71,6 @@ struct Sample {
     /// The interval's real length, seconds.
     interval: f64,
     processes: Vec<Rate>,
-}
-
-/// Counters that only grow, minus an earlier reading (0 where unknown).
-fn delta(now: &Counters, before: Option<&Counters>) -> Counters {
-    let b = before.copied().unwrap_or_default();
-    let [a0, a1, a2, a3, a4, a5, a6, a7] = now.fields();
-    let [b0, b1, b2, b3, b4, b5, b6, b7] = b.fields();
-    Counters {
-        tcpsndpacks: a0.saturating_sub(b0),
-        tcpsndbytes: a1.saturating_sub(b1),
-        tcprcvpacks: a2.saturating_sub(b2),
-        tcprcvbytes: a3.saturating_sub(b3),
-        udpsndpacks: a4.saturating_sub(b4),
-        udpsndbytes: a5.saturating_sub(b5),
-        udprcvpacks: a6.saturating_sub(b6),
-        udprcvbytes: a7.saturating_sub(b7),
-    }
 }
 
 /// Per-process readings of the previous sample.
@@ -102,7 +89,13 @@ fn rates(procs: &[Process], before: &Readings, secs: f64, split: bool) -> Vec<Ra
     let mut out: Vec<Rate> = procs
         .iter()
         .filter_map(|p| {
-            let d = delta(&p.counters, before.get(&(p.pid, p.btime)));
+            // Counters only grow: what is new since the last reading (all
+            // of it for a process not seen before).
+            let d = p.counters.since(
+                before
+                    .get(&(p.pid, p.btime))
+                    .unwrap_or(&Counters::default()),
+            );
             if d == Counters::default() {
                 return None;
             }
@@ -115,16 +108,7 @@ fn rates(procs: &[Process], before: &Readings, secs: f64, split: bool) -> Vec<Ra
                 recv_packets_per_sec: per_sec(d.recv_packets()),
                 connections: 0,
                 exited: p.exited,
-                split: split.then(|| Split {
-                    tcp_send_bytes_per_sec: per_sec(d.tcpsndbytes),
-                    tcp_recv_bytes_per_sec: per_sec(d.tcprcvbytes),
-                    udp_send_bytes_per_sec: per_sec(d.udpsndbytes),
-                    udp_recv_bytes_per_sec: per_sec(d.udprcvbytes),
-                    tcp_send_packets_per_sec: per_sec(d.tcpsndpacks),
-                    tcp_recv_packets_per_sec: per_sec(d.tcprcvpacks),
-                    udp_send_packets_per_sec: per_sec(d.udpsndpacks),
-                    udp_recv_packets_per_sec: per_sec(d.udprcvpacks),
-                }),
+                split: split.then(|| Split(d.fields().map(per_sec))),
             })
         })
         .collect();
@@ -166,24 +150,17 @@ fn row(r: &Rate) -> Vec<String> {
     let mut row = vec![r.pid.to_string(), command];
     match &r.split {
         Some(s) => {
-            row.extend(
-                [
-                    s.tcp_send_bytes_per_sec,
-                    s.tcp_recv_bytes_per_sec,
-                    s.udp_send_bytes_per_sec,
-                    s.udp_recv_bytes_per_sec,
-                ]
-                .map(table::bytes),
-            );
-            row.extend(
-                [
-                    s.tcp_send_packets_per_sec,
-                    s.tcp_recv_packets_per_sec,
-                    s.udp_send_packets_per_sec,
-                    s.udp_recv_packets_per_sec,
-                ]
-                .map(table::count),
-            );
+            // Bytes per second, then packets; each TCP send, TCP receive,
+            // UDP send, UDP receive (SPLIT_COLUMNS).
+            for bytes in [true, false] {
+                for (_, v) in FIELDS.iter().zip(s.0).filter(|(f, _)| f.bytes == bytes) {
+                    row.push(if bytes {
+                        table::bytes(v)
+                    } else {
+                        table::count(v)
+                    });
+                }
+            }
         }
         None => {
             row.push(table::bytes(r.send_bytes_per_sec));
@@ -254,29 +231,29 @@ fn sleep_until(deadline: Instant, stop: &AtomicBool) -> bool {
     }
 }
 
-pub fn run(args: &Args, o: &Opts) -> Result<(), String> {
+pub fn run(args: &Args, o: &Opts) -> Result<()> {
     if !(o.interval.is_finite() && o.interval > 0.0) {
-        return Err("-i needs a number of seconds > 0".into());
+        bail!("-i needs a number of seconds > 0");
     }
     let interval = Duration::from_secs_f64(o.interval);
     let stop = Arc::new(AtomicBool::new(false));
     for sig in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {
         signal_hook::flag::register(sig, Arc::clone(&stop))
-            .map_err(|e| format!("cannot handle signals: {e}"))?;
+            .map_err(|e| anyhow!("cannot handle signals: {e}"))?;
     }
     let mut source = Source::open(args, None)?;
     let tty = !o.json && io::stdout().is_terminal();
     let _screen = if tty {
-        Some(Screen::enter().map_err(|e| format!("cannot set up the terminal: {e}"))?)
+        Some(Screen::enter().map_err(|e| anyhow!("cannot set up the terminal: {e}"))?)
     } else {
         None
     };
-    let mut before = readings(&merge(source.processes(false, true)?));
+    let mut before = readings(&source.processes(false, true)?);
     let mut then = Instant::now();
     let mut deadline = then + interval;
     let mut shown = 0u64;
     while o.count.is_none_or(|n| shown < n) && sleep_until(deadline, &stop) {
-        let procs = merge(source.processes(false, true)?);
+        let procs = source.processes(false, true)?;
         let now = Instant::now();
         let secs = (now - then).as_secs_f64();
         let mut sample = Sample {
@@ -287,7 +264,7 @@ pub fn run(args: &Args, o: &Opts) -> Result<(), String> {
             processes: rates(&procs, &before, secs, o.split),
         };
         if !sample.processes.is_empty() {
-            let conns = SocketCounts::read().map_err(|e| format!("cannot read /proc: {e}"))?;
+            let conns = SocketCounts::read().map_err(|e| anyhow!("cannot read /proc: {e}"))?;
             for r in sample.processes.iter_mut().filter(|r| !r.exited) {
                 r.connections = conns.get(r.pid);
             }
@@ -353,16 +330,15 @@ mod tests {
             p(2, 10, 500, false),
             p(3, 10, 0, false),
         ]);
-        let now = merge(vec![
+        let now = [
             p(1, 10, 3000, false),
-            // Exited during the interval: listed live and exited; counted once.
-            p(2, 10, 700, false),
+            // Exited during the interval: listed once, with its final totals.
             p(2, 10, 900, true),
             // pid 3 reused by a new process: its counts are all new.
             p(3, 11, 400, false),
             // No traffic in the interval: no row.
             p(4, 10, 0, false),
-        ]);
+        ];
         let r = rates(&now, &before, 2.0, false);
         let got: Vec<(i32, f64, bool)> = r
             .iter()

@@ -1,0 +1,224 @@
+//! What the running kernel offers, found once in its BTF (and by loading
+//! probe programs where only loading can tell): used by the start-up check,
+//! which refuses a kernel that lacks something with a message naming it,
+//! and by `--version`.
+
+use std::fs;
+use std::mem::size_of;
+use std::os::fd::{FromRawFd, OwnedFd};
+use std::path::Path;
+
+use libbpf_rs::btf::types::{Func, Typedef};
+use libbpf_rs::Btf;
+
+use crate::LoadError;
+
+pub(crate) const VMLINUX_BTF: &str = "/sys/kernel/btf/vmlinux";
+/// The oldest kernel netatopd runs on.
+pub(crate) const MIN_LINUX: &str = "6.7";
+
+/// Tracepoints the programs attach to, with the release that added them.
+pub(crate) const TRACEPOINTS: [(&str, &str); 4] = [
+    ("sock_send_length", "6.3"),
+    ("sock_recv_length", "6.3"),
+    ("sched_process_exit", "4.17"),
+    ("sched_process_exec", "4.17"),
+];
+/// Kernel functions the snapshot program calls, with the release that
+/// added them.
+pub(crate) const KFUNCS: [(&str, &str); 1] = [("bpf_iter_task_new", "6.7")];
+
+/// The running kernel: its release, its BTF (when it has one) and whether
+/// this process may load tracing programs.
+pub struct Kernel {
+    pub release: String,
+    btf: Option<Btf<'static>>,
+    pub privileged: bool,
+}
+
+impl Kernel {
+    /// Reads the running kernel's BTF (once) and this process's privileges.
+    pub fn probe() -> Self {
+        Self::with_btf(Path::new(VMLINUX_BTF))
+    }
+
+    /// The running kernel described by the BTF at `path` (tests give
+    /// other kernels' BTF).
+    pub(crate) fn with_btf(path: &Path) -> Self {
+        Self {
+            release: kernel_release(),
+            btf: Btf::from_path(path).ok(),
+            privileged: privileged(),
+        }
+    }
+
+    pub fn has_btf(&self) -> bool {
+        self.btf.is_some()
+    }
+
+    /// Whether the kernel has tracepoint `name` (None: no BTF to tell).
+    pub fn has_tracepoint(&self, name: &str) -> Option<bool> {
+        let typedef = format!("btf_trace_{name}");
+        self.btf
+            .as_ref()
+            .map(|b| b.type_by_name::<Typedef<'_>>(&typedef).is_some())
+    }
+
+    /// Whether the kernel has function `name` in its BTF (None: no BTF).
+    pub fn has_func(&self, name: &str) -> Option<bool> {
+        self.btf
+            .as_ref()
+            .map(|b| b.type_by_name::<Func<'_>>(name).is_some())
+    }
+
+    /// Everything netatopd needs before anything is loaded, so a failure
+    /// names the missing piece instead of a verifier log.
+    pub fn check(&self) -> Result<(), LoadError> {
+        if !self.privileged {
+            return Err(LoadError::NotPrivileged);
+        }
+        self.check_btf()
+    }
+
+    /// The BTF part of [`Kernel::check`].
+    pub(crate) fn check_btf(&self) -> Result<(), LoadError> {
+        if self.btf.is_none() {
+            return Err(LoadError::NoBtf);
+        }
+        for (name, since) in TRACEPOINTS {
+            if self.has_tracepoint(name) != Some(true) {
+                return Err(LoadError::MissingTracepoint {
+                    name,
+                    since,
+                    kernel: self.release.clone(),
+                });
+            }
+        }
+        for (name, since) in KFUNCS {
+            if self.has_func(name) != Some(true) {
+                return Err(LoadError::MissingKfunc {
+                    name,
+                    since,
+                    kernel: self.release.clone(),
+                });
+            }
+        }
+        Ok(())
+    }
+
+    /// Whether an fexit program on kernel function `func` loads: the kernel
+    /// must have BPF trampolines (x86_64 from Linux 5.5, arm64 from 6.0,
+    /// and not every build or hypervisor allows them) and `func` in its BTF.
+    /// Probed by loading a two-instruction program, as bcc's libbpf-tools
+    /// do; Err says why not.
+    pub fn fexit_loads(&self, func: &str) -> Result<(), String> {
+        use libbpf_rs::libbpf_sys as sys;
+        let btf = self.btf.as_ref().ok_or("the kernel has no BTF")?;
+        let id = btf
+            .type_by_name::<Func<'_>>(func)
+            .ok_or_else(|| format!("{func} is not in this kernel's BTF"))?
+            .type_id();
+        let insn = |code: u8| sys::bpf_insn {
+            code,
+            _bitfield_align_1: [],
+            _bitfield_1: sys::bpf_insn::new_bitfield_1(0, 0),
+            off: 0,
+            imm: 0,
+        };
+        // r0 = 0; exit
+        let insns = [insn(0xb7), insn(0x95)];
+        let mut opts = sys::bpf_prog_load_opts {
+            sz: size_of::<sys::bpf_prog_load_opts>() as _,
+            expected_attach_type: sys::BPF_TRACE_FEXIT,
+            attach_btf_id: id.into(),
+            ..Default::default()
+        };
+        // SAFETY: the strings are NUL-terminated, `insns` holds the two
+        // instructions passed and `opts` is a valid options struct of its size.
+        let fd = unsafe {
+            sys::bpf_prog_load(
+                sys::BPF_PROG_TYPE_TRACING,
+                c"netatop_probe".as_ptr(),
+                c"GPL".as_ptr(),
+                insns.as_ptr(),
+                insns.len() as _,
+                &mut opts,
+            )
+        };
+        if fd < 0 {
+            let e = std::io::Error::from_raw_os_error(-fd);
+            return Err(format!(
+                "an fexit program on {func} does not load here ({e})"
+            ));
+        }
+        // SAFETY: a new descriptor that this function owns.
+        drop(unsafe { OwnedFd::from_raw_fd(fd) });
+        Ok(())
+    }
+}
+
+/// Whether the effective capabilities allow loading tracing programs.
+fn privileged() -> bool {
+    const CAP_SYS_ADMIN: u32 = 21;
+    const CAP_PERFMON: u32 = 38;
+    const CAP_BPF: u32 = 39;
+    let Ok(status) = fs::read_to_string("/proc/self/status") else {
+        return false;
+    };
+    let caps = status
+        .lines()
+        .find_map(|l| l.strip_prefix("CapEff:"))
+        .and_then(|v| u64::from_str_radix(v.trim(), 16).ok())
+        .unwrap_or(0);
+    let has = |cap: u32| caps & (1u64 << cap) != 0;
+    has(CAP_SYS_ADMIN) || (has(CAP_BPF) && has(CAP_PERFMON))
+}
+
+/// The running kernel's release ("6.1.0-27-amd64").
+pub fn kernel_release() -> String {
+    fs::read_to_string("/proc/sys/kernel/osrelease")
+        .map(|s| s.trim().to_owned())
+        .unwrap_or_else(|_| "unknown".to_owned())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_kernel_without_btf_is_named_as_such() {
+        let k = Kernel::with_btf(Path::new("/nonexistent/vmlinux"));
+        let err = k.check_btf().unwrap_err();
+        assert!(matches!(err, LoadError::NoBtf));
+        assert!(err.to_string().contains("CONFIG_DEBUG_INFO_BTF"), "{err}");
+    }
+
+    #[test]
+    fn a_kernel_without_the_tracepoints_is_named_as_such() {
+        // The programs' own object carries BTF, but no tracepoint typedefs:
+        // it stands in for a kernel older than 6.3.
+        let obj = include_bytes!(concat!(env!("OUT_DIR"), "/netatop.bpf.o"));
+        let path = std::env::temp_dir().join(format!("netatop-btf-{}.o", std::process::id()));
+        fs::write(&path, obj).unwrap();
+        let err = Kernel::with_btf(&path).check_btf().unwrap_err();
+        fs::remove_file(&path).unwrap();
+        match &err {
+            LoadError::MissingTracepoint { name, since, .. } => {
+                assert_eq!((*name, *since), ("sock_send_length", "6.3"));
+            }
+            other => panic!("unexpected {other:?}"),
+        }
+        let msg = err.to_string();
+        assert!(
+            msg.contains("Linux >= 6.7 with BTF") && msg.contains("sock_send_length"),
+            "{msg}"
+        );
+    }
+
+    #[test]
+    fn this_kernel_passes_the_btf_check() {
+        Kernel::probe()
+            .check_btf()
+            .expect("this machine's kernel must have BTF and the tracepoints");
+    }
+}

@@ -1,0 +1,456 @@
+//! Loading, attaching and pinning the programs, or adopting what an
+//! earlier netatopd pinned; and the [`Tracer`] that holds them.
+//!
+//! Every map and every link has a pin name (the tables [`MAPS`] and the
+//! hooks of [`crate::attach`]); what a start does depends on what it finds
+//! pinned ([`Pinned`]), in one `match`.
+
+use std::fs::{self, File};
+use std::mem::{size_of, MaybeUninit};
+use std::os::fd::{AsFd, AsRawFd, FromRawFd, OwnedFd};
+use std::os::unix::fs::DirBuilderExt;
+use std::path::{Path, PathBuf};
+use std::ptr;
+
+use libbpf_rs::skel::{OpenSkel, Skel, SkelBuilder};
+use libbpf_rs::{Link, MapCore, MapFlags, OpenObject};
+
+use crate::attach::{Extras, Hook, Mode, COMMON, SNAPSHOT};
+use crate::batch::read_batched;
+use crate::kernel::Kernel;
+use crate::pin::{self, Pinned};
+use crate::skel::{types, NetatopSkel, NetatopSkelBuilder};
+use crate::{libbpf, LoadError};
+
+/// Each map's name in the object and the name it is pinned under; `meta`
+/// last (a directory without it is left over from an interrupted start).
+/// A name that starts with a dot is a section map (libbpf prefixes it).
+pub(crate) const MAPS: [(&str, &str); 5] = [
+    ("threads", "threads"),
+    ("procs", "procs"),
+    ("exited", "exited"),
+    (".bss", "stats"),
+    ("meta", pin::META),
+];
+
+fn is_map(name: &std::ffi::OsStr, key: &str) -> bool {
+    let name = name.to_string_lossy();
+    if key.starts_with('.') {
+        name.ends_with(key)
+    } else {
+        name == key
+    }
+}
+
+/// Sizes of the kernel maps (entries). Entries are allocated as they are
+/// used; each map's bucket array (16 bytes per entry of its size) up front.
+/// The defaults keep that small (about 1 MiB of kernel memory with 1,000
+/// processes) and are raised with netatopd's --max-* options where more
+/// must be counted at once.
+#[derive(Debug, Clone, Copy)]
+pub struct MapSizes {
+    pub threads: u32,
+    pub procs: u32,
+    pub exited: u32,
+}
+
+impl Default for MapSizes {
+    fn default() -> Self {
+        Self {
+            threads: 16384,
+            procs: 16384,
+            // Only counted processes publish exits: the size of `procs`
+            // holds even all of them exiting at once.
+            exited: 16384,
+        }
+    }
+}
+
+impl MapSizes {
+    fn of(&self, map: &str) -> Option<u32> {
+        match map {
+            "threads" => Some(self.threads),
+            "procs" => Some(self.procs),
+            "exited" => Some(self.exited),
+            _ => None,
+        }
+    }
+}
+
+/// Counters of rare events in the kernel (a copy of `types::netatop_stats`).
+pub type KernelStats = types::netatop_stats;
+
+/// A snapshot being read from the kernel ([`Tracer::snapshot`]): one
+/// `struct snapshot_rec` per counted process, read like a file from a BPF
+/// iterator as the kernel walks the tasks.
+pub struct Snapshot(File);
+
+impl std::io::Read for Snapshot {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        self.0.read(buf)
+    }
+}
+
+/// How the programs are attached on this kernel.
+#[derive(Debug, Clone)]
+pub struct Attached {
+    pub mode: Mode,
+    pub extras: Extras,
+}
+
+impl Attached {
+    /// Every program to attach, with its link's pin name.
+    fn hooks(&self) -> Vec<Hook> {
+        let mut hooks = self.mode.hooks().to_vec();
+        hooks.extend(COMMON);
+        hooks.extend(self.extras.hooks());
+        hooks
+    }
+}
+
+impl std::fmt::Display for Attached {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "{} ({}); {}",
+            self.mode.name(),
+            self.mode.describe(),
+            self.extras
+        )
+    }
+}
+
+/// Loaded and attached programs, pinned with their maps under a bpffs
+/// directory. Dropping it closes them: the programs stop counting unless
+/// they are still pinned (see [`Tracer::unpin`]).
+pub struct Tracer {
+    skel: NetatopSkel<'static>,
+    links: Vec<Link>,
+    /// The snapshot iterator (iter/task); never pinned, made at each start.
+    snapshot: Link,
+    pin_dir: PathBuf,
+    created_ns: u64,
+    attached: Attached,
+}
+
+impl Tracer {
+    /// Loads the programs with the given map sizes, attaches them and pins
+    /// them under `pin_dir`; or adopts what an earlier netatopd pinned
+    /// there, when it is compatible. Says which it did.
+    pub fn load(sizes: MapSizes, pin_dir: &Path) -> Result<(Self, Pinned), LoadError> {
+        Self::load_on(&Kernel::probe(), sizes, pin_dir)
+    }
+
+    /// [`Tracer::load`] on a kernel already probed.
+    pub fn load_on(
+        kernel: &Kernel,
+        sizes: MapSizes,
+        pin_dir: &Path,
+    ) -> Result<(Self, Pinned), LoadError> {
+        kernel.check()?;
+        let mode = Mode::ALL
+            .into_iter()
+            .find(|m| m.unavailable(kernel).is_none())
+            .ok_or_else(|| LoadError::Unsupported {
+                why: Mode::ALL
+                    .iter()
+                    .filter_map(|m| m.unavailable(kernel).map(|w| format!("{}: {w}", m.name())))
+                    .collect::<Vec<_>>()
+                    .join("; "),
+            })?;
+        let attached = Attached {
+            mode,
+            extras: Extras::probe(kernel),
+        };
+        pin::prepare_dir(pin_dir)?;
+        let pin_err = |why: String| LoadError::PinDir {
+            dir: pin_dir.to_owned(),
+            why,
+        };
+        let hooks = attached.hooks();
+        let links: Vec<&str> = hooks.iter().map(|h| h.pin).collect();
+        let pinned = pin::inspect(pin_dir, sizes, &links);
+
+        // The skeleton borrows its object for as long as it lives; the
+        // daemon keeps one for its whole life, so the object is leaked
+        // (a few hundred bytes) rather than made self-referential.
+        let object: &'static mut MaybeUninit<OpenObject> =
+            Box::leak(Box::new(MaybeUninit::uninit()));
+        let mut open = NetatopSkelBuilder::default()
+            .open(object)
+            .map_err(libbpf("opening"))?;
+        for mut map in open.open_object_mut().maps_mut() {
+            if let Some(n) = MAPS
+                .iter()
+                .find(|(m, _)| is_map(map.name(), m))
+                .and_then(|(m, _)| sizes.of(m))
+            {
+                map.set_max_entries(n).map_err(libbpf("sizing"))?;
+            }
+        }
+        // Only the chosen way's programs, the shared ones and the snapshot
+        // iterator are loaded; the pinned ones, when they go on counting.
+        let load_hooks = pinned != Pinned::Adopted;
+        for mut prog in open.open_object_mut().progs_mut() {
+            let name = prog.name().to_string_lossy();
+            let wanted = name == SNAPSHOT || (load_hooks && hooks.iter().any(|h| h.prog == name));
+            prog.set_autoload(wanted);
+        }
+        match &pinned {
+            Pinned::Adopted | Pinned::ProgramsReplaced => {
+                for mut map in open.open_object_mut().maps_mut() {
+                    if let Some((_, pin)) = MAPS.iter().find(|(m, _)| is_map(map.name(), m)) {
+                        map.reuse_pinned_map(pin_dir.join(pin))
+                            .map_err(libbpf("adopting the pinned maps of"))?;
+                    }
+                }
+            }
+            Pinned::Discarded(_) => {
+                pin::remove_pins(pin_dir)
+                    .and_then(|_| fs::DirBuilder::new().mode(0o700).create(pin_dir))
+                    .map_err(|e| pin_err(format!("cannot remove unusable pinned state: {e}")))?;
+            }
+            Pinned::Nothing => {}
+        }
+        let skel = open.load().map_err(libbpf("loading"))?;
+        let snapshot = find_prog(&skel, SNAPSHOT)
+            .attach()
+            .map_err(libbpf("attaching the snapshot iterator of"))?;
+        let mut tracer = Self {
+            skel,
+            links: Vec::new(),
+            snapshot,
+            pin_dir: pin_dir.to_owned(),
+            created_ns: 0,
+            attached,
+        };
+        tracer.check_layouts();
+        match &pinned {
+            Pinned::Adopted => {
+                tracer.created_ns = tracer.read_created(&pin_err)?;
+                for hook in &hooks {
+                    let link = Link::open(pin_dir.join(hook.pin))
+                        .map_err(libbpf("adopting the links of"))?;
+                    tracer.links.push(link);
+                }
+            }
+            Pinned::ProgramsReplaced => {
+                tracer.created_ns = tracer.read_created(&pin_err)?;
+                // The old programs stop here; the new ones start a few
+                // microseconds later.
+                pin::remove_links(pin_dir)
+                    .map_err(|e| pin_err(format!("cannot remove the pinned links: {e}")))?;
+                tracer
+                    .attach_and_pin(&hooks, false)
+                    .map_err(|e| e.into_load(&pin_err))?;
+            }
+            Pinned::Nothing | Pinned::Discarded(_) => {
+                tracer.created_ns = crate::boottime_ns();
+                tracer
+                    .attach_and_pin(&hooks, true)
+                    .map_err(|e| e.into_load(&pin_err))?;
+            }
+        }
+        Ok((tracer, pinned))
+    }
+
+    fn read_created(&self, pin_err: &dyn Fn(String) -> LoadError) -> Result<u64, LoadError> {
+        pin::read_meta(&self.skel.maps.meta)
+            .map(|m| m.created_ns)
+            .map_err(|e| pin_err(format!("cannot read the pinned meta map: {e}")))
+    }
+
+    /// Attaches the programs and pins their links, and the maps when they
+    /// are new, `meta` last.
+    fn attach_and_pin(&mut self, hooks: &[Hook], new_maps: bool) -> Result<(), PinError> {
+        for hook in hooks {
+            let mut link = find_prog(&self.skel, hook.prog)
+                .attach()
+                .map_err(PinError::Libbpf)?;
+            link.pin(self.pin_dir.join(hook.pin))
+                .map_err(|e| PinError::Pin(hook.pin, e))?;
+            self.links.push(link);
+        }
+        self.skel
+            .maps
+            .meta
+            .update(
+                &0u32.to_ne_bytes(),
+                &pin::meta_value(self.created_ns),
+                MapFlags::ANY,
+            )
+            .map_err(|e| PinError::Pin(pin::META, e))?;
+        if new_maps {
+            for (m, pin) in MAPS {
+                let mut map = self
+                    .skel
+                    .object_mut()
+                    .maps_mut()
+                    .find(|map| is_map(map.name(), m))
+                    .expect("every map of the table is in the object");
+                map.pin(self.pin_dir.join(pin))
+                    .map_err(|e| PinError::Pin(pin, e))?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Removes the pins: the programs stop when this Tracer is dropped.
+    pub fn unpin(&self) -> std::io::Result<usize> {
+        pin::remove_pins(&self.pin_dir)
+    }
+
+    /// Where the maps and links are pinned.
+    pub fn pin_dir(&self) -> &Path {
+        &self.pin_dir
+    }
+
+    /// How the programs are attached, and which optional hooks are used.
+    pub fn attached(&self) -> &Attached {
+        &self.attached
+    }
+
+    /// When counting started (CLOCK_BOOTTIME ns), by this netatopd or by
+    /// the one whose pinned state it adopted.
+    pub fn counting_since_ns(&self) -> u64 {
+        self.created_ns
+    }
+
+    /// The generated types must match the maps byte for byte.
+    fn check_layouts(&self) {
+        let m = &self.skel.maps;
+        let check = |name: &str, map: &libbpf_rs::MapMut<'_>, k: usize, v: usize| {
+            assert_eq!(
+                (map.key_size() as usize, map.value_size() as usize),
+                (k, v),
+                "layout of map {name} differs from its generated type"
+            );
+        };
+        check(
+            "threads",
+            &m.threads,
+            size_of::<u32>(),
+            size_of::<types::thread_val>(),
+        );
+        check(
+            "procs",
+            &m.procs,
+            size_of::<u32>(),
+            size_of::<types::proc_val>(),
+        );
+        check(
+            "exited",
+            &m.exited,
+            size_of::<types::exit_key>(),
+            size_of::<types::exit_val>(),
+        );
+        check(
+            "meta",
+            &m.meta,
+            size_of::<u32>(),
+            size_of::<types::netatop_meta>(),
+        );
+    }
+
+    /// Starts a snapshot: one `struct snapshot_rec` per counted process,
+    /// its live threads summed in the kernel and its totals never lower
+    /// than the last snapshot's.
+    pub fn snapshot(&self) -> std::io::Result<Snapshot> {
+        // SAFETY: bpf_iter_create only reads the link's descriptor, which
+        // `self.snapshot` keeps open for the call.
+        let fd =
+            unsafe { libbpf_rs::libbpf_sys::bpf_iter_create(self.snapshot.as_fd().as_raw_fd()) };
+        if fd < 0 {
+            return Err(std::io::Error::from_raw_os_error(-fd));
+        }
+        // SAFETY: a new descriptor that nothing else owns.
+        Ok(Snapshot(File::from(unsafe { OwnedFd::from_raw_fd(fd) })))
+    }
+
+    /// All process entries (appended).
+    pub fn read_procs(
+        &self,
+        keys: &mut Vec<u32>,
+        vals: &mut Vec<types::proc_val>,
+    ) -> std::io::Result<()> {
+        read_batched(self.skel.maps.procs.as_fd(), false, keys, vals)
+    }
+
+    /// All thread entries (appended).
+    pub fn read_threads(
+        &self,
+        keys: &mut Vec<u32>,
+        vals: &mut Vec<types::thread_val>,
+    ) -> std::io::Result<()> {
+        read_batched(self.skel.maps.threads.as_fd(), false, keys, vals)
+    }
+
+    /// Takes the final totals of exited processes out of the kernel
+    /// (appended); each is returned exactly once.
+    pub fn drain_exited(
+        &self,
+        keys: &mut Vec<types::exit_key>,
+        vals: &mut Vec<types::exit_val>,
+    ) -> std::io::Result<()> {
+        read_batched(self.skel.maps.exited.as_fd(), true, keys, vals)
+    }
+
+    /// Rare-event counters kept by the programs.
+    pub fn stats(&self) -> KernelStats {
+        match self.skel.maps.bss_data.as_deref() {
+            // SAFETY: the .bss map is mmapped for the skeleton's lifetime; a
+            // volatile copy reads the counters the programs update in place.
+            Some(bss) => unsafe { ptr::read_volatile(ptr::addr_of!(bss.stats)) },
+            None => KernelStats::default(),
+        }
+    }
+
+    /// Kernel memory charged to the maps: the `memlock` of each map's
+    /// /proc/self/fdinfo entry.
+    pub fn map_memory(&self) -> std::io::Result<u64> {
+        let mut total = 0;
+        let ours = |m: &libbpf_rs::Map<'_>| MAPS.iter().any(|(name, _)| is_map(m.name(), name));
+        for map in self.skel.object().maps().filter(ours) {
+            let fd = map.as_fd().as_raw_fd();
+            let info = fs::read_to_string(format!("/proc/self/fdinfo/{fd}"))?;
+            total += info
+                .lines()
+                .find_map(|l| l.strip_prefix("memlock:"))
+                .and_then(|v| v.trim().parse::<u64>().ok())
+                .unwrap_or(0);
+        }
+        Ok(total)
+    }
+
+    /// Map sizes as loaded.
+    pub fn map_sizes(&self) -> MapSizes {
+        let m = &self.skel.maps;
+        MapSizes {
+            threads: m.threads.max_entries(),
+            procs: m.procs.max_entries(),
+            exited: m.exited.max_entries(),
+        }
+    }
+}
+
+/// A program of the loaded object, by name.
+fn find_prog<'a>(skel: &'a NetatopSkel<'static>, name: &str) -> libbpf_rs::ProgramMut<'a> {
+    skel.object()
+        .progs_mut()
+        .find(|p| p.name() == name)
+        .unwrap_or_else(|| panic!("program {name} is not in the object"))
+}
+
+enum PinError {
+    Libbpf(libbpf_rs::Error),
+    Pin(&'static str, libbpf_rs::Error),
+}
+
+impl PinError {
+    fn into_load(self, pin_err: &dyn Fn(String) -> LoadError) -> LoadError {
+        match self {
+            PinError::Libbpf(e) => libbpf("attaching")(e),
+            PinError::Pin(what, e) => pin_err(format!("cannot pin {what}: {e}")),
+        }
+    }
+}

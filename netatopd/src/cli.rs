@@ -1,0 +1,123 @@
+//! netatopd's command line.
+
+use std::io::Write;
+use std::path::PathBuf;
+
+use clap::Parser;
+use netatopd_bpf::{MapSizes, DEFAULT_PIN_DIR};
+
+#[derive(Parser, Debug)]
+#[command(
+    name = "netatopd",
+    version,
+    about = "Per-process TCP/UDP accounting in eBPF, served to atop -K"
+)]
+pub struct Args {
+    /// Unix socket atop connects to.
+    #[arg(long, value_name = "PATH", default_value = netatop_protocol::DEFAULT_SOCKET)]
+    pub socket: PathBuf,
+    /// Unix socket of the control protocol (netatopctl): per-thread records,
+    /// exited processes, statistics. Same permissions as --socket.
+    #[arg(long, value_name = "PATH", default_value = netatop_protocol::control::DEFAULT_CONTROL_SOCKET)]
+    pub control_socket: PathBuf,
+    /// Permissions of the sockets, octal. The default lets only root read the
+    /// counters; 0660 with --socket-group lets a group in. Whoever can
+    /// connect sees the network traffic volumes of every process.
+    #[arg(long, value_name = "MODE", default_value = "0600", value_parser = parse_mode)]
+    pub socket_mode: u32,
+    /// Group owning the sockets (name or number), e.g. for --socket-mode 0660.
+    #[arg(long, value_name = "GROUP")]
+    pub socket_group: Option<String>,
+    /// bpffs directory where the programs and maps are pinned, so counting
+    /// goes on while netatopd is down and a restarted netatopd adopts them.
+    /// bpffs is mounted on /sys/fs/bpf if it is not.
+    #[arg(long, value_name = "DIR", default_value = DEFAULT_PIN_DIR)]
+    pub pin_dir: PathBuf,
+    /// On SIGTERM/SIGINT, leave the programs counting (pinned) for the next
+    /// netatopd, e.g. across an upgrade. Without it a clean stop unloads them.
+    #[arg(long)]
+    pub keep_counting: bool,
+    /// Remove every pinned program and map (stopping the counting left by
+    /// --keep-counting or by a crash) and exit.
+    #[arg(long, conflicts_with = "keep_counting")]
+    pub unload: bool,
+    /// Lock file holding the pid of the running netatopd: a second instance
+    /// with the same file refuses to start.
+    #[arg(
+        long,
+        value_name = "PATH",
+        default_value = "/run/netatopd/netatopd.pid"
+    )]
+    pub pid_file: PathBuf,
+    /// Run in the foreground with timestamped logs on stderr (without it,
+    /// log lines carry syslog priority prefixes for the journal).
+    #[arg(long)]
+    pub foreground: bool,
+    /// More log output (-v debug, -vv trace); RUST_LOG overrides.
+    #[arg(short, long, action = clap::ArgAction::Count)]
+    pub verbose: u8,
+    /// Seconds after a process exits during which a newly connected client
+    /// still gets its final totals.
+    #[arg(long, value_name = "SECONDS", default_value_t = 10.0)]
+    pub exit_grace: f64,
+    /// Exited-process records kept for clients; beyond it the oldest go.
+    #[arg(long, value_name = "N", default_value_t = 65536)]
+    pub max_exited: usize,
+    /// Clients served at once; connections beyond it are closed at once.
+    #[arg(long, value_name = "N", default_value_t = 4096)]
+    pub max_clients: usize,
+    /// Bytes of responses a client may leave unread before netatopd stops
+    /// reading its requests (one response is always sent whole; about 1 MB
+    /// at 10,000 processes).
+    #[arg(long, value_name = "BYTES", default_value_t = 4 << 20)]
+    pub max_pending_output: usize,
+    /// Seconds a client may leave its pending response unread before it is
+    /// disconnected.
+    #[arg(long, value_name = "SECONDS", default_value_t = 30.0)]
+    pub client_timeout: f64,
+    /// Kernel map size: threads counted at once.
+    #[arg(long, value_name = "N", default_value_t = MapSizes::default().threads)]
+    pub max_threads: u32,
+    /// Kernel map size: processes counted at once.
+    #[arg(long, value_name = "N", default_value_t = MapSizes::default().procs)]
+    pub max_processes: u32,
+    /// Kernel map size: exited processes awaiting collection (collected
+    /// within 100 ms of their exit). Default: --max-processes, so that even
+    /// every counted process exiting at once fits.
+    #[arg(long, value_name = "N")]
+    pub max_pending_exits: Option<u32>,
+    /// Print a completion script for SHELL on standard output and exit.
+    #[arg(long, value_name = "SHELL")]
+    pub completions: Option<clap_complete::Shell>,
+}
+
+/// Logs on stderr: timestamped in the foreground, else with syslog
+/// priority prefixes for the journal.
+pub fn init_logging(args: &Args) {
+    let level = match args.verbose {
+        0 => log::LevelFilter::Info,
+        1 => log::LevelFilter::Debug,
+        _ => log::LevelFilter::Trace,
+    };
+    let mut b = env_logger::Builder::new();
+    b.filter_level(level).parse_default_env();
+    if !args.foreground {
+        b.format(|buf, rec| {
+            let prio = match rec.level() {
+                log::Level::Error => 3,
+                log::Level::Warn => 4,
+                log::Level::Info => 6,
+                log::Level::Debug | log::Level::Trace => 7,
+            };
+            writeln!(buf, "<{prio}>{}", rec.args())
+        });
+    }
+    b.init();
+}
+
+fn parse_mode(s: &str) -> Result<u32, String> {
+    match u32::from_str_radix(s.trim_start_matches("0o"), 8) {
+        Ok(m) if m <= 0o777 => Ok(m),
+        _ => Err(format!("{s:?} is not an octal mode such as 0600 or 0660")),
+    }
+}

@@ -1,0 +1,306 @@
+//! What a request gets. An atop request: every live process, then the
+//! exited processes the client has not had, then the terminator; streamed
+//! from the kernel's snapshot, or built whole where that cannot be (thread
+//! records, no descriptor left). A control request: processes (with
+//! threads, exits) or statistics, one frame.
+
+use std::collections::HashMap;
+use std::io;
+
+use log::{debug, warn};
+use netatop_protocol::control::{self, Process, Response, Thread};
+use netatop_protocol::{Counters, NetPerTask};
+use zerocopy::IntoBytes;
+
+use super::client::{Client, Incoming, State};
+use super::Core;
+
+impl Core {
+    /// One turn: writes what is pending, then answers at most one request.
+    pub(super) fn turn(&mut self, c: &mut Client) -> io::Result<State> {
+        let cap = self.config.max_pending_output;
+        c.flush()?;
+        if c.streaming.is_some() {
+            // A response is being streamed: its next chunk, once the
+            // last one is out; further requests wait until it is done.
+            if c.pending() == 0 {
+                self.stream_chunk(c)?;
+                c.flush()?;
+            }
+            return Ok(Self::streaming(c));
+        }
+        // Over its output cap, its further requests wait in its socket.
+        if !c.eof && c.pending() < cap {
+            if let Some(incoming) = c.read_request()? {
+                self.respond(c, incoming)?;
+                c.flush()?;
+                if c.streaming.is_some() {
+                    return Ok(Self::streaming(c));
+                }
+                if !c.eof && c.pending() < cap {
+                    // Another request may be waiting; it gets the next turn.
+                    return Ok(State::Busy);
+                }
+            }
+        }
+        Ok(if c.eof && c.pending() == 0 {
+            State::Closed
+        } else {
+            State::Idle
+        })
+    }
+
+    /// A client with a response in progress gets another turn at once if
+    /// its socket took everything so far, else when it becomes writable.
+    fn streaming(c: &Client) -> State {
+        if c.pending() == 0 {
+            State::Busy
+        } else {
+            State::Idle
+        }
+    }
+
+    /// Appends the next chunk of a streamed response to the client's
+    /// output; at the end of the live records, the exited processes the
+    /// client has not had yet and the terminator.
+    fn stream_chunk(&mut self, c: &mut Client) -> io::Result<()> {
+        let Some(snap) = c.streaming.as_mut() else {
+            return Ok(());
+        };
+        let start = c.out.len();
+        c.out.resize(start + c.chunk, 0);
+        let n = match self.collector.read(snap, &mut c.out[start..]) {
+            Ok(n) => n,
+            Err(e) => {
+                warn!("cannot read the kernel's snapshot: {e}");
+                return Err(e);
+            }
+        };
+        c.out.truncate(start + n);
+        if n > 0 {
+            return Ok(());
+        }
+        let snap = c.streaming.take().expect("checked above");
+        self.streams -= 1;
+        if let Err(e) = self.collector.drain(&mut self.exits) {
+            warn!("cannot collect exited processes: {e}");
+            return Err(e);
+        }
+        self.records.clear();
+        self.exits.take_for(&mut c.cursor, &mut self.records);
+        self.records.push(NetPerTask::TERMINATOR);
+        c.out.extend_from_slice(self.records.as_bytes());
+        self.stats.timed(snap.elapsed);
+        Ok(())
+    }
+
+    fn respond(&mut self, c: &mut Client, incoming: Incoming) -> io::Result<()> {
+        c.compact();
+        match incoming {
+            Incoming::Atop { threads: false } if self.streams < self.config.max_streams => {
+                // Streamed from the kernel as the client reads: nothing per
+                // process is kept here.
+                match self.collector.snapshot() {
+                    Ok(snap) => {
+                        c.streaming = Some(snap);
+                        self.streams += 1;
+                        return self.stream_chunk(c);
+                    }
+                    Err(e) if e.raw_os_error() == Some(libc::EMFILE) => {
+                        debug!("no descriptor left to stream a snapshot: built whole");
+                    }
+                    Err(e) => {
+                        warn!("cannot start a snapshot: {e}");
+                        return Err(e);
+                    }
+                }
+                self.whole_atop_response(c, false)?;
+            }
+            Incoming::Atop { threads } => {
+                if !threads {
+                    debug!(
+                        "{} snapshots are being streamed: this one is built whole",
+                        self.streams
+                    );
+                }
+                self.whole_atop_response(c, threads)?;
+            }
+            Incoming::Control(req) => {
+                let resp = match req {
+                    control::Request::Processes { threads, exited } => {
+                        Response::Processes(self.processes(c, threads, exited)?)
+                    }
+                    control::Request::Stats => Response::Stats(Box::new(self.stats()?)),
+                };
+                c.out.extend_from_slice(&control::encode(&resp));
+            }
+            Incoming::Refused(why) => {
+                debug!("control request refused: {why}");
+                c.out
+                    .extend_from_slice(&control::encode(&Response::Error(why)));
+                // Its stream cannot be trusted to be in step any more.
+                c.eof = true;
+            }
+        }
+        Ok(())
+    }
+
+    /// An atop response built whole: live processes, the exits the client
+    /// has not had, with `threads` the thread records, the terminator.
+    fn whole_atop_response(&mut self, c: &mut Client, threads: bool) -> io::Result<()> {
+        self.snapshot_whole()?;
+        let live = self.records.len();
+        self.exits.take_for(&mut c.cursor, &mut self.records);
+        if threads {
+            self.thread_records(live)?;
+        }
+        self.records.push(NetPerTask::TERMINATOR);
+        c.out.extend_from_slice(self.records.as_bytes());
+        Ok(())
+    }
+
+    /// The live threads of the first `live` records (the live processes
+    /// of this snapshot): (index of the process's record, tid, counters).
+    fn live_threads(&self, live: usize) -> Vec<(usize, u32, Counters)> {
+        let index: HashMap<i32, usize> = self.records[..live]
+            .iter()
+            .enumerate()
+            .map(|(i, r)| (r.id, i))
+            .collect();
+        self.collector
+            .threads()
+            .filter_map(|(tid, tgid, c)| index.get(&(tgid as i32)).map(|&i| (i, tid, c)))
+            .collect()
+    }
+
+    /// Appends a thread record for every live thread of the first `live`
+    /// records.
+    fn thread_records(&mut self, live: usize) -> io::Result<()> {
+        self.collector.read_threads()?;
+        for (i, tid, counters) in self.live_threads(live) {
+            let record = NetPerTask::thread(tid, &self.records[i], counters);
+            self.records.push(record);
+        }
+        Ok(())
+    }
+
+    /// Live processes into `records`, whole, timed for the statistics.
+    fn snapshot_whole(&mut self) -> io::Result<()> {
+        let start = std::time::Instant::now();
+        self.records.clear();
+        if let Err(e) = self
+            .collector
+            .snapshot_into(&mut self.records, &mut self.exits)
+        {
+            warn!("cannot read the kernel's snapshot: {e}");
+            return Err(e);
+        }
+        self.stats.timed(start.elapsed());
+        Ok(())
+    }
+
+    /// Every live process, and with `exited` the exits this client has not
+    /// had: each process once (one that exited while the kernel walked the
+    /// tasks is listed only with its final totals).
+    fn processes(
+        &mut self,
+        c: &mut Client,
+        threads: bool,
+        exited: bool,
+    ) -> io::Result<Vec<Process>> {
+        self.snapshot_whole()?;
+        let live = self.records.len();
+        if exited {
+            c.follows_exits = true;
+            self.exits.take_for(&mut c.cursor, &mut self.records);
+        }
+        let mut procs: Vec<Process> = self
+            .records
+            .iter()
+            .enumerate()
+            .map(|(i, r)| Process::from_record(r, i >= live))
+            .collect();
+        if threads {
+            self.collector.read_threads()?;
+            for (i, tid, counters) in self.live_threads(live) {
+                let tgid = procs[i].pid;
+                procs[i].threads.push(Thread {
+                    tid: tid as i32,
+                    tgid,
+                    name: thread_name(tgid as u32, tid),
+                    counters,
+                });
+            }
+            for p in &mut procs {
+                p.threads.sort_unstable_by_key(|t| t.tid);
+            }
+        }
+        Ok(once_each(procs))
+    }
+}
+
+/// One entry per process (pid and start time): a process listed live and
+/// then with its final totals keeps the final entry, raised to at least
+/// the live one (a snapshot never reports less).
+fn once_each(procs: Vec<Process>) -> Vec<Process> {
+    let mut index: HashMap<(i32, u64), usize> = HashMap::new();
+    let mut out: Vec<Process> = Vec::with_capacity(procs.len());
+    for p in procs {
+        match index.get(&(p.pid, p.btime)) {
+            Some(&i) => {
+                let live = std::mem::replace(&mut out[i], p);
+                out[i].counters.raise_to(&live.counters);
+            }
+            None => {
+                index.insert((p.pid, p.btime), out.len());
+                out.push(p);
+            }
+        }
+    }
+    out
+}
+
+/// A thread's own name from /proc; empty if it is gone.
+fn thread_name(tgid: u32, tid: u32) -> String {
+    std::fs::read_to_string(format!("/proc/{tgid}/task/{tid}/comm"))
+        .map(|s| s.trim_end_matches('\n').to_owned())
+        .unwrap_or_default()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn p(pid: i32, btime: u64, udpsndbytes: u64, exited: bool) -> Process {
+        Process {
+            pid,
+            btime,
+            command: String::new(),
+            counters: Counters {
+                udpsndbytes,
+                ..Default::default()
+            },
+            exited,
+            threads: Vec::new(),
+        }
+    }
+
+    #[test]
+    fn a_process_listed_live_and_exited_is_sent_once_as_exited() {
+        let got = once_each(vec![
+            p(1, 10, 500, false),
+            p(2, 10, 7, false),
+            // pid 1 exited during the snapshot; pid 2 reused by another start.
+            p(1, 10, 400, true),
+            p(2, 11, 3, true),
+        ]);
+        let view: Vec<(i32, u64, u64, bool)> = got
+            .iter()
+            .map(|p| (p.pid, p.btime, p.counters.udpsndbytes, p.exited))
+            .collect();
+        assert_eq!(
+            view,
+            vec![(1, 10, 500, true), (2, 10, 7, false), (2, 11, 3, true)]
+        );
+    }
+}
