@@ -9,6 +9,9 @@ const SRC: &str = "src/bpf/netatop.bpf.c";
 const EMPTY: &str = "src/bpf/empty.bpf.c";
 const SHARED: &str = "src/bpf/netatop.h";
 const HEADERS: [&str; 2] = [SHARED, "src/bpf/vmlinux.h"];
+/// For bpf_tracing.h's kprobe argument macros; vmlinux.h carries x86_64's
+/// struct pt_regs, the one architecture built for.
+const TARGET_ARCH: &str = "-D__TARGET_ARCH_x86";
 
 /// FNV-1a, 64 bits: a stable fingerprint, the same on every build host.
 fn fnv1a(bytes: &[u8]) -> u64 {
@@ -24,7 +27,7 @@ fn main() {
     SkeletonBuilder::new()
         .source(SRC)
         .obj(&obj)
-        .clang_args(["-Wall", "-Werror", "-mcpu=v3", "-Isrc/bpf"])
+        .clang_args(["-Wall", "-Werror", "-mcpu=v3", "-Isrc/bpf", TARGET_ARCH])
         .build_and_generate(&out)
         .unwrap_or_else(|e| panic!("building {SRC} (needs clang >= 14): {e:#}"));
     SkeletonBuilder::new()

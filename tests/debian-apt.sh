@@ -16,6 +16,8 @@
 #   debian_apt_update              # refreshes the lists (skipped if fresh)
 #   apt-get download atop/trixie   # any apt command, with the private config
 #   debian_mirror                  # prints "URI KEYRING" of the main archive
+#   debian_apt_installing          # the same configuration, for installing
+#                                  # into this machine (its own dpkg status)
 
 # Prints the machine's Debian codename (bookworm on Debian 12).
 debian_codename() {
@@ -165,4 +167,17 @@ debian_apt_update() {
     fi
     apt-get -q update >&2 || { printf 'debian-apt: apt-get update (private configuration) failed\n' >&2; return 1; }
     touch -- "$stamp"
+}
+
+# Switches the private configuration (debian_apt_init) to installing into
+# this machine: the machine's dpkg status and apt's record of automatically
+# installed packages, the private sources and lists. Installing packages is
+# what `make test` does anyway; the machine's sources stay untouched.
+debian_apt_installing() {
+    {
+        printf '#include "%s";\n' "$DEBIAN_APT_DIR/apt.conf"
+        printf 'Dir::State::status "/var/lib/dpkg/status";\n'
+        printf 'Dir::State::extended_states "/var/lib/apt/extended_states";\n'
+    } >"$DEBIAN_APT_DIR/install.conf"
+    export APT_CONFIG=$DEBIAN_APT_DIR/install.conf
 }

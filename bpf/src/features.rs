@@ -1,29 +1,29 @@
 //! What the running kernel offers netatopd, as `--version` prints it for
-//! bug reports. Probing loads nothing that stays, and only with the
-//! privileges to do so.
+//! bug reports: each way of attaching and why it cannot be used, how
+//! snapshots are taken, the optional hooks. Probing loads nothing that
+//! stays, and only with the privileges to do so.
 
 use std::fs;
 use std::path::Path;
 
-use crate::attach::Extras;
-use crate::kernel::{Kernel, KFUNCS, MIN_LINUX, TRACEPOINTS, VMLINUX_BTF};
-use crate::probe::EmptyProbe;
+use crate::attach::{Extras, Mode};
+use crate::kernel::{Kernel, MIN_LINUX, TASK_ITERATOR, TRACEPOINTS, VMLINUX_BTF};
 
 #[derive(Debug, Clone)]
 pub struct Features {
     pub kernel: String,
     pub btf: bool,
-    /// Each tracepoint netatopd attaches to, and whether the kernel's BTF
+    /// Each tracepoint every way uses, and whether the kernel's BTF
     /// describes it (`None` without BTF).
     pub tracepoints: Vec<(&'static str, Option<bool>)>,
-    /// Whether the kernel has the open-coded task iterator the snapshot
-    /// program uses (`None` without BTF).
-    pub task_iterator: Option<bool>,
-    /// Whether tp_btf programs on the socket tracepoints pass the verifier
-    /// (`None`: not checked, for want of privileges or BTF).
-    pub tracing_programs: Option<bool>,
-    /// The optional hooks (`None`: not checked, for want of privileges or BTF).
+    /// Each way of attaching, and why it cannot be used (`None` inside:
+    /// usable). Probed only with privileges and BTF (`None`: not probed).
+    pub modes: Option<Vec<(Mode, Option<String>)>>,
+    /// The optional hooks with the best way (`None`: not probed).
     pub extras: Option<Extras>,
+    /// Whether snapshots take one pass with the task iterator (`None`
+    /// without BTF).
+    pub task_iterator: Option<bool>,
     pub privileged: bool,
     /// `net.core.bpf_jit_enable`: 0 off, 1 on, 2 on with debug output.
     pub jit: Option<u8>,
@@ -37,21 +37,25 @@ impl Features {
             .iter()
             .map(|&(name, _)| (name, k.has_tracepoint(name)))
             .collect();
-        let task_iterator = k.has_btf().then(|| {
-            KFUNCS
-                .iter()
-                .all(|(name, _)| k.has_func(name) == Some(true))
+        let probed = k.privileged && k.has_btf();
+        let modes: Option<Vec<(Mode, Option<String>)>> = probed.then(|| {
+            Mode::ALL
+                .into_iter()
+                .map(|m| (m, m.unavailable(&k)))
+                .collect()
         });
-        let checkable = k.privileged && k.has_btf();
+        let best = modes
+            .as_ref()
+            .and_then(|ms| ms.iter().find(|(_, why)| why.is_none()).map(|(m, _)| *m));
         let jit = fs::read_to_string("/proc/sys/net/core/bpf_jit_enable")
             .ok()
             .and_then(|s| s.trim().parse().ok());
         Self {
             btf: k.has_btf(),
             tracepoints,
-            task_iterator,
-            tracing_programs: checkable.then(EmptyProbe::loads),
-            extras: checkable.then(|| Extras::probe(&k)),
+            extras: best.map(|m| Extras::probe(&k, m)),
+            modes,
+            task_iterator: k.has_task_iterator(),
             privileged: k.privileged,
             jit,
             bpffs: crate::pin::on_bpffs(Path::new("/sys/fs/bpf")).unwrap_or(false),
@@ -64,8 +68,10 @@ impl Features {
     pub fn usable(&self) -> bool {
         self.btf
             && self.tracepoints.iter().all(|(_, f)| *f == Some(true))
-            && self.task_iterator == Some(true)
-            && self.tracing_programs != Some(false)
+            && self
+                .modes
+                .as_ref()
+                .is_none_or(|ms| ms.iter().any(|(_, why)| why.is_none()))
     }
 }
 
@@ -81,24 +87,37 @@ impl std::fmt::Display for Features {
             .map(|(name, found)| format!("{name} {}", maybe(*found)))
             .collect();
         writeln!(f, "  tracepoints: {}", tps.join(", "))?;
-        writeln!(
-            f,
-            "  BPF task iterator (bpf_iter_task_new, Linux 6.7): {}",
-            maybe(self.task_iterator)
-        )?;
-        let progs = match self.tracing_programs {
-            Some(b) => yes(b),
-            None if !self.privileged => "not checked (needs root or CAP_BPF and CAP_PERFMON)",
-            None => "not checked (no BTF)",
+        match &self.modes {
+            Some(modes) => {
+                let best = modes.iter().find(|(_, why)| why.is_none());
+                for (m, why) in modes {
+                    let state = match why {
+                        None if best.is_some_and(|(b, _)| b == m) => "yes (used)".to_owned(),
+                        None => "yes".to_owned(),
+                        Some(why) => format!("no: {why}"),
+                    };
+                    writeln!(f, "  attach {}: {state}", m.name())?;
+                }
+            }
+            None if !self.privileged => writeln!(
+                f,
+                "  attach: not checked (needs root or CAP_BPF and CAP_PERFMON)"
+            )?,
+            None => writeln!(f, "  attach: not checked (no BTF)")?,
+        }
+        if let Some(extras) = &self.extras {
+            writeln!(f, "  {extras}")?;
+        }
+        let snapshots = match self.task_iterator {
+            Some(true) => "one pass with the task iterator",
+            Some(false) => "three passes over the maps (no task iterator before Linux 6.7)",
+            None => "unknown",
         };
         writeln!(
             f,
-            "  tp_btf programs on sock_send_length/sock_recv_length load: {progs}"
+            "  snapshots ({}, Linux {}): {snapshots}",
+            TASK_ITERATOR.0, TASK_ITERATOR.1
         )?;
-        match &self.extras {
-            Some(extras) => writeln!(f, "  {extras}")?,
-            None => writeln!(f, "  spliced TCP receives: not checked")?,
-        }
         let jit = match self.jit {
             Some(0) => "off (programs are interpreted: slower)",
             Some(_) => "on",

@@ -14,19 +14,19 @@ use libbpf_rs::Btf;
 use crate::LoadError;
 
 pub(crate) const VMLINUX_BTF: &str = "/sys/kernel/btf/vmlinux";
-/// The oldest kernel netatopd runs on.
-pub(crate) const MIN_LINUX: &str = "6.7";
+/// The oldest kernel netatopd runs on, as measured (Debian 11's 5.10).
+pub(crate) const MIN_LINUX: &str = "5.10";
 
-/// Tracepoints the programs attach to, with the release that added them.
-pub(crate) const TRACEPOINTS: [(&str, &str); 4] = [
-    ("sock_send_length", "6.3"),
-    ("sock_recv_length", "6.3"),
-    ("sched_process_exit", "4.17"),
-    ("sched_process_exec", "4.17"),
+/// Tracepoints every way of attaching uses, with the release that gave
+/// them BTF (tp_btf programs need it).
+pub(crate) const TRACEPOINTS: [(&str, &str); 3] = [
+    ("sched_process_exit", "5.5"),
+    ("sched_process_exec", "5.5"),
+    ("task_rename", "5.5"),
 ];
-/// Kernel functions the snapshot program calls, with the release that
-/// added them.
-pub(crate) const KFUNCS: [(&str, &str); 1] = [("bpf_iter_task_new", "6.7")];
+/// The kernel function of one-pass snapshots, with the release that added
+/// it; before, snapshots walk the maps.
+pub(crate) const TASK_ITERATOR: (&str, &str) = ("bpf_iter_task_new", "6.7");
 
 /// The running kernel: its release, its BTF (when it has one) and whether
 /// this process may load tracing programs.
@@ -94,16 +94,32 @@ impl Kernel {
                 });
             }
         }
-        for (name, since) in KFUNCS {
-            if self.has_func(name) != Some(true) {
-                return Err(LoadError::MissingKfunc {
-                    name,
-                    since,
-                    kernel: self.release.clone(),
-                });
-            }
-        }
         Ok(())
+    }
+
+    /// Whether snapshots can be taken in one pass with the open-coded task
+    /// iterator (None: no BTF to tell).
+    pub fn has_task_iterator(&self) -> Option<bool> {
+        self.has_func(TASK_ITERATOR.0)
+    }
+
+    /// Whether a tp_btf program on tracepoint `tp` loads; Err says why not.
+    pub fn tp_btf_loads(&self, tp: &str) -> Result<(), String> {
+        let btf = self.btf.as_ref().ok_or("the kernel has no BTF")?;
+        let id = btf
+            .type_by_name::<Typedef<'_>>(&format!("btf_trace_{tp}"))
+            .ok_or_else(|| format!("{tp} is not in this kernel's BTF"))?
+            .type_id();
+        load_tracing_probe(libbpf_rs::libbpf_sys::BPF_TRACE_RAW_TP, id.into())
+            .map_err(|e| format!("a tp_btf program on {tp} does not load here ({e})"))
+    }
+
+    /// Whether a kprobe attaches to kernel function `func`; Err says why not.
+    pub fn kprobe_attaches(&self, func: &str) -> Result<(), String> {
+        if self.has_func(func) != Some(true) {
+            return Err(format!("{func} is not in this kernel's BTF"));
+        }
+        crate::probe::EmptyProbe::kprobe_attaches(func)
     }
 
     /// Whether an fexit program on kernel function `func` loads: the kernel
@@ -112,49 +128,55 @@ impl Kernel {
     /// Probed by loading a two-instruction program, as bcc's libbpf-tools
     /// do; Err says why not.
     pub fn fexit_loads(&self, func: &str) -> Result<(), String> {
-        use libbpf_rs::libbpf_sys as sys;
         let btf = self.btf.as_ref().ok_or("the kernel has no BTF")?;
         let id = btf
             .type_by_name::<Func<'_>>(func)
             .ok_or_else(|| format!("{func} is not in this kernel's BTF"))?
             .type_id();
-        let insn = |code: u8| sys::bpf_insn {
-            code,
-            _bitfield_align_1: [],
-            _bitfield_1: sys::bpf_insn::new_bitfield_1(0, 0),
-            off: 0,
-            imm: 0,
-        };
-        // r0 = 0; exit
-        let insns = [insn(0xb7), insn(0x95)];
-        let mut opts = sys::bpf_prog_load_opts {
-            sz: size_of::<sys::bpf_prog_load_opts>() as _,
-            expected_attach_type: sys::BPF_TRACE_FEXIT,
-            attach_btf_id: id.into(),
-            ..Default::default()
-        };
-        // SAFETY: the strings are NUL-terminated, `insns` holds the two
-        // instructions passed and `opts` is a valid options struct of its size.
-        let fd = unsafe {
-            sys::bpf_prog_load(
-                sys::BPF_PROG_TYPE_TRACING,
-                c"netatop_probe".as_ptr(),
-                c"GPL".as_ptr(),
-                insns.as_ptr(),
-                insns.len() as _,
-                &mut opts,
-            )
-        };
-        if fd < 0 {
-            let e = std::io::Error::from_raw_os_error(-fd);
-            return Err(format!(
-                "an fexit program on {func} does not load here ({e})"
-            ));
-        }
-        // SAFETY: a new descriptor that this function owns.
-        drop(unsafe { OwnedFd::from_raw_fd(fd) });
-        Ok(())
+        load_tracing_probe(libbpf_rs::libbpf_sys::BPF_TRACE_FEXIT, id.into())
+            .map_err(|e| format!("an fexit program on {func} does not load here ({e})"))
     }
+}
+
+/// Loads a two-instruction tracing program (`r0 = 0; exit`) of attach type
+/// `attach` on kernel BTF type `btf_id`, and closes it.
+fn load_tracing_probe(
+    attach: libbpf_rs::libbpf_sys::bpf_attach_type,
+    btf_id: u32,
+) -> Result<(), std::io::Error> {
+    use libbpf_rs::libbpf_sys as sys;
+    let insn = |code: u8| sys::bpf_insn {
+        code,
+        _bitfield_align_1: [],
+        _bitfield_1: sys::bpf_insn::new_bitfield_1(0, 0),
+        off: 0,
+        imm: 0,
+    };
+    let insns = [insn(0xb7), insn(0x95)];
+    let mut opts = sys::bpf_prog_load_opts {
+        sz: size_of::<sys::bpf_prog_load_opts>() as _,
+        expected_attach_type: attach,
+        attach_btf_id: btf_id,
+        ..Default::default()
+    };
+    // SAFETY: the strings are NUL-terminated, `insns` holds the two
+    // instructions passed and `opts` is a valid options struct of its size.
+    let fd = unsafe {
+        sys::bpf_prog_load(
+            sys::BPF_PROG_TYPE_TRACING,
+            c"netatop_probe".as_ptr(),
+            c"GPL".as_ptr(),
+            insns.as_ptr(),
+            insns.len() as _,
+            &mut opts,
+        )
+    };
+    if fd < 0 {
+        return Err(std::io::Error::from_raw_os_error(-fd));
+    }
+    // SAFETY: a new descriptor that this function owns.
+    drop(unsafe { OwnedFd::from_raw_fd(fd) });
+    Ok(())
 }
 
 /// Whether the effective capabilities allow loading tracing programs.
@@ -196,7 +218,7 @@ mod tests {
     #[test]
     fn a_kernel_without_the_tracepoints_is_named_as_such() {
         // The programs' own object carries BTF, but no tracepoint typedefs:
-        // it stands in for a kernel older than 6.3.
+        // it stands in for a kernel without tp_btf tracepoints.
         let obj = include_bytes!(concat!(env!("OUT_DIR"), "/netatop.bpf.o"));
         let path = std::env::temp_dir().join(format!("netatop-btf-{}.o", std::process::id()));
         fs::write(&path, obj).unwrap();
@@ -204,13 +226,13 @@ mod tests {
         fs::remove_file(&path).unwrap();
         match &err {
             LoadError::MissingTracepoint { name, since, .. } => {
-                assert_eq!((*name, *since), ("sock_send_length", "6.3"));
+                assert_eq!((*name, *since), ("sched_process_exit", "5.5"));
             }
             other => panic!("unexpected {other:?}"),
         }
         let msg = err.to_string();
         assert!(
-            msg.contains("Linux >= 6.7 with BTF") && msg.contains("sock_send_length"),
+            msg.contains("Linux >= 5.10 with BTF") && msg.contains("sched_process_exit"),
             "{msg}"
         );
     }

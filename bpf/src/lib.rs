@@ -30,11 +30,11 @@ use std::path::PathBuf;
 
 use libbpf_rs::PrintLevel;
 
-pub use attach::{Extras, Mode};
+pub use attach::{Extra, Extras, Mode, Way};
 pub use clock::{boottime_ns, clock_ns};
 pub use features::Features;
 pub use kernel::Kernel;
-pub use loader::{Attached, KernelStats, MapSizes, Snapshot, Tracer};
+pub use loader::{Attached, KernelStats, LoadOptions, MapSizes, Snapshot, SnapshotMethod, Tracer};
 pub use pin::{remove_pins, Pinned, DEFAULT_PIN_DIR};
 pub use probe::EmptyProbe;
 pub use skel::types;
@@ -55,8 +55,8 @@ pub enum LoadError {
     )]
     NoBtf,
     #[error(
-        "the kernel (Linux {kernel}) has no tracepoint {name}, added in Linux {since}: \
-         netatopd needs Linux >= {} with BTF",
+        "the kernel (Linux {kernel}) has no BTF for the tracepoint {name} (Linux {since} and \
+         later have it): netatopd needs Linux >= {} with BTF",
         kernel::MIN_LINUX
     )]
     MissingTracepoint {
@@ -65,17 +65,22 @@ pub enum LoadError {
         kernel: String,
     },
     #[error(
-        "the kernel (Linux {kernel}) has no BPF task iterator ({name}, added in Linux {since}): \
+        "no way of attaching the programs works on this kernel (Linux {kernel}): {why}; \
          netatopd needs Linux >= {} with BTF",
         kernel::MIN_LINUX
     )]
-    MissingKfunc {
-        name: &'static str,
-        since: &'static str,
+    Unsupported { kernel: String, why: String },
+    #[error("--attach {mode}: this kernel (Linux {kernel}) cannot: {why}")]
+    ModeUnavailable {
+        mode: &'static str,
         kernel: String,
+        why: String,
     },
-    #[error("no way of attaching the programs works on this kernel: {why}")]
-    Unsupported { why: String },
+    #[error(
+        "--snapshot task-iterator: this kernel (Linux {kernel}) has no open-coded task \
+         iterator (bpf_iter_task_new, Linux 6.7); use map-walk"
+    )]
+    NoTaskIterator { kernel: String },
     #[error("cannot use {dir} to pin netatopd's maps and programs: {why}")]
     PinDir { dir: PathBuf, why: String },
     #[error("{stage} the BPF programs: {source}")]

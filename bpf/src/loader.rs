@@ -15,7 +15,7 @@ use std::ptr;
 use libbpf_rs::skel::{OpenSkel, Skel, SkelBuilder};
 use libbpf_rs::{Link, MapCore, MapFlags, OpenObject};
 
-use crate::attach::{Extras, Hook, Mode, COMMON, SNAPSHOT};
+use crate::attach::{Extras, Hook, Mode, COMMON};
 use crate::batch::read_batched;
 use crate::kernel::Kernel;
 use crate::pin::{self, Pinned};
@@ -32,6 +32,55 @@ pub(crate) const MAPS: [(&str, &str); 5] = [
     (".bss", "stats"),
     ("meta", pin::META),
 ];
+
+/// Maps of one start only, never pinned: nothing in them outlives a
+/// netatopd (calls in flight of the kprobe way, the map walk's sums).
+/// Each is sized for the way in use, and one entry where it is unused.
+const AUX_MAPS: [&str; 3] = ["inflight", "walk", "walk_stale"];
+
+/// The one-pass snapshot program (task iterator, Linux 6.7+).
+const TASK_ITERATOR: &str = "netatop_snapshot";
+/// The map-walk snapshot programs, in pass order, and the map each walks.
+const WALK: [(&str, &str); 3] = [
+    ("netatop_walk_procs", "procs"),
+    ("netatop_walk_threads", "threads"),
+    ("netatop_walk_emit", "walk"),
+];
+
+/// How snapshots are taken.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SnapshotMethod {
+    /// One pass over the tasks with the open-coded task iterator (6.7+),
+    /// streamed to the client as it is read.
+    TaskIterator,
+    /// Three passes over the maps (map element iterators, 5.9+), through
+    /// the `walk` map: one at a time, so each is read whole.
+    MapWalk,
+}
+
+impl SnapshotMethod {
+    pub const ALL: [SnapshotMethod; 2] = [SnapshotMethod::TaskIterator, SnapshotMethod::MapWalk];
+
+    /// The name users see and choose (`--snapshot`).
+    pub fn name(self) -> &'static str {
+        match self {
+            SnapshotMethod::TaskIterator => "task-iterator",
+            SnapshotMethod::MapWalk => "map-walk",
+        }
+    }
+
+    pub fn from_name(name: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|m| m.name() == name)
+    }
+}
+
+/// What a start asks for; None: the best the kernel offers.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct LoadOptions {
+    pub sizes: MapSizes,
+    pub attach: Option<Mode>,
+    pub snapshot: Option<SnapshotMethod>,
+}
 
 fn is_map(name: &std::ffi::OsStr, key: &str) -> bool {
     let name = name.to_string_lossy();
@@ -67,11 +116,20 @@ impl Default for MapSizes {
 }
 
 impl MapSizes {
-    fn of(&self, map: &str) -> Option<u32> {
+    /// The size of map `map` for way `mode` and snapshots `snapshot`:
+    /// calls in flight (kprobes) are at most one per thread and hooked
+    /// function; a map walk holds a sum per process and those of processes
+    /// gone since the last walk.
+    fn of(&self, map: &str, mode: Mode, snapshot: SnapshotMethod) -> Option<u32> {
+        let walk = snapshot == SnapshotMethod::MapWalk;
         match map {
             "threads" => Some(self.threads),
             "procs" => Some(self.procs),
             "exited" => Some(self.exited),
+            "inflight" if mode == Mode::Kprobe => Some(self.threads),
+            "walk" if walk => Some(self.procs.saturating_mul(2)),
+            "walk_stale" if walk => Some(self.procs),
+            "inflight" | "walk" | "walk_stale" => Some(1),
             _ => None,
         }
     }
@@ -96,6 +154,10 @@ impl std::io::Read for Snapshot {
 pub struct Attached {
     pub mode: Mode,
     pub extras: Extras,
+    pub snapshot: SnapshotMethod,
+    /// Links that this kernel cannot pin (kprobes before Linux 5.15): they
+    /// stop with netatopd.
+    pub unpinned: Vec<&'static str>,
 }
 
 impl Attached {
@@ -112,12 +174,38 @@ impl std::fmt::Display for Attached {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         write!(
             f,
-            "{} ({}); {}",
+            "{} ({}); {}; snapshots: {}",
             self.mode.name(),
             self.mode.describe(),
-            self.extras
-        )
+            self.extras,
+            self.snapshot.name()
+        )?;
+        if !self.unpinned.is_empty() {
+            write!(
+                f,
+                "; kprobe links not pinned (Linux 5.15+ pins them): counting stops with netatopd"
+            )?;
+        }
+        Ok(())
     }
+}
+
+/// The snapshot programs' links (made at each start, never pinned).
+enum Snapshots {
+    Iterator(Link),
+    Walk([Link; 3]),
+}
+
+/// A new reader of iterator `link`.
+fn iter_file(link: &Link) -> std::io::Result<File> {
+    // SAFETY: bpf_iter_create only reads the link's descriptor, which
+    // `link` keeps open for the call.
+    let fd = unsafe { libbpf_rs::libbpf_sys::bpf_iter_create(link.as_fd().as_raw_fd()) };
+    if fd < 0 {
+        return Err(std::io::Error::from_raw_os_error(-fd));
+    }
+    // SAFETY: a new descriptor that nothing else owns.
+    Ok(File::from(unsafe { OwnedFd::from_raw_fd(fd) }))
 }
 
 /// Loaded and attached programs, pinned with their maps under a bpffs
@@ -126,8 +214,7 @@ impl std::fmt::Display for Attached {
 pub struct Tracer {
     skel: NetatopSkel<'static>,
     links: Vec<Link>,
-    /// The snapshot iterator (iter/task); never pinned, made at each start.
-    snapshot: Link,
+    snapshots: Snapshots,
     pin_dir: PathBuf,
     created_ns: u64,
     attached: Attached,
@@ -138,29 +225,52 @@ impl Tracer {
     /// them under `pin_dir`; or adopts what an earlier netatopd pinned
     /// there, when it is compatible. Says which it did.
     pub fn load(sizes: MapSizes, pin_dir: &Path) -> Result<(Self, Pinned), LoadError> {
-        Self::load_on(&Kernel::probe(), sizes, pin_dir)
+        let opts = LoadOptions {
+            sizes,
+            ..LoadOptions::default()
+        };
+        Self::load_on(&Kernel::probe(), &opts, pin_dir)
     }
 
-    /// [`Tracer::load`] on a kernel already probed.
+    /// [`Tracer::load`] on a kernel already probed, with options.
     pub fn load_on(
         kernel: &Kernel,
-        sizes: MapSizes,
+        opts: &LoadOptions,
         pin_dir: &Path,
     ) -> Result<(Self, Pinned), LoadError> {
         kernel.check()?;
-        let mode = Mode::ALL
-            .into_iter()
-            .find(|m| m.unavailable(kernel).is_none())
-            .ok_or_else(|| LoadError::Unsupported {
-                why: Mode::ALL
-                    .iter()
-                    .filter_map(|m| m.unavailable(kernel).map(|w| format!("{}: {w}", m.name())))
-                    .collect::<Vec<_>>()
-                    .join("; "),
-            })?;
-        let attached = Attached {
+        let sizes = opts.sizes;
+        let release = || kernel.release.clone();
+        let mode = match opts.attach {
+            Some(m) => match m.unavailable(kernel) {
+                None => m,
+                Some(why) => {
+                    return Err(LoadError::ModeUnavailable {
+                        mode: m.name(),
+                        kernel: release(),
+                        why,
+                    })
+                }
+            },
+            None => Mode::best(kernel).map_err(|why| LoadError::Unsupported {
+                kernel: release(),
+                why,
+            })?,
+        };
+        let iterator = kernel.has_task_iterator() == Some(true);
+        let snapshot = match opts.snapshot {
+            Some(SnapshotMethod::TaskIterator) if !iterator => {
+                return Err(LoadError::NoTaskIterator { kernel: release() })
+            }
+            Some(m) => m,
+            None if iterator => SnapshotMethod::TaskIterator,
+            None => SnapshotMethod::MapWalk,
+        };
+        let mut attached = Attached {
             mode,
-            extras: Extras::probe(kernel),
+            extras: Extras::probe(kernel, mode),
+            snapshot,
+            unpinned: Vec::new(),
         };
         pin::prepare_dir(pin_dir)?;
         let pin_err = |why: String| LoadError::PinDir {
@@ -180,21 +290,27 @@ impl Tracer {
             .open(object)
             .map_err(libbpf("opening"))?;
         for mut map in open.open_object_mut().maps_mut() {
-            if let Some(n) = MAPS
-                .iter()
-                .find(|(m, _)| is_map(map.name(), m))
-                .and_then(|(m, _)| sizes.of(m))
-            {
+            let name = map.name().to_string_lossy().into_owned();
+            if let Some(n) = sizes.of(&name, mode, snapshot) {
                 map.set_max_entries(n).map_err(libbpf("sizing"))?;
             }
         }
+        if let Some(ro) = open.maps.rodata_data.as_deref_mut() {
+            ro.kprobes = mode == Mode::Kprobe;
+        }
         // Only the chosen way's programs, the shared ones and the snapshot
-        // iterator are loaded; the pinned ones, when they go on counting.
+        // programs are loaded; the pinned ones, when they go on counting.
         let load_hooks = pinned != Pinned::Adopted;
         for mut prog in open.open_object_mut().progs_mut() {
             let name = prog.name().to_string_lossy();
-            let wanted = name == SNAPSHOT || (load_hooks && hooks.iter().any(|h| h.prog == name));
+            let snapshot_prog = match snapshot {
+                SnapshotMethod::TaskIterator => name == TASK_ITERATOR,
+                SnapshotMethod::MapWalk => WALK.iter().any(|(p, _)| name == *p),
+            };
+            let wanted = snapshot_prog || (load_hooks && hooks.iter().any(|h| h.prog == name));
             prog.set_autoload(wanted);
+            // Attached by hand below (the map iterators need their map).
+            prog.set_autoattach(false);
         }
         match &pinned {
             Pinned::Adopted | Pinned::ProgramsReplaced => {
@@ -213,16 +329,14 @@ impl Tracer {
             Pinned::Nothing => {}
         }
         let skel = open.load().map_err(libbpf("loading"))?;
-        let snapshot = find_prog(&skel, SNAPSHOT)
-            .attach()
-            .map_err(libbpf("attaching the snapshot iterator of"))?;
+        let snapshots = attach_snapshots(&skel, snapshot)?;
         let mut tracer = Self {
             skel,
             links: Vec::new(),
-            snapshot,
+            snapshots,
             pin_dir: pin_dir.to_owned(),
             created_ns: 0,
-            attached,
+            attached: attached.clone(),
         };
         tracer.check_layouts();
         match &pinned {
@@ -240,17 +354,18 @@ impl Tracer {
                 // microseconds later.
                 pin::remove_links(pin_dir)
                     .map_err(|e| pin_err(format!("cannot remove the pinned links: {e}")))?;
-                tracer
+                attached.unpinned = tracer
                     .attach_and_pin(&hooks, false)
                     .map_err(|e| e.into_load(&pin_err))?;
             }
             Pinned::Nothing | Pinned::Discarded(_) => {
                 tracer.created_ns = crate::boottime_ns();
-                tracer
+                attached.unpinned = tracer
                     .attach_and_pin(&hooks, true)
                     .map_err(|e| e.into_load(&pin_err))?;
             }
         }
+        tracer.attached = attached;
         Ok((tracer, pinned))
     }
 
@@ -261,14 +376,26 @@ impl Tracer {
     }
 
     /// Attaches the programs and pins their links, and the maps when they
-    /// are new, `meta` last.
-    fn attach_and_pin(&mut self, hooks: &[Hook], new_maps: bool) -> Result<(), PinError> {
+    /// are new, `meta` last. Returns the links this kernel could not pin
+    /// (kprobes before Linux 5.15): they count while netatopd runs.
+    fn attach_and_pin(
+        &mut self,
+        hooks: &[Hook],
+        new_maps: bool,
+    ) -> Result<Vec<&'static str>, PinError> {
+        let mut unpinned = Vec::new();
         for hook in hooks {
             let mut link = find_prog(&self.skel, hook.prog)
                 .attach()
                 .map_err(PinError::Libbpf)?;
-            link.pin(self.pin_dir.join(hook.pin))
-                .map_err(|e| PinError::Pin(hook.pin, e))?;
+            match link.pin(self.pin_dir.join(hook.pin)) {
+                Ok(()) => {}
+                Err(e) if hook.is_kprobe() => {
+                    log::debug!("link {} not pinned: {e}", hook.pin);
+                    unpinned.push(hook.pin);
+                }
+                Err(e) => return Err(PinError::Pin(hook.pin, e)),
+            }
             self.links.push(link);
         }
         self.skel
@@ -292,7 +419,7 @@ impl Tracer {
                     .map_err(|e| PinError::Pin(pin, e))?;
             }
         }
-        Ok(())
+        Ok(unpinned)
     }
 
     /// Removes the pins: the programs stop when this Tracer is dropped.
@@ -354,17 +481,29 @@ impl Tracer {
 
     /// Starts a snapshot: one `struct snapshot_rec` per counted process,
     /// its live threads summed in the kernel and its totals never lower
-    /// than the last snapshot's.
+    /// than the last snapshot's. With the map walk, the first two passes
+    /// run here, and only one such snapshot may be read at a time (see
+    /// [`Tracer::snapshots_stream`]).
     pub fn snapshot(&self) -> std::io::Result<Snapshot> {
-        // SAFETY: bpf_iter_create only reads the link's descriptor, which
-        // `self.snapshot` keeps open for the call.
-        let fd =
-            unsafe { libbpf_rs::libbpf_sys::bpf_iter_create(self.snapshot.as_fd().as_raw_fd()) };
-        if fd < 0 {
-            return Err(std::io::Error::from_raw_os_error(-fd));
+        match &self.snapshots {
+            Snapshots::Iterator(link) => Ok(Snapshot(iter_file(link)?)),
+            Snapshots::Walk([procs, threads, emit]) => {
+                use std::io::Read;
+                let mut sink = [0u8; 64];
+                for pass in [procs, threads] {
+                    let mut f = iter_file(pass)?;
+                    while f.read(&mut sink)? > 0 {}
+                }
+                Ok(Snapshot(iter_file(emit)?))
+            }
         }
-        // SAFETY: a new descriptor that nothing else owns.
-        Ok(Snapshot(File::from(unsafe { OwnedFd::from_raw_fd(fd) })))
+    }
+
+    /// Whether several snapshots may be read at once, interleaved (the
+    /// task iterator), or each must be read whole before the next starts
+    /// (the map walk shares the `walk` map).
+    pub fn snapshots_stream(&self) -> bool {
+        matches!(self.snapshots, Snapshots::Iterator(_))
     }
 
     /// All process entries (appended).
@@ -409,7 +548,10 @@ impl Tracer {
     /// /proc/self/fdinfo entry.
     pub fn map_memory(&self) -> std::io::Result<u64> {
         let mut total = 0;
-        let ours = |m: &libbpf_rs::Map<'_>| MAPS.iter().any(|(name, _)| is_map(m.name(), name));
+        let ours = |m: &libbpf_rs::Map<'_>| {
+            MAPS.iter().any(|(name, _)| is_map(m.name(), name))
+                || AUX_MAPS.iter().any(|name| is_map(m.name(), name))
+        };
         for map in self.skel.object().maps().filter(ours) {
             let fd = map.as_fd().as_raw_fd();
             let info = fs::read_to_string(format!("/proc/self/fdinfo/{fd}"))?;
@@ -431,6 +573,35 @@ impl Tracer {
             exited: m.exited.max_entries(),
         }
     }
+}
+
+/// Attaches the snapshot programs of `method`.
+fn attach_snapshots(
+    skel: &NetatopSkel<'static>,
+    method: SnapshotMethod,
+) -> Result<Snapshots, LoadError> {
+    let stage = "attaching the snapshot iterator of";
+    Ok(match method {
+        SnapshotMethod::TaskIterator => Snapshots::Iterator(
+            find_prog(skel, TASK_ITERATOR)
+                .attach()
+                .map_err(libbpf(stage))?,
+        ),
+        SnapshotMethod::MapWalk => {
+            let link = |(prog, map): (&str, &str)| {
+                let map = skel
+                    .object()
+                    .maps()
+                    .find(|m| m.name() == map)
+                    .expect("the walked maps are in the object");
+                find_prog(skel, prog)
+                    .attach_iter(map.as_fd())
+                    .map_err(libbpf(stage))
+            };
+            let [a, b, c] = WALK;
+            Snapshots::Walk([link(a)?, link(b)?, link(c)?])
+        }
+    })
 }
 
 /// A program of the loaded object, by name.

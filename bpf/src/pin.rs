@@ -193,6 +193,13 @@ fn check(dir: &Path, sizes: MapSizes) -> Result<bool, String> {
             meta.layout
         ));
     }
+    for (_, name) in crate::loader::MAPS {
+        if !dir.join(name).exists() {
+            return Err(format!(
+                "map {name} is not pinned: it was made by another netatopd version"
+            ));
+        }
+    }
     let expect = [
         ("threads", sizes.threads, "--max-threads"),
         ("procs", sizes.procs, "--max-processes"),

@@ -64,8 +64,10 @@ pub struct Args {
     #[arg(long, value_name = "N", default_value_t = 65536)]
     pub max_exited: usize,
     /// Clients served at once; connections beyond it are closed at once.
-    #[arg(long, value_name = "N", default_value_t = 4096)]
-    pub max_clients: usize,
+    /// Default 4096, lowered (with a warning) to what the descriptor limit
+    /// allows; a number given here that the limit cannot meet is refused.
+    #[arg(long, value_name = "N")]
+    pub max_clients: Option<usize>,
     /// Bytes of responses a client may leave unread before netatopd stops
     /// reading its requests (one response is always sent whole; about 1 MB
     /// at 10,000 processes).
@@ -86,6 +88,17 @@ pub struct Args {
     /// every counted process exiting at once fits.
     #[arg(long, value_name = "N")]
     pub max_pending_exits: Option<u32>,
+    /// How the send and receive calls are hooked: tracepoint (BTF raw
+    /// tracepoints, Linux 6.3+), fexit (BPF trampolines on the inet socket
+    /// operations), kprobe (kprobes on them), or auto: the first of these
+    /// the kernel takes.
+    #[arg(long, value_name = "WAY", default_value = "auto", value_parser = parse_attach)]
+    pub attach: Auto<netatopd_bpf::Mode>,
+    /// How snapshots are taken: task-iterator (one pass, streamed; Linux
+    /// 6.7+), map-walk (three passes over the maps, each read whole), or
+    /// auto: the first the kernel has.
+    #[arg(long, value_name = "WAY", default_value = "auto", value_parser = parse_snapshot)]
+    pub snapshot: Auto<netatopd_bpf::SnapshotMethod>,
     /// Print a completion script for SHELL on standard output and exit.
     #[arg(long, value_name = "SHELL")]
     pub completions: Option<clap_complete::Shell>,
@@ -120,4 +133,29 @@ fn parse_mode(s: &str) -> Result<u32, String> {
         Ok(m) if m <= 0o777 => Ok(m),
         _ => Err(format!("{s:?} is not an octal mode such as 0600 or 0660")),
     }
+}
+
+/// A choice that may be left to netatopd ("auto": None).
+#[derive(Debug, Clone, Copy)]
+pub struct Auto<T>(pub Option<T>);
+
+fn parse_attach(s: &str) -> Result<Auto<netatopd_bpf::Mode>, String> {
+    if s == "auto" {
+        return Ok(Auto(None));
+    }
+    netatopd_bpf::Mode::from_name(s)
+        .map(|m| Auto(Some(m)))
+        .ok_or_else(|| {
+            let names: Vec<&str> = netatopd_bpf::Mode::ALL.iter().map(|m| m.name()).collect();
+            format!("{s:?} is not auto, {}", names.join(", "))
+        })
+}
+
+fn parse_snapshot(s: &str) -> Result<Auto<netatopd_bpf::SnapshotMethod>, String> {
+    if s == "auto" {
+        return Ok(Auto(None));
+    }
+    netatopd_bpf::SnapshotMethod::from_name(s)
+        .map(|m| Auto(Some(m)))
+        .ok_or_else(|| format!("{s:?} is not auto, task-iterator, map-walk"))
 }

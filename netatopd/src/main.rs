@@ -19,7 +19,7 @@ use log::{info, warn};
 use netatopd::collect::Collector;
 use netatopd::exits::ExitLog;
 use netatopd::server::{stop_signals, Config, Server};
-use netatopd_bpf::{Kernel, MapSizes, Pinned, Tracer};
+use netatopd_bpf::{Kernel, LoadOptions, MapSizes, Pinned, Tracer};
 use sd_notify::NotifyState;
 
 mod cli;
@@ -33,12 +33,17 @@ use lock::PidFile;
 /// listener, epoll, signal pipe, logs), with room to spare.
 const OWN_FDS: u64 = 64;
 
+/// Clients served at once unless --max-clients says otherwise.
+const DEFAULT_MAX_CLIENTS: usize = 4096;
+
 /// Raises the soft descriptor limit so that `max_clients` can connect,
 /// and as far as the hard limit allows, so that each can also hold the
-/// kernel snapshot being streamed to it (one descriptor more). Returns how
-/// many snapshots may be streamed at once; beyond that they are built
-/// whole, with a descriptor from the daemon's own allowance.
-fn raise_fd_limit(max_clients: usize) -> Result<usize> {
+/// kernel snapshot being streamed to it (one descriptor more). Without
+/// --max-clients, the default is lowered to what the hard limit allows,
+/// with a warning. Returns the client limit and how many snapshots may be
+/// streamed at once; beyond that they are built whole, with a descriptor
+/// from the daemon's own allowance.
+fn raise_fd_limit(asked: Option<usize>) -> Result<(usize, usize)> {
     let mut lim = libc::rlimit {
         rlim_cur: 0,
         rlim_max: 0,
@@ -47,14 +52,34 @@ fn raise_fd_limit(max_clients: usize) -> Result<usize> {
     if unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim) } != 0 {
         return Err(io::Error::last_os_error()).context("cannot read the descriptor limit");
     }
-    let need = max_clients as u64 + OWN_FDS;
-    if lim.rlim_max < need {
-        bail!(
-            "--max-clients {max_clients} needs {need} file descriptors but the hard limit is {}: \
+    let fits = lim.rlim_max.saturating_sub(OWN_FDS) as usize;
+    let max_clients = match asked {
+        Some(n) if (n as u64).saturating_add(OWN_FDS) > lim.rlim_max => bail!(
+            "--max-clients {n} needs {} file descriptors but the hard limit is {}: \
              lower --max-clients or raise LimitNOFILE",
+            n as u64 + OWN_FDS,
             lim.rlim_max
-        );
-    }
+        ),
+        Some(n) => n,
+        None if fits < DEFAULT_MAX_CLIENTS => {
+            if fits == 0 {
+                bail!(
+                    "the hard limit of {} file descriptors leaves none for clients: raise it \
+                     (LimitNOFILE, ulimit -Hn) to at least {}",
+                    lim.rlim_max,
+                    OWN_FDS + 1
+                );
+            }
+            warn!(
+                "serving at most {fits} clients at once, not {DEFAULT_MAX_CLIENTS}: the hard limit \
+                 is {} file descriptors (raise LimitNOFILE or ulimit -Hn, or set --max-clients)",
+                lim.rlim_max
+            );
+            fits
+        }
+        None => DEFAULT_MAX_CLIENTS,
+    };
+    let need = max_clients as u64 + OWN_FDS;
     let want = (need + max_clients as u64).min(lim.rlim_max);
     if lim.rlim_cur < want {
         lim.rlim_cur = want;
@@ -63,7 +88,8 @@ fn raise_fd_limit(max_clients: usize) -> Result<usize> {
             return Err(io::Error::last_os_error()).context("cannot raise the descriptor limit");
         }
     }
-    Ok((lim.rlim_cur.saturating_sub(need) as usize).min(max_clients))
+    let streams = (lim.rlim_cur.saturating_sub(need) as usize).min(max_clients);
+    Ok((max_clients, streams))
 }
 
 /// The inode number of the initial pid namespace (PROC_PID_INIT_INO),
@@ -148,7 +174,7 @@ fn check_options(args: &Args) -> Result<()> {
             bail!("{name} must be a number of seconds >= 0");
         }
     }
-    if args.max_clients == 0 {
+    if args.max_clients == Some(0) {
         bail!("--max-clients must be at least 1");
     }
     if args.control_socket == args.socket {
@@ -164,7 +190,7 @@ fn run(args: &Args) -> Result<()> {
         return unload(args);
     }
     check_options(args)?;
-    let max_streams = raise_fd_limit(args.max_clients)?;
+    let (max_clients, max_streams) = raise_fd_limit(args.max_clients)?;
     let gid = args
         .socket_group
         .as_deref()
@@ -181,8 +207,13 @@ fn run(args: &Args) -> Result<()> {
         procs: args.max_processes,
         exited: args.max_pending_exits.unwrap_or(args.max_processes),
     };
+    let opts = LoadOptions {
+        sizes,
+        attach: args.attach.0,
+        snapshot: args.snapshot.0,
+    };
     // Counting starts (or goes on) here, before anyone can connect.
-    let (tracer, pinned) = Tracer::load_on(&kernel, sizes, &args.pin_dir)?;
+    let (tracer, pinned) = Tracer::load_on(&kernel, &opts, &args.pin_dir)?;
     drop(kernel);
     let pins = Pins {
         dir: args.pin_dir.clone(),
@@ -192,6 +223,12 @@ fn run(args: &Args) -> Result<()> {
     // memory back to the system instead of keeping it in the heap.
     // SAFETY: malloc_trim only releases free memory of the allocator.
     unsafe { libc::malloc_trim(0) };
+    // Responses built whole (about 96 bytes per process) are mapped and
+    // unmapped as they come and go, instead of glibc raising this
+    // threshold after the first one and keeping them in the heap.
+    // SAFETY: mallopt only sets an allocator parameter; no allocation is
+    // in flight on another thread.
+    unsafe { libc::mallopt(libc::M_MMAP_THRESHOLD, 128 * 1024) };
     let pin_dir = args.pin_dir.display();
     match &pinned {
         Pinned::Nothing => {}
@@ -203,6 +240,12 @@ fn run(args: &Args) -> Result<()> {
             "discarded the state pinned under {pin_dir}, {why}: counters start from zero"
         ),
     }
+    // A map walk is read whole, one at a time: nothing is streamed.
+    let max_streams = if tracer.snapshots_stream() {
+        max_streams
+    } else {
+        0
+    };
     let collector = Collector::new(tracer);
     // The control socket first: once the atop socket answers, both do.
     let (control, control_file) =
@@ -218,7 +261,7 @@ fn run(args: &Args) -> Result<()> {
         Config {
             tick: Duration::from_millis(100),
             housekeeping: Duration::from_secs(1),
-            max_clients: args.max_clients,
+            max_clients,
             max_streams,
             client_timeout: Duration::from_secs_f64(args.client_timeout),
             max_pending_output: args.max_pending_output,

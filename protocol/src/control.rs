@@ -17,8 +17,8 @@ use serde::{Deserialize, Serialize};
 
 use crate::Counters;
 
-/// The version this crate speaks.
-pub const VERSION: u32 = 1;
+/// The version this crate speaks (2: `Stats` gained `kretprobe_missed`).
+pub const VERSION: u32 = 2;
 /// Where netatopd serves the control protocol unless told otherwise.
 pub const DEFAULT_CONTROL_SOCKET: &str = "/run/netatopd/control.sock";
 /// Largest request frame a server accepts (bytes after the length).
@@ -132,6 +132,9 @@ pub struct Stats {
     pub median_query_us: u64,
     /// Kernel memory charged to the maps (bytes).
     pub map_memory_bytes: u64,
+    /// Calls not counted because their kretprobe was missed (the kprobe
+    /// way of attaching only).
+    pub kretprobe_missed: u64,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -247,13 +250,13 @@ mod tests {
     /// The byte-level examples of netatop-protocol(5).
     #[test]
     fn documented_encoding() {
-        assert_eq!(encode(&Request::Stats), [2, 0, 0, 0, 1, 1]);
+        assert_eq!(encode(&Request::Stats), [2, 0, 0, 0, 2, 1]);
         assert_eq!(
             encode(&Request::Processes {
                 threads: true,
                 exited: false
             }),
-            [4, 0, 0, 0, 1, 0, 1, 0]
+            [4, 0, 0, 0, 2, 0, 1, 0]
         );
         // Zigzag signed integers, 251-prefixed u16, length-prefixed strings.
         let frame = encode(&Thread {
@@ -262,7 +265,7 @@ mod tests {
             name: "ab".into(),
             counters: Counters::default(),
         });
-        assert_eq!(&frame[4..12], [1, 1, 251, 88, 2, 2, b'a', b'b']);
+        assert_eq!(&frame[4..12], [2, 1, 251, 88, 2, 2, b'a', b'b']);
     }
 
     #[test]

@@ -35,6 +35,32 @@ pub fn bin(name: &str) -> PathBuf {
     })
 }
 
+/// Another integration test of this crate, built beside the running one
+/// (target/*/deps/NAME-HASH; `cargo test` builds every test before it
+/// runs any): the newest such executable.
+pub fn test_binary(name: &str) -> PathBuf {
+    let exe = std::env::current_exe().expect("current_exe");
+    let deps = exe.parent().expect("the test's directory");
+    let prefix = format!("{name}-");
+    let mut found: Vec<(std::time::SystemTime, PathBuf)> = fs::read_dir(deps)
+        .expect("the deps directory")
+        .flatten()
+        .map(|e| e.path())
+        .filter(|p| {
+            p.extension().is_none()
+                && p.file_name()
+                    .and_then(|n| n.to_str())
+                    .is_some_and(|n| n.starts_with(&prefix))
+        })
+        .filter_map(|p| Some((fs::metadata(&p).ok()?.modified().ok()?, p)))
+        .collect();
+    found.sort();
+    found
+        .pop()
+        .unwrap_or_else(|| panic!("no test binary {name}-* in {}", deps.display()))
+        .1
+}
+
 /// Fails loudly where BPF cannot run: these tests must not pass by skipping.
 pub fn require_bpf_machine() {
     // SAFETY: geteuid has no preconditions.
@@ -200,6 +226,25 @@ pub fn wait_while_alive(
     }
 }
 
+/// The way of attaching and of taking snapshots every netatopd of this
+/// test run is forced to, from NETATOPD_TEST_ATTACH (tracepoint, fexit,
+/// kprobe) and NETATOPD_TEST_SNAPSHOT (task-iterator, map-walk); unset:
+/// netatopd's own choice. `make test` runs the suites once per way the
+/// kernel has.
+pub fn forced_ways() -> Vec<String> {
+    let mut args = Vec::new();
+    for (var, opt) in [
+        ("NETATOPD_TEST_ATTACH", "--attach"),
+        ("NETATOPD_TEST_SNAPSHOT", "--snapshot"),
+    ] {
+        if let Some(v) = std::env::var(var).ok().filter(|v| !v.is_empty()) {
+            args.push(opt.to_owned());
+            args.push(v);
+        }
+    }
+    args
+}
+
 /// netatopd's bpffs pin directory for a test using scratch directory `dir`.
 pub fn pin_dir_for(dir: &Path) -> PathBuf {
     Path::new("/sys/fs/bpf").join(dir.file_name().expect("a scratch directory"))
@@ -347,6 +392,7 @@ impl Daemon {
         cmd.arg("--foreground")
             .arg("-v")
             .args(private_args(&self.dir, &self.socket))
+            .args(forced_ways())
             .args(&self.extra);
         cmd
     }

@@ -31,7 +31,22 @@ fn socket_is_private_and_removed_on_sigterm_with_programs_detached() {
         assert_eq!(meta.uid(), 0);
     }
     let ids = d.map_ids();
-    assert_eq!(ids.len(), 5, "threads, procs, exited, meta, .bss: {ids:?}");
+    let mut names: Vec<String> = ids.iter().map(|(n, _)| n.clone()).collect();
+    names.sort();
+    assert_eq!(
+        names,
+        [
+            "exited",
+            "inflight",
+            "meta",
+            "netatop_.bss",
+            "netatop_.rodata",
+            "procs",
+            "threads",
+            "walk",
+            "walk_stale"
+        ]
+    );
     assert!(d.pin_dir.join("link_send").exists());
     let status = d.stop();
     assert!(status.success(), "{status}");
@@ -86,10 +101,12 @@ fn version_reports_revision_and_kernel_features() {
         }
         for want in [
             "BTF (/sys/kernel/btf/vmlinux): yes",
-            "sock_send_length yes, sock_recv_length yes",
-            "BPF task iterator (bpf_iter_task_new, Linux 6.7): yes",
-            "sock_send_length/sock_recv_length load: yes",
+            "tracepoints: sched_process_exit yes, sched_process_exec yes, task_rename yes",
+            "attach tracepoint: yes (used)",
+            "attach fexit: ",
+            "attach kprobe: ",
             "spliced TCP receives: ",
+            "snapshots (bpf_iter_task_new, Linux 6.7): one pass with the task iterator",
             "verdict: netatopd can count on this kernel",
         ] {
             assert!(
@@ -112,7 +129,7 @@ fn version_reports_revision_and_kernel_features() {
         .uid(NOBODY)
         .gid(NOBODY));
     assert!(
-        text.contains("load: not checked (needs root or CAP_BPF and CAP_PERFMON)")
+        text.contains("attach: not checked (needs root or CAP_BPF and CAP_PERFMON)")
             && text.contains("verdict: netatopd can count on this kernel, run as root"),
         "{text}"
     );
@@ -162,6 +179,76 @@ fn refuses_to_start_without_privileges() {
     let err = one_line_error(netatopd_on(&dir.join("s")).uid(NOBODY).gid(NOBODY));
     assert!(err.contains("needs root"), "{err}");
     assert!(!dir.join("s").exists());
+    fs::remove_dir_all(dir).unwrap();
+}
+
+/// Each way of attaching that `--version` says this kernel cannot take is
+/// refused when forced, with the same reason and nothing left behind.
+#[test]
+fn a_way_the_kernel_cannot_take_is_refused_with_its_reason() {
+    require_bpf_machine();
+    let version = ok(Command::new(bin("netatopd")).arg("--version"));
+    let mut ways = 0;
+    for line in version.lines() {
+        let Some((way, state)) = line
+            .trim()
+            .strip_prefix("attach ")
+            .and_then(|r| r.split_once(": "))
+        else {
+            continue;
+        };
+        ways += 1;
+        let Some(why) = state.strip_prefix("no: ") else {
+            continue;
+        };
+        let dir = scratch_dir();
+        let err = one_line_error(
+            Command::new(bin("netatopd"))
+                .arg("--foreground")
+                .args(netatopd_tests::private_args(&dir, &dir.join("s")))
+                .args(["--attach", way]),
+        );
+        assert!(
+            err.contains(&format!("--attach {way}: this kernel")) && err.contains(why),
+            "{err}"
+        );
+        assert!(!dir.join("s").exists() && !netatopd_tests::pin_dir_for(&dir).exists());
+        fs::remove_dir_all(dir).unwrap();
+    }
+    assert_eq!(ways, 3, "{version}");
+    let err = fails(Command::new(bin("netatopd")).args(["--attach", "ebpf"]));
+    assert!(
+        err.contains("is not auto, tracepoint, fexit, kprobe"),
+        "{err}"
+    );
+}
+
+/// Under a hard limit of 4096 open files (a busybox init, some containers),
+/// the default client limit is lowered to fit, with a warning; a limit
+/// asked for that does not fit is refused.
+#[test]
+fn a_low_descriptor_limit_lowers_the_default_client_limit() {
+    let d = Daemon::builder().nofile(1024, 4096).start();
+    let log = d.log();
+    assert!(
+        log.contains("serving at most 4032 clients at once, not 4096: the hard limit is 4096"),
+        "{log}"
+    );
+    drop(d);
+    let dir = scratch_dir();
+    let mut cmd = Command::new(bin("netatopd"));
+    cmd.arg("--foreground")
+        .args(netatopd_tests::private_args(&dir, &dir.join("s")))
+        .args(["--max-clients", "4096"]);
+    // SAFETY: setrlimit is async-signal-safe; the limit is a copy.
+    unsafe {
+        cmd.pre_exec(|| netatopd_tests::set_nofile(1024, 4096));
+    }
+    let err = one_line_error(&mut cmd);
+    assert!(
+        err.contains("--max-clients 4096 needs 4160 file descriptors but the hard limit is 4096"),
+        "{err}"
+    );
     fs::remove_dir_all(dir).unwrap();
 }
 

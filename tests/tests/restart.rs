@@ -147,7 +147,8 @@ fn unload_removes_every_pinned_object_and_refuses_while_running() {
         String::from_utf8_lossy(&out.stderr)
     );
     assert!(
-        String::from_utf8_lossy(&out.stderr).contains("removed 9 pinned objects"),
+        // 5 maps, and 5 links: send, receive, exit, exec, rename.
+        String::from_utf8_lossy(&out.stderr).contains("removed 10 pinned objects"),
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );

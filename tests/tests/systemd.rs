@@ -371,7 +371,7 @@ fn serves_under(suite: &str) {
     gen.finish();
     let ctl =
         |args: &[&str]| ok(netatopctl(&sock, &g.path("/run/netatopd/control.sock")).args(args));
-    assert!(ctl(&["stats"]).contains("tp_btf"));
+    assert!(ctl(&["stats"]).contains("attach mode:       tracepoint"));
     let dump = ctl(&["dump", "--json", "--threads", "--exited", "--raw"]);
     assert!(
         dump.contains(&format!("\"pid\": {pid},")),

@@ -5,24 +5,19 @@
 use super::Hook;
 use crate::kernel::Kernel;
 
-pub(super) const NAME: &str = "tp_btf";
-pub(super) const DESCRIPTION: &str =
-    "BTF raw tracepoints: sock_send_length, sock_recv_length, sched_process_exit, sched_process_exec";
+pub(super) const NAME: &str = "tracepoint";
+pub(super) const DESCRIPTION: &str = "BTF raw tracepoints sock_send_length and sock_recv_length";
 
 pub(super) const HOOKS: [Hook; 2] = [
-    Hook {
-        prog: "netatop_send",
-        pin: "link_send",
-    },
-    Hook {
-        prog: "netatop_recv",
-        pin: "link_recv",
-    },
+    Hook::new("netatop_send", "link_send"),
+    Hook::new("netatop_recv", "link_recv"),
 ];
 
 pub(super) fn unavailable(kernel: &Kernel) -> Option<String> {
-    ["sock_send_length", "sock_recv_length"]
-        .into_iter()
-        .find(|tp| kernel.has_tracepoint(tp) != Some(true))
-        .map(|tp| format!("{tp} not in this kernel's BTF (Linux 6.3+)"))
+    for tp in ["sock_send_length", "sock_recv_length"] {
+        if kernel.has_tracepoint(tp) != Some(true) {
+            return Some(format!("{tp} not in this kernel's BTF (Linux 6.3+)"));
+        }
+    }
+    kernel.tp_btf_loads("sock_send_length").err()
 }

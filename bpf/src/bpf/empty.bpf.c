@@ -21,3 +21,11 @@ int BPF_PROG(empty_recv, struct sock *sk, int ret, int flags)
 {
 	return 0;
 }
+
+/* Attached by hand to one function at a time: tells whether this kernel
+ * attaches kprobes there. */
+SEC("kprobe")
+int empty_kprobe(void *ctx)
+{
+	return 0;
+}

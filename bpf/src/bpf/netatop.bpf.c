@@ -1,16 +1,22 @@
 // SPDX-License-Identifier: GPL-2.0 OR BSD-2-Clause
 /*
- * Per-thread TCP/UDP send/receive accounting on the sock_send_length and
- * sock_recv_length tracepoints (Linux >= 6.3), as BTF raw tracepoints;
- * snapshots with an open-coded task iterator (Linux >= 6.7).
+ * Per-thread TCP/UDP send/receive accounting, for Linux >= 5.10 with BTF.
  *
  * threads: tid  -> counters of that thread (single writer: the thread).
  * procs:   tgid -> start time, name, totals of its exited threads.
  * exited:  (tgid, start) -> final totals, until user space collects them.
  *
- * netatop_snapshot (iter/task) writes one record per counted process: its
- * exited threads' totals plus its live threads' counters, never lower than
- * what the last snapshot reported.
+ * The send and receive calls are hooked one of three ways, chosen at start
+ * by what the kernel loads (bpf/src/attach/): BTF raw tracepoints on
+ * sock_send_length/sock_recv_length (6.3+), fexit on inet{,6}_sendmsg and
+ * inet{,6}_recvmsg, or kprobes on the same functions. Every way ends in
+ * count(), so what is counted does not depend on how.
+ *
+ * A snapshot writes one record per counted process: its exited threads'
+ * totals plus its live threads' counters, never lower than what the last
+ * snapshot reported. With the open-coded task iterator (6.7+) one pass over
+ * the tasks does it (netatop_snapshot); before, three passes over the maps
+ * (netatop_walk_*) through the `walk` map.
  *
  * A thread's exit folds its counters into its process (delete first, then
  * add, so a concurrent reader can miss a thread for one snapshot but never
@@ -20,6 +26,7 @@
 #include "vmlinux.h"
 #include <bpf/bpf_helpers.h>
 #include <bpf/bpf_tracing.h>
+#include <bpf/bpf_core_read.h>
 #include "netatop.h"
 
 #define AF_INET 2
@@ -39,6 +46,10 @@ extern int bpf_iter_task_new(struct bpf_iter_task *it, struct task_struct *task,
 			     unsigned int flags) __weak __ksym;
 extern struct task_struct *bpf_iter_task_next(struct bpf_iter_task *it) __weak __ksym;
 extern void bpf_iter_task_destroy(struct bpf_iter_task *it) __weak __ksym;
+
+/* Set by user space before load: the kprobe tier pairs each call's entry
+ * with its return through `inflight`. */
+const volatile bool kprobes = false;
 
 /* Sizes are set by user space before load (netatopd --max-threads etc.). */
 struct {
@@ -73,14 +84,54 @@ struct {
 	__type(value, struct netatop_meta);
 } meta SEC(".maps");
 
+/* kprobe tier: the socket of each call in progress, from its entry to its
+ * return (sized like `threads`; used only by that tier). */
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(map_flags, BPF_F_NO_PREALLOC);
+	__uint(max_entries, 65536);
+	__type(key, struct call_key);
+	__type(value, struct call_val);
+} inflight SEC(".maps");
+
+/* Snapshots without the task iterator: each process's sum, built by the
+ * walk passes, and the processes gone since, to remove at the end of a
+ * snapshot (removing elements while their map is walked would skip
+ * others). Sized by user space; one entry each where unused. */
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(map_flags, BPF_F_NO_PREALLOC);
+	__uint(max_entries, 65536);
+	__type(key, __u32);
+	__type(value, struct walk_val);
+} walk SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_QUEUE);
+	__uint(max_entries, 32768);
+	__type(value, __u32);
+} walk_stale SEC(".maps");
+
 struct netatop_stats stats;
+
+/* The generation of the snapshot being walked: a new one for each
+ * session (read) of pass 1. */
+__u64 walk_gen;
+__u64 walk_session;
+
+/* Entries of processes gone removed at the end of a walk, at most (the
+ * verifier follows each turn of the loop; the rest go at the next walks;
+ * `walk` holds twice the processes, so they fit meanwhile). */
+#define WALK_CLEANUP 1024
 
 #define stat_inc(field) __sync_fetch_and_add(&stats.field, 1)
 
 /*
  * Create the entries of the calling thread (and of its process if needed).
  * Out of line (a BPF subprogram, verified once): only a thread's first
- * counted call takes it, and every program's hot path stays short.
+ * counted call takes it, and every program's hot path stays short. The
+ * current task is read with CO-RE reads: bpf_get_current_task_btf() came
+ * only in Linux 5.11.
  */
 static __noinline struct thread_val *thread_init(__u32 tid, __u32 tgid)
 {
@@ -89,11 +140,12 @@ static __noinline struct thread_val *thread_init(__u32 tid, __u32 tgid)
 	long err;
 
 	if (!p) {
-		struct task_struct *leader = bpf_get_current_task_btf()->group_leader;
+		struct task_struct *task = (struct task_struct *)bpf_get_current_task();
+		struct task_struct *leader = BPF_CORE_READ(task, group_leader);
 		struct proc_val pv = {};
 
-		pv.start_ns = leader->start_boottime;
-		bpf_probe_read_kernel_str(pv.comm, sizeof(pv.comm), leader->comm);
+		pv.start_ns = BPF_CORE_READ(leader, start_boottime);
+		BPF_CORE_READ_STR_INTO(&pv.comm, leader, comm);
 		err = bpf_map_update_elem(&procs, &tgid, &pv, BPF_NOEXIST);
 		if (err && err != -EEXIST) {
 			stat_inc(proc_map_full);
@@ -113,41 +165,45 @@ static __noinline struct thread_val *thread_init(__u32 tid, __u32 tgid)
 	return bpf_map_lookup_elem(&threads, &tid);
 }
 
-/*
- * Counts one call that moved `ret` bytes (or failed: ret <= 0) on socket
- * `sk`. TCP is a stream socket of protocol TCP or MPTCP (an MPTCP socket's
- * data is counted once, on the socket the process uses: its subflows' TCP
- * sockets are driven by the kernel, not through these hooks); UDP is a
- * datagram socket of protocol UDP. Raw sockets of those protocols, and
- * everything else, count nothing.
- */
-static __always_inline int account(struct sock *sk, long ret, int flags, bool send)
+/* What a socket counts as: TCP is a stream socket of protocol TCP or MPTCP
+ * (an MPTCP socket's data is counted once, on the socket the process uses:
+ * its subflows' TCP sockets are driven by the kernel, not through these
+ * hooks); UDP is a datagram socket of protocol UDP. Raw sockets of those
+ * protocols, and everything else, count nothing. */
+enum kind {
+	NOT_COUNTED,
+	TCP,
+	UDP,
+};
+
+static __always_inline enum kind classify(__u16 family, __u16 type, __u16 proto)
 {
-	__u16 family, type, proto;
+	if (family != AF_INET && family != AF_INET6)
+		return NOT_COUNTED;
+	if (type == SOCK_STREAM && (proto == IPPROTO_TCP || proto == IPPROTO_MPTCP))
+		return TCP;
+	if (type == SOCK_DGRAM && proto == IPPROTO_UDP)
+		return UDP;
+	return NOT_COUNTED;
+}
+
+/* Whether a call that returned `ret` with `flags` moved traffic: failed and
+ * empty calls moved nothing; peeked data is read again later; the error
+ * queue holds no traffic (ICMP errors, transmit timestamps). */
+static __always_inline bool moved(long ret, int flags, bool send)
+{
+	return ret > 0 && (send || !(flags & (MSG_PEEK | MSG_ERRQUEUE)));
+}
+
+/* Counts one call of the current thread that moved `ret` bytes. */
+static __always_inline int count(enum kind kind, long ret, bool send)
+{
 	struct thread_val *t;
-	bool tcp;
 	__u64 id;
 	__u32 tid;
 
-	/* Failed and empty calls move nothing. */
-	if (ret <= 0)
+	if (kind == NOT_COUNTED)
 		return 0;
-	/* Peeked data is read again later; the error queue holds no traffic
-	 * (ICMP errors, transmit timestamps). */
-	if (!send && (flags & (MSG_PEEK | MSG_ERRQUEUE)))
-		return 0;
-	family = sk->__sk_common.skc_family;
-	if (family != AF_INET && family != AF_INET6)
-		return 0;
-	type = sk->sk_type;
-	proto = sk->sk_protocol;
-	if (type == SOCK_STREAM && (proto == IPPROTO_TCP || proto == IPPROTO_MPTCP))
-		tcp = true;
-	else if (type == SOCK_DGRAM && proto == IPPROTO_UDP)
-		tcp = false;
-	else
-		return 0;
-
 	id = bpf_get_current_pid_tgid();
 	tid = (__u32)id;
 	t = bpf_map_lookup_elem(&threads, &tid);
@@ -157,7 +213,7 @@ static __always_inline int account(struct sock *sk, long ret, int flags, bool se
 			return 0;
 	}
 	/* Only this thread writes its entry, so plain adds are exact. */
-	if (tcp) {
+	if (kind == TCP) {
 		if (send) {
 			t->c.tcpsndpacks++;
 			t->c.tcpsndbytes += ret;
@@ -177,6 +233,28 @@ static __always_inline int account(struct sock *sk, long ret, int flags, bool se
 	return 0;
 }
 
+/* A call on a socket the program received as a BTF pointer (tp_btf and
+ * fexit programs): its fields are read directly. */
+static __always_inline int account(struct sock *sk, long ret, int flags, bool send)
+{
+	if (!moved(ret, flags, send) || !sk)
+		return 0;
+	return count(classify(sk->__sk_common.skc_family, sk->sk_type, sk->sk_protocol), ret,
+		     send);
+}
+
+/* A call on a socket known only by its address (kprobes): CO-RE reads. */
+static __always_inline int account_core(struct sock *sk, long ret, int flags, bool send)
+{
+	if (!moved(ret, flags, send) || !sk)
+		return 0;
+	return count(classify(BPF_CORE_READ(sk, __sk_common.skc_family), BPF_CORE_READ(sk, sk_type),
+			      BPF_CORE_READ(sk, sk_protocol)),
+		     ret, send);
+}
+
+/* ---- tier tp_btf: the socket tracepoints (Linux 6.3+) ---------------------- */
+
 SEC("tp_btf/sock_send_length")
 int BPF_PROG(netatop_send, struct sock *sk, int ret, int flags)
 {
@@ -189,17 +267,167 @@ int BPF_PROG(netatop_recv, struct sock *sk, int ret, int flags)
 	return account(sk, ret, flags, false);
 }
 
+/* ---- tier fexit: the inet socket operations every TCP/UDP call reaches ----- */
+
+SEC("fexit/inet_sendmsg")
+int BPF_PROG(netatop_fexit_send4, struct socket *sock, struct msghdr *msg, size_t size, int ret)
+{
+	return account(sock->sk, ret, 0, true);
+}
+
+SEC("fexit/inet6_sendmsg")
+int BPF_PROG(netatop_fexit_send6, struct socket *sock, struct msghdr *msg, size_t size, int ret)
+{
+	return account(sock->sk, ret, 0, true);
+}
+
+SEC("fexit/inet_recvmsg")
+int BPF_PROG(netatop_fexit_recv4, struct socket *sock, struct msghdr *msg, size_t size, int flags,
+	     int ret)
+{
+	return account(sock->sk, ret, flags, false);
+}
+
+SEC("fexit/inet6_recvmsg")
+int BPF_PROG(netatop_fexit_recv6, struct socket *sock, struct msghdr *msg, size_t size, int flags,
+	     int ret)
+{
+	return account(sock->sk, ret, flags, false);
+}
+
+/*
+ * Before Linux 6.5, sendfile() and splice() into a TCP or UDP socket reach
+ * it through sendpage, not sendmsg (and so not the tracepoint either).
+ */
+SEC("fexit/inet_sendpage")
+int BPF_PROG(netatop_fexit_sendpage, struct socket *sock, struct page *page, int offset,
+	     size_t size, int flags, ssize_t ret)
+{
+	return account(sock->sk, ret, 0, true);
+}
+
 /*
  * TCP data received with splice() (socket to pipe) is moved by
- * tcp_splice_read, not through recvmsg: one call, its bytes. Splicing into
- * a socket goes through sendmsg and the tracepoint.
+ * tcp_splice_read, not through recvmsg: one call, its bytes.
  */
 SEC("fexit/tcp_splice_read")
-int BPF_PROG(netatop_splice_read, struct socket *sock, loff_t *ppos,
+int BPF_PROG(netatop_fexit_splice, struct socket *sock, loff_t *ppos,
 	     struct pipe_inode_info *pipe, size_t len, unsigned int flags, ssize_t ret)
 {
 	return account(sock->sk, ret, 0, false);
 }
+
+/* ---- tier kprobe: the same functions, entry paired with return ------------- */
+
+enum hooked {
+	SEND,
+	RECV,
+	SENDPAGE,
+	SPLICE,
+};
+
+/* At a function's entry: remember the socket and flags of this call. A
+ * call of this thread still recorded there lost its return (kretprobes
+ * have a bounded number of calls in flight). */
+static __always_inline int enter(enum hooked fn, struct socket *sock, int flags)
+{
+	struct call_key key = { .tid = (__u32)bpf_get_current_pid_tgid(), .fn = fn };
+	struct call_val val = { .sk = (__u64)BPF_CORE_READ(sock, sk), .flags = flags };
+
+	if (bpf_map_update_elem(&inflight, &key, &val, BPF_NOEXIST)) {
+		stat_inc(kretprobe_missed);
+		bpf_map_update_elem(&inflight, &key, &val, BPF_ANY);
+	}
+	return 0;
+}
+
+/* At its return: count the call with the socket and flags of its entry. */
+static __always_inline int leave(enum hooked fn, long ret, bool send)
+{
+	struct call_key key = { .tid = (__u32)bpf_get_current_pid_tgid(), .fn = fn };
+	struct call_val *c = bpf_map_lookup_elem(&inflight, &key);
+	struct call_val val;
+
+	if (!c)
+		return 0;
+	val = *c;
+	bpf_map_delete_elem(&inflight, &key);
+	return account_core((struct sock *)val.sk, ret, val.flags, send);
+}
+
+SEC("kprobe/inet_sendmsg")
+int BPF_KPROBE(netatop_kp_send4, struct socket *sock)
+{
+	return enter(SEND, sock, 0);
+}
+
+SEC("kretprobe/inet_sendmsg")
+int BPF_KRETPROBE(netatop_kr_send4, int ret)
+{
+	return leave(SEND, ret, true);
+}
+
+SEC("kprobe/inet6_sendmsg")
+int BPF_KPROBE(netatop_kp_send6, struct socket *sock)
+{
+	return enter(SEND, sock, 0);
+}
+
+SEC("kretprobe/inet6_sendmsg")
+int BPF_KRETPROBE(netatop_kr_send6, int ret)
+{
+	return leave(SEND, ret, true);
+}
+
+SEC("kprobe/inet_recvmsg")
+int BPF_KPROBE(netatop_kp_recv4, struct socket *sock, struct msghdr *msg, size_t size, int flags)
+{
+	return enter(RECV, sock, flags);
+}
+
+SEC("kretprobe/inet_recvmsg")
+int BPF_KRETPROBE(netatop_kr_recv4, int ret)
+{
+	return leave(RECV, ret, false);
+}
+
+SEC("kprobe/inet6_recvmsg")
+int BPF_KPROBE(netatop_kp_recv6, struct socket *sock, struct msghdr *msg, size_t size, int flags)
+{
+	return enter(RECV, sock, flags);
+}
+
+SEC("kretprobe/inet6_recvmsg")
+int BPF_KRETPROBE(netatop_kr_recv6, int ret)
+{
+	return leave(RECV, ret, false);
+}
+
+SEC("kprobe/inet_sendpage")
+int BPF_KPROBE(netatop_kp_sendpage, struct socket *sock)
+{
+	return enter(SENDPAGE, sock, 0);
+}
+
+SEC("kretprobe/inet_sendpage")
+int BPF_KRETPROBE(netatop_kr_sendpage, long ret)
+{
+	return leave(SENDPAGE, ret, true);
+}
+
+SEC("kprobe/tcp_splice_read")
+int BPF_KPROBE(netatop_kp_splice, struct socket *sock)
+{
+	return enter(SPLICE, sock, 0);
+}
+
+SEC("kretprobe/tcp_splice_read")
+int BPF_KRETPROBE(netatop_kr_splice, long ret)
+{
+	return leave(SPLICE, ret, false);
+}
+
+/* ---- every tier: process exit, exec and rename ----------------------------- */
 
 static __always_inline void fold(struct counters *dst, const struct counters *src)
 {
@@ -216,8 +444,9 @@ static __always_inline void fold(struct counters *dst, const struct counters *sr
 /*
  * Runs for every exiting thread, after it has left signal->live. The
  * process is complete when no thread is live any more and every thread
- * entry has been folded; exactly one exiting thread (compare-and-swap)
- * then publishes the final totals.
+ * entry has been folded; the exiting thread that then removes the
+ * process's entry (one removal succeeds: the map is the arbiter, no
+ * compare-and-swap, which Linux 5.10 lacks) publishes the final totals.
  */
 SEC("tp_btf/sched_process_exit")
 int BPF_PROG(netatop_exit, struct task_struct *task)
@@ -228,12 +457,17 @@ int BPF_PROG(netatop_exit, struct task_struct *task)
 	struct exit_key key = {};
 	struct exit_val val = {};
 
+	if (kprobes) {
+		/* Calls of this thread whose return never came. */
+		for (int fn = SEND; fn <= SPLICE; fn++) {
+			struct call_key k = { .tid = tid, .fn = fn };
+
+			bpf_map_delete_elem(&inflight, &k);
+		}
+	}
 	p = bpf_map_lookup_elem(&procs, &tgid);
 	if (!p)
 		return 0;
-	/* The process's name is its leader's, as last set (prctl, exec). */
-	if (tid == tgid)
-		bpf_probe_read_kernel_str(p->comm, sizeof(p->comm), task->comm);
 	t = bpf_map_lookup_elem(&threads, &tid);
 	if (t) {
 		struct counters c = t->c;
@@ -247,21 +481,20 @@ int BPF_PROG(netatop_exit, struct task_struct *task)
 	}
 	if (task->signal->live.counter != 0)
 		return 0;
-	if (__sync_fetch_and_add(&p->nthreads, 0) != 0)
-		return 0;
-	if (__sync_val_compare_and_swap(&p->finalized, 0, 1) != 0)
+	if (*(volatile __s32 *)&p->nthreads != 0)
 		return 0;
 
 	key.tgid = tgid;
 	key.start_ns = p->start_ns;
 	val.c = p->exited;
-	val.exit_ns = bpf_ktime_get_boot_ns();
 	__builtin_memcpy(val.comm, p->comm, sizeof(val.comm));
+	if (bpf_map_delete_elem(&procs, &tgid))
+		return 0; /* another exiting thread published them */
+	val.exit_ns = bpf_ktime_get_boot_ns();
 	if (bpf_map_update_elem(&exited, &key, &val, BPF_NOEXIST))
 		stat_inc(exit_map_full);
 	else
 		stat_inc(exits);
-	bpf_map_delete_elem(&procs, &tgid);
 	return 0;
 }
 
@@ -295,6 +528,24 @@ int BPF_PROG(netatop_exec, struct task_struct *task, int old_pid)
 	return 0;
 }
 
+/* A process's name is its main thread's: a rename (prctl(PR_SET_NAME))
+ * shows in the next snapshot and in the final record. */
+SEC("tp_btf/task_rename")
+int BPF_PROG(netatop_rename, struct task_struct *task, const char *comm)
+{
+	__u32 tgid = task->tgid;
+	struct proc_val *p;
+
+	if (task->pid != tgid)
+		return 0;
+	p = bpf_map_lookup_elem(&procs, &tgid);
+	if (p)
+		bpf_probe_read_kernel_str(p->comm, sizeof(p->comm), comm);
+	return 0;
+}
+
+/* ---- snapshots ------------------------------------------------------------- */
+
 static __always_inline void add(struct counters *dst, const struct counters *src)
 {
 	dst->tcpsndpacks += src->tcpsndpacks;
@@ -320,7 +571,11 @@ static __always_inline void raise_to(__u64 *value, __u64 *reported)
  * Raises each counter of a snapshot record to at least what the last
  * snapshot reported for its process, and makes that the new floor. Out of
  * line: its prototype puts struct snapshot_rec into the object's BTF, so
- * user space checks that record's layout like the others.
+ * user space checks that record's layout like the others. Snapshots may be
+ * streamed several at once, interleaved, but every run of a snapshot
+ * program is a read() by netatopd's one thread, so no two run at the same
+ * time: this read-modify-write does not race, and each record is at least
+ * what any earlier one reported.
  */
 static __noinline void raise_record(struct snapshot_rec *r, struct counters *reported)
 {
@@ -335,7 +590,7 @@ static __noinline void raise_record(struct snapshot_rec *r, struct counters *rep
 }
 
 /*
- * A snapshot: one record per counted process (struct snapshot_rec), its
+ * A snapshot in one pass (Linux 6.7+): one record per counted process, its
  * exited threads' totals plus each live thread's counters, summed here so
  * that user space reads one entry per process instead of every thread.
  */
@@ -356,7 +611,7 @@ int netatop_snapshot(struct bpf_iter__task *ctx)
 		return 0;
 	r.tgid = tgid;
 	r.start_ns = p->start_ns;
-	/* The leader's name now: a rename since the first traffic shows. */
+	/* The leader's name now. */
 	bpf_probe_read_kernel_str(r.comm, sizeof(r.comm), task->comm);
 	r.c = p->exited;
 	bpf_for_each(task, pos, task, BPF_TASK_ITER_PROC_THREADS) {
@@ -366,10 +621,97 @@ int netatop_snapshot(struct bpf_iter__task *ctx)
 		if (t)
 			add(&r.c, &t->c);
 	}
-	/* Several snapshots may be streamed at once, interleaved, but every
-	 * run of this program is a read() by netatopd's one thread, so no two
-	 * run at the same time: this read-modify-write of `reported` does not
-	 * race, and each record is at least what any earlier one reported. */
+	raise_record(&r, &p->reported);
+	bpf_seq_write(seq, &r, sizeof(r));
+	return 0;
+}
+
+/*
+ * A snapshot in three passes over the maps (before Linux 6.7), each a map
+ * element iterator read to its end by user space in this order, one
+ * snapshot at a time. Like the one-pass snapshot, a process's exited
+ * totals are read before its live threads, so a thread that exits
+ * meanwhile is missed once, never counted twice.
+ *
+ * Pass 1, over `procs`: a new generation, then each process's exited
+ * threads' totals into `walk`.
+ */
+SEC("iter/bpf_map_elem")
+int netatop_walk_procs(struct bpf_iter__bpf_map_elem *ctx)
+{
+	__u32 *key = ctx->key;
+	struct proc_val *p = ctx->value;
+	struct walk_val w = {};
+	__u32 tgid;
+
+	/* seq_num stays 0 while nothing is written: the session tells. */
+	if (ctx->meta->session_id != walk_session) {
+		walk_session = ctx->meta->session_id;
+		walk_gen++;
+	}
+	if (!key || !p)
+		return 0;
+	tgid = *key;
+	w.c = p->exited;
+	w.gen = walk_gen;
+	bpf_map_update_elem(&walk, &tgid, &w, BPF_ANY);
+	return 0;
+}
+
+/* Pass 2, over `threads`: each live thread's counters added to its process. */
+SEC("iter/bpf_map_elem")
+int netatop_walk_threads(struct bpf_iter__bpf_map_elem *ctx)
+{
+	struct thread_val *t = ctx->value;
+	struct walk_val *sum;
+	__u32 tgid;
+
+	if (!ctx->key || !t)
+		return 0;
+	tgid = t->tgid;
+	sum = bpf_map_lookup_elem(&walk, &tgid);
+	if (sum && sum->gen == walk_gen) {
+		add(&sum->c, &t->c);
+	} else {
+		/* A process that came after pass 1 (or left an old entry). */
+		struct walk_val w = { .c = t->c, .gen = walk_gen };
+
+		bpf_map_update_elem(&walk, &tgid, &w, BPF_ANY);
+	}
+	return 0;
+}
+
+/* Pass 3, over `walk`: one record per process of this generation still
+ * counted; the others are queued, and removed once the walk is over. */
+SEC("iter/bpf_map_elem")
+int netatop_walk_emit(struct bpf_iter__bpf_map_elem *ctx)
+{
+	struct seq_file *seq = ctx->meta->seq;
+	__u32 *key = ctx->key;
+	struct walk_val *sum = ctx->value;
+	struct snapshot_rec r = {};
+	struct proc_val *p;
+	__u32 tgid;
+
+	if (!key || !sum) {
+		/* The end of the walk: remove what was queued. */
+		for (int i = 0; i < WALK_CLEANUP; i++) {
+			if (bpf_map_pop_elem(&walk_stale, &tgid))
+				break;
+			bpf_map_delete_elem(&walk, &tgid);
+		}
+		return 0;
+	}
+	tgid = *key;
+	p = bpf_map_lookup_elem(&procs, &tgid);
+	if (!p || sum->gen != walk_gen) {
+		bpf_map_push_elem(&walk_stale, &tgid, BPF_ANY);
+		return 0;
+	}
+	r.tgid = tgid;
+	r.start_ns = p->start_ns;
+	__builtin_memcpy(r.comm, p->comm, sizeof(r.comm));
+	r.c = sum->c;
 	raise_record(&r, &p->reported);
 	bpf_seq_write(seq, &r, sizeof(r));
 	return 0;

@@ -34,8 +34,7 @@ struct proc_val {
 	__u64 start_ns;
 	/* Number of entries this process has in the threads map. */
 	__s32 nthreads;
-	/* Set once, by the exit of the last thread (compare-and-swap). */
-	__u32 finalized;
+	__u32 _pad;
 	/* Group leader's comm. */
 	char comm[TASK_COMM_LEN];
 	/* The totals the last snapshot reported (written by the snapshot
@@ -79,6 +78,30 @@ struct netatop_stats {
 	__u64 exits;
 	/* Socket calls counted for threads that have exited. */
 	__u64 exited_events;
+	/* kprobe tier: calls whose return was never seen (a kretprobe has a
+	 * bounded number of calls in flight); they are not counted. */
+	__u64 kretprobe_missed;
+};
+
+/* walk map (snapshots without the task iterator): a process's sum, valid
+ * in the snapshot of generation `gen`. */
+struct walk_val {
+	struct counters c;
+	__u64 gen;
+};
+
+/* inflight map (kprobe tier): a call of thread `tid` to hooked function
+ * `fn`, between its entry and its return. */
+struct call_key {
+	__u32 tid;
+	__u32 fn;
+};
+
+struct call_val {
+	/* The struct sock * of the call. */
+	__u64 sk;
+	__s32 flags;
+	__u32 _pad;
 };
 
 /*

@@ -6,6 +6,8 @@
  */
 #ifndef NETATOP_VMLINUX_H
 #define NETATOP_VMLINUX_H
+/* What libbpf's headers test for kernel types (pt_regs field names). */
+#define __VMLINUX_H__
 
 typedef unsigned char __u8;
 typedef unsigned short __u16;
@@ -34,6 +36,7 @@ typedef unsigned long size_t;
 enum bpf_map_type {
 	BPF_MAP_TYPE_HASH = 1,
 	BPF_MAP_TYPE_ARRAY = 2,
+	BPF_MAP_TYPE_QUEUE = 22,
 };
 
 enum {
@@ -64,6 +67,35 @@ struct socket {
 };
 
 struct pipe_inode_info;
+struct msghdr;
+struct page;
+
+/* The registers a kprobe sees (x86_64), for bpf_tracing.h's PT_REGS_*. */
+struct pt_regs {
+	unsigned long r15;
+	unsigned long r14;
+	unsigned long r13;
+	unsigned long r12;
+	unsigned long bp;
+	unsigned long bx;
+	unsigned long r11;
+	unsigned long r10;
+	unsigned long r9;
+	unsigned long r8;
+	unsigned long ax;
+	unsigned long cx;
+	unsigned long dx;
+	unsigned long si;
+	unsigned long di;
+	unsigned long orig_ax;
+	unsigned long ip;
+	unsigned long cs;
+	unsigned long flags;
+	unsigned long sp;
+	unsigned long ss;
+};
+
+struct bpf_map;
 
 struct signal_struct {
 	atomic_t live;
@@ -92,6 +124,14 @@ struct bpf_iter_meta {
 struct bpf_iter__task {
 	struct bpf_iter_meta *meta;
 	struct task_struct *task;
+};
+
+/* Context of an iter/bpf_map_elem program. */
+struct bpf_iter__bpf_map_elem {
+	struct bpf_iter_meta *meta;
+	struct bpf_map *map;
+	void *key;
+	void *value;
 };
 
 #pragma clang attribute pop

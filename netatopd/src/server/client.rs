@@ -18,6 +18,10 @@ use netatop_protocol::{NetPerTask, RECORD_SIZE};
 use crate::collect::Snapshot;
 use crate::exits::Cursor;
 
+/// An output buffer larger than this is given back as soon as it has been
+/// written, rather than kept for the next response.
+pub(super) const RELEASE_ABOVE: usize = 64 * 1024;
+
 /// Largest write: whole records within one unix-socket buffer (32 KiB).
 const MAX_CHUNK: usize = 32 * 1024 / RECORD_SIZE * RECORD_SIZE;
 
@@ -178,7 +182,11 @@ impl Client {
                 Err(e) => return Err(e),
             }
         }
-        self.out.clear();
+        if self.out.capacity() > RELEASE_ABOVE {
+            self.out = Vec::new();
+        } else {
+            self.out.clear();
+        }
         self.sent = 0;
         self.stalled_since = None;
         Ok(true)

@@ -260,6 +260,7 @@ impl Core {
             last_query_us: st.timings.back().copied().unwrap_or(0),
             median_query_us: sorted.get(sorted.len() / 2).copied().unwrap_or(0),
             map_memory_bytes: tracer.map_memory()?,
+            kretprobe_missed: k.kretprobe_missed,
         })
     }
 }

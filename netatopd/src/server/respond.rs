@@ -9,11 +9,14 @@ use std::io;
 
 use log::{debug, warn};
 use netatop_protocol::control::{self, Process, Response, Thread};
-use netatop_protocol::{Counters, NetPerTask};
+use netatop_protocol::{Counters, NetPerTask, RECORD_SIZE};
 use zerocopy::IntoBytes;
 
 use super::client::{Client, Incoming, State};
 use super::Core;
+
+/// Bytes read from the kernel at a time into a whole response.
+const WHOLE_CHUNK: usize = 32 * 1024 / RECORD_SIZE * RECORD_SIZE;
 
 impl Core {
     /// One turn: writes what is pending, then answers at most one request.
@@ -117,7 +120,9 @@ impl Core {
                 self.whole_atop_response(c, false)?;
             }
             Incoming::Atop { threads } => {
-                if !threads {
+                if !threads && self.config.max_streams == 0 {
+                    debug!("snapshots are walked through the maps: built whole");
+                } else if !threads {
                     debug!(
                         "{} snapshots are being streamed: this one is built whole",
                         self.streams
@@ -148,15 +153,43 @@ impl Core {
     /// An atop response built whole: live processes, the exits the client
     /// has not had, with `threads` the thread records, the terminator.
     fn whole_atop_response(&mut self, c: &mut Client, threads: bool) -> io::Result<()> {
-        self.snapshot_whole()?;
-        let live = self.records.len();
-        self.exits.take_for(&mut c.cursor, &mut self.records);
         if threads {
+            self.snapshot_whole()?;
+            let live = self.records.len();
+            self.exits.take_for(&mut c.cursor, &mut self.records);
             self.thread_records(live)?;
+        } else {
+            // Straight from the kernel into the client's output: the
+            // records are held once.
+            let start = std::time::Instant::now();
+            let mut snap = self.collector.snapshot()?;
+            loop {
+                let at = c.out.len();
+                c.out.resize(at + WHOLE_CHUNK, 0);
+                let n = self.collector.read(&mut snap, &mut c.out[at..])?;
+                c.out.truncate(at + n);
+                if n == 0 {
+                    break;
+                }
+            }
+            self.collector.drain(&mut self.exits)?;
+            self.stats.timed(start.elapsed());
+            self.records.clear();
+            self.exits.take_for(&mut c.cursor, &mut self.records);
         }
         self.records.push(NetPerTask::TERMINATOR);
         c.out.extend_from_slice(self.records.as_bytes());
+        self.release_records();
         Ok(())
+    }
+
+    /// Gives a large record buffer back at once rather than at the next
+    /// housekeeping: large allocations are mapped (see main.rs), so this
+    /// returns the memory to the system.
+    fn release_records(&mut self) {
+        if self.records.capacity() * RECORD_SIZE > super::client::RELEASE_ABOVE {
+            self.records = Vec::new();
+        }
     }
 
     /// The live threads of the first `live` records (the live processes
@@ -235,6 +268,7 @@ impl Core {
                 p.threads.sort_unstable_by_key(|t| t.tid);
             }
         }
+        self.release_records();
         Ok(once_each(procs))
     }
 }

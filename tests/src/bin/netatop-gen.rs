@@ -856,6 +856,44 @@ fn tcp_splice(t: &mut Truth, v6: bool, o: &Opts) -> io::Result<()> {
     Ok(())
 }
 
+/// TCP with sendfile(): `count` pieces of `size` bytes (at most a page, so
+/// each call is one send) from a memory file into the socket, each
+/// received with recv.
+fn tcp_sendfile(t: &mut Truth, v6: bool, o: &Opts) -> io::Result<()> {
+    let (c, s) = tcp_pair(v6)?;
+    // SAFETY: memfd_create takes a NUL-terminated name and flags.
+    let fd = unsafe { libc::memfd_create(c"netatop-gen".as_ptr(), libc::MFD_CLOEXEC) };
+    if fd < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    // SAFETY: a new descriptor that nothing else owns.
+    let file = unsafe { OwnedFd::from_raw_fd(fd) };
+    let data = vec![0x3cu8; o.size];
+    if write(file.as_raw_fd(), &data) != o.size as isize {
+        return Err(io::Error::other("short write to the memory file"));
+    }
+    let mut buf = vec![0u8; o.size];
+    for _ in 0..o.count {
+        let mut off: libc::off_t = 0;
+        // SAFETY: valid descriptors and a valid offset pointer.
+        let r = unsafe { libc::sendfile(c.as_raw_fd(), file.as_raw_fd(), &mut off, o.size) };
+        t.call(Proto::Tcp, true, r);
+        if r != o.size as isize {
+            return Err(io::Error::other(format!("sendfile: {r}")));
+        }
+        let mut got = 0;
+        while got < o.size {
+            let r = recv(s.as_raw_fd(), &mut buf[got..], 0);
+            t.call(Proto::Tcp, false, r);
+            if r <= 0 {
+                return Err(io::Error::last_os_error());
+            }
+            got += r as usize;
+        }
+    }
+    Ok(())
+}
+
 /// Waits until `fd` has something on its error queue.
 fn wait_errqueue(fd: RawFd) -> io::Result<()> {
     let mut p = libc::pollfd {
@@ -979,6 +1017,8 @@ fn main() -> ExitCode {
         "splice4" => tcp_splice(&mut t, false, &o),
         "splice6" => tcp_splice(&mut t, true, &o),
         "errqueue" => errqueue(&mut t, &o),
+        "sendfile4" => tcp_sendfile(&mut t, false, &o),
+        "sendfile6" => tcp_sendfile(&mut t, true, &o),
         "fork" => fork(&mut children, &o).map(|s| fork_state = Some(s)),
         "churn" => churn(&mut children, &o),
         other => {

@@ -64,6 +64,7 @@ fn print_text(s: &Stats, out: &mut impl Write) -> io::Result<()> {
             ),
         ),
         ("map memory", table::bytes(s.map_memory_bytes as f64)),
+        ("kretprobe misses", s.kretprobe_missed.to_string()),
     ];
     let w = lines.iter().map(|(k, _)| k.len()).max().unwrap_or(0);
     for (k, v) in lines {

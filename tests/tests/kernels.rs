@@ -1,0 +1,94 @@
+//! netatopd on the kernels production servers run: Debian's stock 5.10
+//! (Debian 11), 6.1 (Debian 12) and 6.12 (Debian 13), each booted under
+//! qemu's TCG emulation (`tests/vm/run.sh`; the kernels come from
+//! `tests/vm/kernels.sh`, which `make test` runs), with the host's files
+//! shared read-only so the guest runs this build's binaries.
+//!
+//! In each guest: `netatopd --version` is printed for the record, then the
+//! exactness suite (`tests/tests/tiers.rs`) runs once with netatopd's own
+//! choice, which must be the best way that kernel takes, and once forced to
+//! each other way it takes.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use netatopd_tests::{bin, test_binary};
+
+/// Where tests/vm/kernels.sh left the kernels.
+fn kernels_dir() -> PathBuf {
+    let dir = std::env::var_os("NETATOPD_TEST_KERNELS").map_or_else(
+        || Path::new(env!("CARGO_MANIFEST_DIR")).join("../target/kernels"),
+        PathBuf::from,
+    );
+    assert!(
+        dir.is_dir(),
+        "no kernels in {}: run `bash tests/vm/kernels.sh {}` (make test does)",
+        dir.display(),
+        dir.display()
+    );
+    dir
+}
+
+/// Boots kernel `prefix` and runs the suite: with netatopd's own choice,
+/// which must be `auto`, then forced to each of `forced`.
+fn suite_on(prefix: &str, auto: &str, forced: &[&str]) {
+    let repo = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+    let repo = repo.canonicalize().expect("the repository");
+    let tiers = test_binary("tiers");
+    let mut script = String::from("#!/bin/sh\nset -e\n");
+    script += &format!("cd '{}'\n", repo.display());
+    script += &format!("'{}' --version\n", bin("netatopd").display());
+    script += &format!(
+        "NETATOPD_TEST_EXPECT_ATTACH={auto} '{}' --test-threads 1\n",
+        tiers.display()
+    );
+    for way in forced {
+        script += &format!(
+            "NETATOPD_TEST_ATTACH={way} '{}' --test-threads 1\n",
+            tiers.display()
+        );
+    }
+    // The guest sees the host's files, but not its /tmp.
+    let dir = repo.join("target/vm");
+    std::fs::create_dir_all(&dir).unwrap();
+    let path = dir.join(format!("suite-{prefix}.sh"));
+    std::fs::write(&path, script).unwrap();
+    let out = Command::new("bash")
+        .arg(repo.join("tests/vm/run.sh"))
+        .arg(prefix)
+        .arg("/bin/sh")
+        .arg(&path)
+        .env("VM_CACHE", kernels_dir())
+        .env("VM_TIMEOUT", "400")
+        .output()
+        .expect("bash tests/vm/run.sh (qemu-system-x86; make test installs it)");
+    let console = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        out.status.success(),
+        "the suite failed on Linux {prefix} ({}):\n{console}\n{stderr}",
+        out.status
+    );
+    assert!(
+        console.contains(&format!("attach {auto}: yes (used)")),
+        "netatopd --version on Linux {prefix} does not choose {auto}:\n{console}"
+    );
+    let runs = console.matches("test result: ok. 2 passed").count();
+    assert_eq!(runs, 1 + forced.len(), "{console}");
+    eprintln!("Linux {prefix}: {}", stderr.trim());
+}
+
+#[test]
+fn linux_5_10_debian_11() {
+    suite_on("5.10", "fexit", &["kprobe"]);
+}
+
+#[test]
+fn linux_6_1_debian_12() {
+    suite_on("6.1", "fexit", &["kprobe"]);
+}
+
+#[test]
+fn linux_6_12_debian_13() {
+    suite_on("6.12", "tracepoint", &["fexit", "kprobe"]);
+}

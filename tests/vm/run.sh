@@ -1,0 +1,88 @@
+#!/bin/bash
+# tests/vm/run.sh KVER COMMAND [ARGS...]
+#
+# Boots kernel KVER (as tests/vm/kernels.sh left it in $VM_CACHE; a prefix
+# such as 5.10, 6.1 or 6.12 will do) under qemu's TCG emulation (this
+# machine has no usable hardware virtualisation; single-threaded TCG, since
+# multi-threaded TCG once panicked a 6.12 guest), shares the host's /
+# read-only over 9p, chroots into it and runs COMMAND there, in the host's
+# working directory (or /run/host followed by it, if the guest's tmpfs on
+# /tmp or /run hides it). The console goes to stdout; the exit status is
+# COMMAND's, or 124 (timeout), 125 (the VM ended without a status: a
+# panic), 126 (qemu or the set-up failed). It always ends, and leaves no
+# qemu running.
+#
+# Env: VM_CACHE (kernels), VM_TIMEOUT (s, 300), VM_MEM (MiB, 1024), VM_SMP
+# (2), VM_APPEND (more kernel arguments), VM_KEEP=1 (keep the run directory),
+# VM_TMP=tmpfs (an empty /tmp) or overlay (the host's /tmp under a tmpfs).
+set -uo pipefail
+HERE=$(cd "$(dirname "$0")" && pwd)
+CACHE=$(cd "${VM_CACHE:?VM_CACHE: the kernels directory of tests/vm/kernels.sh}" && pwd)
+[ $# -ge 2 ] || { echo "usage: run-vm.sh KVER COMMAND [ARGS...]" >&2; exit 126; }
+want=$1; shift
+
+# resolve kernel
+kdir=""
+if [ -f "$CACHE/$want/vmlinux" ]; then kdir=$CACHE/$want
+else
+    for d in "$CACHE/$want".[0-9]* "$CACHE/$want"-*; do   # 6.1 -> 6.1.0-50-amd64, not 6.12.*
+        [ -f "$d/vmlinux" ] && kdir=$d
+    done
+fi
+[ -n "$kdir" ] || { echo "run-vm: kernel '$want' not in $CACHE (run tests/vm/kernels.sh $CACHE)" >&2; exit 126; }
+kver=$(basename "$kdir")
+
+# initramfs (rebuilt when missing or older than its inputs)
+initrd=$kdir/initramfs.cpio.gz
+if [ ! -s "$initrd" ] || [ "$HERE/init.sh" -nt "$initrd" ] || [ "$HERE/initramfs.sh" -nt "$initrd" ]; then
+    (exec 8>"$kdir/.initrd.lock" && flock 8 && "$HERE/initramfs.sh" "$kver" "$kdir" "$initrd") || exit 126
+fi
+
+# per-run directory, shared read-write with the guest at /run/vmtest
+run=$(mktemp -d "${TMPDIR:-/tmp}/netatopd-vm.XXXXXX")
+{
+    echo '#!/bin/sh'
+    printf 'cd %q 2>/dev/null || cd %q 2>/dev/null || cd /\n' "$PWD" "/run/host$PWD"
+    # argv[0] under a path hidden by the guest's tmpfs (/tmp, /run): fall back to /run/host/...
+    printf 'c=%q; case "$c" in /*) [ -e "$c" ] || [ ! -e "/run/host$c" ] || c="/run/host$c";; esac\n' "$1"
+    shift
+    printf 'exec "$c"'; [ $# -eq 0 ] || printf ' %q' "$@"; printf '\n'
+} > "$run/cmd.sh"
+
+qpid=""
+cleanup() {
+    if [ -n "$qpid" ] && kill -0 "$qpid" 2>/dev/null; then kill -KILL "$qpid" 2>/dev/null; fi
+    if [ -f "$run/qemu.pid" ]; then
+        p=$(cat "$run/qemu.pid" 2>/dev/null)
+        [ -n "$p" ] && [ "$(cat /proc/"$p"/comm 2>/dev/null)" = qemu-system-x86 ] && kill -KILL "$p" 2>/dev/null
+    fi
+    [ "${VM_KEEP:-0}" = 1 ] || rm -rf "$run"
+}
+trap cleanup EXIT
+trap 'exit 130' INT TERM
+
+t0=$(date +%s.%N)
+{ timeout -k 5 "${VM_TIMEOUT:-300}" qemu-system-x86_64 \
+    -accel tcg,thread=single -cpu max -smp "${VM_SMP:-2}" -m "${VM_MEM:-1024}" \
+    -nodefaults -no-user-config -display none -serial stdio -no-reboot \
+    -kernel "$kdir/vmlinux" -initrd "$initrd" \
+    -append "console=ttyS0 panic=-1 quiet VMTEST_TMP=${VM_TMP:-tmpfs} ${VM_APPEND:-}" \
+    -virtfs local,path=/,mount_tag=host,security_model=none,readonly=on,multidevs=remap \
+    -virtfs local,path="$run",mount_tag=vmrun,security_model=none \
+    -pidfile "$run/qemu.pid" \
+    </dev/null 2>"$run/qemu.stderr"; echo $? > "$run/qemu.rc"; } | sed -u 's/\r$//' | tee "$run/console.log" &
+qpid=$!   # pid of the pipeline's last element; qemu itself is found via the pidfile
+wait "$qpid"
+t1=$(date +%s.%N)
+
+st=$(grep -a '^VM-EXIT-STATUS=[0-9]*$' "$run/console.log" | tail -n1 | cut -d= -f2)
+secs=$(awk "BEGIN{print $t1-$t0}")
+qrc=$(cat "$run/qemu.rc" 2>/dev/null)
+if [ -n "$st" ]; then rc=$st
+elif [ "$qrc" = 124 ] || [ "$qrc" = 137 ]; then rc=124; echo "run-vm: TIMEOUT after ${VM_TIMEOUT:-300}s" >&2
+elif ! grep -q . "$run/console.log"; then rc=126; echo "run-vm: qemu failed (rc=$qrc)" >&2
+else rc=125; echo "run-vm: VM ended without VM-EXIT-STATUS (qemu rc=$qrc)" >&2
+fi
+grep -v 'terminating on signal' "$run/qemu.stderr" >&2 2>/dev/null
+printf 'run-vm: kernel=%s status=%s time=%.2fs\n' "$kver" "$rc" "$secs" >&2
+exit "$rc"
