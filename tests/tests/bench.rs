@@ -15,6 +15,8 @@ fn the_benchmark_suite_runs_every_section() {
         "## 1. Added cost per socket call",
         "| netatop_send |",
         "| netatop_recv |",
+        "## 1b. Added cost per socket call, each way of attaching",
+        "| netatopd, tracepoint |",
         "## 2. Two threads",
         "## 3. Snapshot latency",
         "## 4. Daemon memory",

@@ -22,6 +22,14 @@ use crate::exits::Cursor;
 /// written, rather than kept for the next response.
 pub(super) const RELEASE_ABOVE: usize = 64 * 1024;
 
+/// Returns the allocator's free memory to the system now: a large buffer
+/// may have come from the heap (glibc takes requests from free heap space
+/// before mapping new memory), where freeing it alone keeps it resident.
+pub(super) fn give_back() {
+    // SAFETY: malloc_trim only releases free memory of the allocator.
+    unsafe { libc::malloc_trim(0) };
+}
+
 /// Largest write: whole records within one unix-socket buffer (32 KiB).
 const MAX_CHUNK: usize = 32 * 1024 / RECORD_SIZE * RECORD_SIZE;
 
@@ -184,6 +192,7 @@ impl Client {
         }
         if self.out.capacity() > RELEASE_ABOVE {
             self.out = Vec::new();
+            give_back();
         } else {
             self.out.clear();
         }

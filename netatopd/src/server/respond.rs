@@ -17,6 +17,9 @@ use super::Core;
 
 /// Bytes read from the kernel at a time into a whole response.
 const WHOLE_CHUNK: usize = 32 * 1024 / RECORD_SIZE * RECORD_SIZE;
+/// Room made for a whole response before it is read: above the mapping
+/// threshold set in main.rs.
+const WHOLE_RESERVE: usize = 256 * 1024;
 
 impl Core {
     /// One turn: writes what is pending, then answers at most one request.
@@ -163,6 +166,9 @@ impl Core {
             // records are held once.
             let start = std::time::Instant::now();
             let mut snap = self.collector.snapshot()?;
+            // Mapped from the start (see main.rs), so the whole response is
+            // given back to the system when it is out, never left in the heap.
+            c.out.reserve(WHOLE_RESERVE);
             loop {
                 let at = c.out.len();
                 c.out.resize(at + WHOLE_CHUNK, 0);
@@ -189,6 +195,7 @@ impl Core {
     fn release_records(&mut self) {
         if self.records.capacity() * RECORD_SIZE > super::client::RELEASE_ABOVE {
             self.records = Vec::new();
+            super::client::give_back();
         }
     }
 

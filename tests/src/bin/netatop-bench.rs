@@ -108,6 +108,23 @@ fn ping_pong_threads(n: u64, threads: usize) -> f64 {
     per.iter().sum::<f64>() / per.len() as f64
 }
 
+/// netatopd's programs in this process, attached and taking snapshots the
+/// ways NETATOPD_TEST_ATTACH and NETATOPD_TEST_SNAPSHOT force (as every
+/// netatopd the suite starts), else the kernel's best.
+fn load_forced(
+    sizes: netatopd_bpf::MapSizes,
+    dir: &std::path::Path,
+) -> Result<(netatopd_bpf::Tracer, netatopd_bpf::Pinned), netatopd_bpf::LoadError> {
+    let var = |v: &str| std::env::var(v).ok().filter(|s| !s.is_empty());
+    let opts = netatopd_bpf::LoadOptions {
+        sizes,
+        attach: var("NETATOPD_TEST_ATTACH").and_then(|v| netatopd_bpf::Mode::from_name(&v)),
+        snapshot: var("NETATOPD_TEST_SNAPSHOT")
+            .and_then(|v| netatopd_bpf::SnapshotMethod::from_name(&v)),
+    };
+    netatopd_bpf::Tracer::load_on(&netatopd_bpf::Kernel::probe(), &opts, dir)
+}
+
 /// netatopd's programs and maps, loaded as the daemon loads them (in this
 /// process, so that rounds can switch them quickly); unloaded when dropped.
 struct NetatopdPrograms(Option<netatopd_bpf::Tracer>, std::path::PathBuf);
@@ -116,7 +133,7 @@ impl NetatopdPrograms {
     fn load() -> Self {
         let dir =
             std::path::PathBuf::from(format!("/sys/fs/bpf/netatop-bench-{}", std::process::id()));
-        let (tracer, _) = netatopd_bpf::Tracer::load(netatopd_bpf::MapSizes::default(), &dir)
+        let (tracer, _) = load_forced(netatopd_bpf::MapSizes::default(), &dir)
             .expect("loading netatopd's programs");
         NetatopdPrograms(Some(tracer), dir)
     }
@@ -178,6 +195,77 @@ fn calls(s: &Scale) {
         on - empty
     );
     kernel_figure(s);
+}
+
+/// netatopd's programs attached the way `mode` says, in this process;
+/// unloaded when dropped.
+fn load_way(mode: netatopd_bpf::Mode) -> NetatopdPrograms {
+    let dir = std::path::PathBuf::from(format!(
+        "/sys/fs/bpf/netatop-bench-{}-{}",
+        std::process::id(),
+        mode.name()
+    ));
+    let opts = netatopd_bpf::LoadOptions {
+        attach: Some(mode),
+        ..Default::default()
+    };
+    let (tracer, _) = netatopd_bpf::Tracer::load_on(&netatopd_bpf::Kernel::probe(), &opts, &dir)
+        .expect("loading netatopd's programs");
+    NetatopdPrograms(Some(tracer), dir)
+}
+
+/// The cost per call of each way of attaching this kernel takes, beside
+/// nothing and the do-nothing tp_btf programs, in interleaved rounds.
+fn ways(s: &Scale) {
+    println!(
+        "## 1b. Added cost per socket call, each way of attaching
+"
+    );
+    let kernel = netatopd_bpf::Kernel::probe();
+    let mut variants: Vec<(String, Option<netatopd_bpf::Mode>)> = vec![("nothing".into(), None)];
+    let tracepoints = netatopd_bpf::Mode::Tracepoint
+        .unavailable(&kernel)
+        .is_none();
+    for mode in netatopd_bpf::Mode::ALL {
+        match mode.unavailable(&kernel) {
+            None => variants.push((format!("netatopd, {}", mode.name()), Some(mode))),
+            Some(why) => println!("- {}: not measured: {why}", mode.name()),
+        }
+    }
+    drop(kernel);
+    let empty = variants.len();
+    if tracepoints {
+        variants.push(("empty tp_btf programs".into(), None));
+    }
+    println!();
+    let n = variants.len();
+    let mut got: Vec<Vec<f64>> = vec![Vec::new(); n];
+    for r in 0..s.rounds {
+        for k in 0..n {
+            let which = (r + k) % n;
+            let v = if which == empty {
+                let _probe = netatopd_bpf::EmptyProbe::attach().expect("empty programs");
+                ping_pong(s.round_trips, 0)
+            } else if let Some(mode) = variants[which].1 {
+                let _programs = load_way(mode);
+                ping_pong(s.round_trips, 0)
+            } else {
+                ping_pong(s.round_trips, 0)
+            };
+            got[which].push(v);
+        }
+    }
+    let medians: Vec<f64> = got.into_iter().map(|mut v| median(&mut v)).collect();
+    let off = medians[0];
+    println!(
+        "{} rounds of {} round trips (2 calls each), interleaved, medians:\n",
+        s.rounds, s.round_trips
+    );
+    println!("| attached | ns per call | added ns | ratio |\n|---|---|---|---|");
+    for ((what, _), v) in variants.iter().zip(&medians) {
+        println!("| {what} | {v:.1} | {:.1} | {:.3} |", v - off, v / off);
+    }
+    println!();
 }
 
 /// kernel.bpf_stats_enabled=1 for as long as it lives (then switched back
@@ -430,7 +518,7 @@ fn snapshot(s: &Scale) {
             procs: 65536,
             exited: netatopd_bpf::MapSizes::default().exited,
         };
-        let (tracer, _) = netatopd_bpf::Tracer::load(sizes, &dir).expect("loading");
+        let (tracer, _) = load_forced(sizes, &dir).expect("loading");
         let _ = netatopd_bpf::remove_pins(&dir);
         let g = spawn_processes(n);
         let (med, max, recs) = time_queries(&d, s.queries);
@@ -633,14 +721,33 @@ fn startup(s: &Scale) {
 fn main() {
     let args: Vec<String> = std::env::args().skip(1).collect();
     let quick = args.iter().any(|a| a == "--quick");
-    let scale = if quick { Scale::quick() } else { Scale::full() };
+    let mut scale = if quick { Scale::quick() } else { Scale::full() };
+    // --rounds N and --round-trips N scale the per-call sections (calls,
+    // ways), e.g. for a guest under emulation where calls are slow.
+    let num = |flag: &str| {
+        args.iter()
+            .position(|a| a == flag)
+            .and_then(|i| args.get(i + 1))
+            .map(|v| v.parse::<usize>().expect("a number"))
+    };
+    if let Some(n) = num("--rounds") {
+        scale.rounds = n;
+    }
+    if let Some(n) = num("--round-trips") {
+        scale.round_trips = n as u64;
+    }
     let sections: Vec<&str> = args
         .iter()
-        .map(String::as_str)
-        .filter(|a| *a != "--quick")
+        .enumerate()
+        .filter(|(i, a)| {
+            *a != "--quick"
+                && !a.starts_with("--round")
+                && !(*i > 0 && args[i - 1].starts_with("--round"))
+        })
+        .map(|(_, a)| a.as_str())
         .collect();
-    const ALL: [&str; 7] = [
-        "calls", "threads", "snapshot", "memory", "maps", "churn", "startup",
+    const ALL: [&str; 8] = [
+        "calls", "ways", "threads", "snapshot", "memory", "maps", "churn", "startup",
     ];
     for s in &sections {
         if !ALL.contains(s) && *s != "others" {
@@ -666,6 +773,7 @@ fn main() {
         }
         match name {
             "calls" => calls(&scale),
+            "ways" => ways(&scale),
             "threads" => threads(&scale),
             "snapshot" => snapshot(&scale),
             "memory" => memory(&scale),
