@@ -9,6 +9,8 @@
 #   4. raises the open-file limit (busybox leaves the hard limit at 4096),
 #      chroots there and runs /run/vmtest/cmd.sh;
 #   5. prints VM-EXIT-STATUS=N and powers off.
+# With VMTEST_INIT=systemd on the kernel command line it boots the shared
+# tree instead, with systemd as PID 1 (see below).
 /bin/busybox --install -s /bin
 export PATH=/bin
 R=/newroot
@@ -30,6 +32,36 @@ for m in $(cat /etc/modules.order); do
 done
 
 P9OPTS="trans=virtio,version=9p2000.L,msize=262144"
+
+# VMTEST_INIT=systemd: the shared tree is a root file system with systemd;
+# it becomes / under a tmpfs overlay (writes stay in the guest), the run
+# directory is mounted on /mnt/vmtest, and systemd starts as PID 1 with
+# netatopd-vmtest.service (which runs /mnt/vmtest/guest.sh) wanted.
+if [ "${VMTEST_INIT:-chroot}" = systemd ]; then
+    mkdir -p /lower /rw
+    mount -t 9p -o "$P9OPTS,ro,cache=loose" host /lower || die "mount 9p root failed"
+    mount -t tmpfs -o mode=0755 tmpfs /rw && mkdir -p /rw/upper /rw/work ||
+        die "tmpfs for the overlay failed"
+    mount -t overlay -o lowerdir=/lower,upperdir=/rw/upper,workdir=/rw/work overlay "$R" ||
+        die "overlay root failed"
+    [ -x "$R/lib/systemd/systemd" ] || die "the root file system has no systemd"
+    mkdir -p "$R/mnt/vmtest"
+    mount -t 9p -o "$P9OPTS,cache=none" vmrun "$R/mnt/vmtest" || die "mount 9p vmrun failed"
+    cat >"$R/etc/systemd/system/netatopd-vmtest.service" <<'UNIT'
+[Unit]
+Description=netatopd's package test in a booted guest
+After=multi-user.target
+
+[Service]
+Type=oneshot
+ExecStart=/bin/sh /mnt/vmtest/guest.sh
+StandardOutput=journal+console
+StandardError=journal+console
+UNIT
+    umount /proc /sys /dev 2>/dev/null
+    exec switch_root "$R" /lib/systemd/systemd
+fi
+
 mount -t 9p -o "$P9OPTS,ro,cache=${VMTEST_9P_CACHE:-loose}" host "$R" || die "mount 9p host failed"
 [ -x "$R/bin/sh" ] || die "host root has no /bin/sh"
 

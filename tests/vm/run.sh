@@ -15,6 +15,12 @@
 # Env: VM_CACHE (kernels), VM_TIMEOUT (s, 300), VM_MEM (MiB, 1024), VM_SMP
 # (2), VM_APPEND (more kernel arguments), VM_KEEP=1 (keep the run directory),
 # VM_TMP=tmpfs (an empty /tmp) or overlay (the host's /tmp under a tmpfs).
+#
+# VM_SYSTEMD=ROOTFS: boot ROOTFS (a root file system with systemd) with
+# systemd as PID 1 instead (tests/vm/init.sh); COMMAND is then ignored and
+# VM_RUN=DIR is shared read-write on /mnt/vmtest, where DIR/guest.sh is run
+# by a service and ends the boot. The status is the last VM-EXIT-STATUS
+# line the guest prints on the console.
 set -uo pipefail
 HERE=$(cd "$(dirname "$0")" && pwd)
 CACHE=$(cd "${VM_CACHE:?VM_CACHE: the kernels directory of tests/vm/kernels.sh}" && pwd)
@@ -39,7 +45,12 @@ if [ ! -s "$initrd" ] || [ "$HERE/init.sh" -nt "$initrd" ] || [ "$HERE/initramfs
 fi
 
 # per-run directory, shared read-write with the guest at /run/vmtest
-run=$(mktemp -d "${TMPDIR:-/tmp}/netatopd-vm.XXXXXX")
+if [ -n "${VM_SYSTEMD:-}" ]; then
+    run=$(cd "${VM_RUN:?VM_RUN: the directory shared with a systemd guest}" && pwd)
+    VM_KEEP=1
+else
+    run=$(mktemp -d "${TMPDIR:-/tmp}/netatopd-vm.XXXXXX")
+fi
 {
     echo '#!/bin/sh'
     printf 'cd %q 2>/dev/null || cd %q 2>/dev/null || cd /\n' "$PWD" "/run/host$PWD"
@@ -48,6 +59,13 @@ run=$(mktemp -d "${TMPDIR:-/tmp}/netatopd-vm.XXXXXX")
     shift
     printf 'exec "$c"'; [ $# -eq 0 ] || printf ' %q' "$@"; printf '\n'
 } > "$run/cmd.sh"
+
+root=/
+boot=""
+if [ -n "${VM_SYSTEMD:-}" ]; then
+    root=$(cd "$VM_SYSTEMD" && pwd)
+    boot="VMTEST_INIT=systemd systemd.unit=multi-user.target systemd.wants=netatopd-vmtest.service"
+fi
 
 qpid=""
 cleanup() {
@@ -66,8 +84,8 @@ t0=$(date +%s.%N)
     -accel tcg,thread=single -cpu max -smp "${VM_SMP:-2}" -m "${VM_MEM:-1024}" \
     -nodefaults -no-user-config -display none -serial stdio -no-reboot \
     -kernel "$kdir/vmlinux" -initrd "$initrd" \
-    -append "console=ttyS0 panic=-1 quiet VMTEST_TMP=${VM_TMP:-tmpfs} ${VM_APPEND:-}" \
-    -virtfs local,path=/,mount_tag=host,security_model=none,readonly=on,multidevs=remap \
+    -append "console=ttyS0 panic=-1 quiet VMTEST_TMP=${VM_TMP:-tmpfs} $boot ${VM_APPEND:-}" \
+    -virtfs local,path="$root",mount_tag=host,security_model=none,readonly=on,multidevs=remap \
     -virtfs local,path="$run",mount_tag=vmrun,security_model=none \
     -pidfile "$run/qemu.pid" \
     </dev/null 2>"$run/qemu.stderr"; echo $? > "$run/qemu.rc"; } | sed -u 's/\r$//' | tee "$run/console.log" &
