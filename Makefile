@@ -66,6 +66,8 @@ test:
 	    --test accounting --test threads --test pid_reuse --test restart --test scale \
 	    --test clients --test hostile
 	bash tests/package.sh
+	NETATOPD_TEST_KERNELS=$(abspath $(KERNELS_DIR)) NETATOPD_TEST_ROOTFS=$(abspath $(ROOTFS_DIR)) \
+	    bash tests/vm/package.sh
 	bash tests/etc-apt.sh check target/etc-apt.before
 
 # The benchmark suite (root; several minutes): results in target/bench.md,

@@ -2,7 +2,8 @@
 # tests/rootfs.sh DIR SUITE...
 #
 # Makes a minimal Debian root file system with systemd for each SUITE
-# (bookworm: systemd 252; trixie: systemd 257) in DIR/SUITE, with
+# (bookworm: systemd 252; trixie: systemd 257, and atop 2.11 as packaged,
+# its services enabled) in DIR/SUITE, with
 # debootstrap from the machine's own Debian mirror and keyring
 # (tests/debian-apt.sh reads them from /etc/apt). The tests boot them with
 # systemd-nspawn (a throwaway overlay keeps them unchanged) to run
@@ -12,9 +13,14 @@
 # was made with) is reused. Runs as root; progress on stderr.
 set -euo pipefail
 
-# What the tests need in the guest beyond debootstrap's minbase.
-readonly PACKAGES=systemd,systemd-sysv,dbus
-readonly RECIPE="minbase $PACKAGES v1"
+# What the tests need in the guest beyond debootstrap's minbase: systemd,
+# and where atop speaks netatop-bpf (2.9 and later), atop.
+packages() {
+    case $1 in
+    bookworm) echo systemd,systemd-sysv,dbus ;;
+    *) echo systemd,systemd-sysv,dbus,atop ;;
+    esac
+}
 
 log() { printf 'rootfs: %s\n' "$*" >&2; }
 die() { printf 'rootfs: ERROR: %s\n' "$*" >&2; exit 1; }
@@ -32,6 +38,8 @@ exec 9>"$DIR/.lock"
 flock 9
 for suite in "$@"; do
     root=$DIR/$suite
+    PACKAGES=$(packages "$suite")
+    RECIPE="minbase $PACKAGES v2"
     if [ -f "$root.ok" ] && [ "$(cat "$root.ok")" = "$RECIPE" ] && [ -x "$root/lib/systemd/systemd" ]; then
         log "$suite: cached in $root"
         continue

@@ -38,8 +38,9 @@ pub struct Args {
     #[arg(long)]
     pub keep_counting: bool,
     /// Remove every pinned program and map (stopping the counting left by
-    /// --keep-counting or by a crash) and exit.
-    #[arg(long, conflicts_with = "keep_counting")]
+    /// --keep-counting or by a crash) and exit. Of the other options only
+    /// --pin-dir and --pid-file matter then.
+    #[arg(long)]
     pub unload: bool,
     /// Lock file holding the pid of the running netatopd: a second instance
     /// with the same file refuses to start.
@@ -68,6 +69,17 @@ pub struct Args {
     /// allows; a number given here that the limit cannot meet is refused.
     #[arg(long, value_name = "N")]
     pub max_clients: Option<usize>,
+    /// Connections one user other than root may hold at once (both sockets
+    /// together). Root's connections are never limited this way, and the
+    /// last 16 slots of --max-clients (half, below 32) are kept for root.
+    #[arg(long, value_name = "N", default_value_t = 16)]
+    pub max_clients_per_user: usize,
+    /// Seconds a connection of a user other than root may stay without
+    /// sending a whole request or taking a response before it is closed
+    /// (root's are never closed for idleness: atop's daily logger asks
+    /// every 10 minutes).
+    #[arg(long, value_name = "SECONDS", default_value_t = 60.0)]
+    pub idle_timeout: f64,
     /// Bytes of responses a client may leave unread before netatopd stops
     /// reading its requests (one response is always sent whole; about 1 MB
     /// at 10,000 processes).

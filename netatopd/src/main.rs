@@ -169,6 +169,7 @@ fn check_options(args: &Args) -> Result<()> {
     for (name, v) in [
         ("--exit-grace", args.exit_grace),
         ("--client-timeout", args.client_timeout),
+        ("--idle-timeout", args.idle_timeout),
     ] {
         if !v.is_finite() || v < 0.0 {
             bail!("{name} must be a number of seconds >= 0");
@@ -262,6 +263,8 @@ fn run(args: &Args) -> Result<()> {
             tick: Duration::from_millis(100),
             housekeeping: Duration::from_secs(1),
             max_clients,
+            max_clients_per_user: args.max_clients_per_user,
+            idle_timeout: Duration::from_secs_f64(args.idle_timeout),
             max_streams,
             client_timeout: Duration::from_secs_f64(args.client_timeout),
             max_pending_output: args.max_pending_output,

@@ -17,8 +17,9 @@ use serde::{Deserialize, Serialize};
 
 use crate::Counters;
 
-/// The version this crate speaks (2: `Stats` gained `kretprobe_missed`).
-pub const VERSION: u32 = 2;
+/// The version this crate speaks (2: `Stats` gained `kretprobe_missed`;
+/// 3: the connections per uid, the refusals and idle closes).
+pub const VERSION: u32 = 3;
 /// Where netatopd serves the control protocol unless told otherwise.
 pub const DEFAULT_CONTROL_SOCKET: &str = "/run/netatopd/control.sock";
 /// Largest request frame a server accepts (bytes after the length).
@@ -135,6 +136,15 @@ pub struct Stats {
     /// Calls not counted because their kretprobe was missed (the kprobe
     /// way of attaching only).
     pub kretprobe_missed: u64,
+    /// Connections open now per uid (both sockets), by uid.
+    pub clients_by_uid: Vec<(u32, u64)>,
+    /// Connections refused: --max-clients reached; the uid's
+    /// --max-clients-per-user reached; the slots left kept for root.
+    pub refused_max_clients: u64,
+    pub refused_per_user: u64,
+    pub refused_reserved: u64,
+    /// Connections of users other than root closed after --idle-timeout.
+    pub closed_idle: u64,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -250,13 +260,13 @@ mod tests {
     /// The byte-level examples of netatop-protocol(5).
     #[test]
     fn documented_encoding() {
-        assert_eq!(encode(&Request::Stats), [2, 0, 0, 0, 2, 1]);
+        assert_eq!(encode(&Request::Stats), [2, 0, 0, 0, 3, 1]);
         assert_eq!(
             encode(&Request::Processes {
                 threads: true,
                 exited: false
             }),
-            [4, 0, 0, 0, 2, 0, 1, 0]
+            [4, 0, 0, 0, 3, 0, 1, 0]
         );
         // Zigzag signed integers, 251-prefixed u16, length-prefixed strings.
         let frame = encode(&Thread {
@@ -265,7 +275,7 @@ mod tests {
             name: "ab".into(),
             counters: Counters::default(),
         });
-        assert_eq!(&frame[4..12], [2, 1, 251, 88, 2, 2, b'a', b'b']);
+        assert_eq!(&frame[4..12], [3, 1, 251, 88, 2, 2, b'a', b'b']);
     }
 
     #[test]

@@ -1,7 +1,8 @@
 //! Hostile clients: garbage, partial requests, pipelining, half-closed and
 //! vanishing clients. A seeded random run (bounded; the seed is printed
 //! and can be replayed with NETATOPD_FUZZ_SEED) checks after every client
-//! that the daemon still answers exactly.
+//! that the daemon still answers exactly; it runs as root and again as
+//! `nobody` on sockets open to all.
 
 use std::io::{ErrorKind, Read, Write};
 use std::net::Shutdown;
@@ -9,7 +10,7 @@ use std::os::unix::net::UnixStream;
 use std::time::Duration;
 
 use netatop_protocol::{read_response, Counters, NetPerTask, ReadMode, RECORD_SIZE};
-use netatopd_tests::{expect_eof, record_for, run_lingering, seed, Daemon, Rng};
+use netatopd_tests::{connect_as_nobody, expect_eof, record_for, run_lingering, seed, Daemon, Rng};
 use zerocopy::IntoBytes;
 
 /// Reads `n` responses as atop would and checks each carries `pid`'s exact
@@ -36,10 +37,31 @@ fn send_in_pieces(s: &mut UnixStream, rng: &mut Rng, data: &[u8]) {
 fn random_clients_never_break_the_protocol_for_anyone() {
     // A tiny output cap exercises the stop-and-resume reading path.
     let d = Daemon::start(&["--max-pending-output", "1", "--exit-grace", "0"]);
+    random_clients(&d, || d.connect());
+}
+
+#[test]
+fn random_clients_of_an_unprivileged_user_never_break_the_protocol_either() {
+    let d = Daemon::builder()
+        .open_to_all()
+        .args(&["--max-pending-output", "1", "--exit-grace", "0"])
+        .args(&["--max-clients-per-user", "64"])
+        .start();
+    random_clients(&d, || {
+        connect_as_nobody(&d.socket).expect("nobody connects to a 0666 socket")
+    });
+    // All of them were nobody's.
+    let log = d.log();
+    assert!(!log.contains("refused"), "{log}");
+}
+
+/// 300 random clients, each connected by `connect`; after every tenth,
+/// the daemon still answers exactly.
+fn random_clients(d: &Daemon, connect: impl Fn() -> UnixStream) {
     let (g, r) = run_lingering("udp4", &["--count", "7", "--size", "77"]);
     let mut rng = Rng(seed());
     for round in 0..300 {
-        let mut s = d.connect();
+        let mut s = connect();
         s.set_read_timeout(Some(Duration::from_secs(20))).unwrap();
         match rng.below(5) {
             // Random bytes in random pieces, then a half-close: one whole

@@ -8,6 +8,7 @@
 //! reader never finds a partial record at the end of the queue.
 
 use std::io::{self, Read, Write};
+use std::os::fd::AsRawFd;
 use std::time::Instant;
 
 use log::debug;
@@ -135,10 +136,15 @@ pub(super) struct Client {
     /// An atop response being streamed from the kernel's snapshot, a chunk
     /// at a time as the client takes it; its exits and terminator follow.
     pub streaming: Option<Snapshot>,
+    /// Who connected (SO_PEERCRED).
+    pub uid: u32,
+    /// Since when it has neither asked nor had anything to take, as far as
+    /// netatopd has seen (from its connection; unknown after a request).
+    pub idle_since: Option<Instant>,
 }
 
 impl Client {
-    pub(super) fn new(stream: UnixStream, input: Input, cursor: Cursor) -> Self {
+    pub(super) fn new(stream: UnixStream, input: Input, cursor: Cursor, uid: u32) -> Self {
         let follows_exits = matches!(input, Input::Atop { .. });
         Self {
             chunk: chunk_for(&stream),
@@ -151,6 +157,34 @@ impl Client {
             eof: false,
             stalled_since: None,
             streaming: None,
+            uid,
+            idle_since: Some(Instant::now()),
+        }
+    }
+
+    /// Whether it has been idle for `limit`: since it was first seen with
+    /// nothing of a response left to take (here or unread in its socket)
+    /// and no whole request after that. Looked at once a second, so the
+    /// connection is closed between `limit` and a second later.
+    pub(super) fn idle_for(&mut self, limit: std::time::Duration) -> bool {
+        if self.pending() > 0 || self.streaming.is_some() || self.unread() > 0 {
+            self.idle_since = None;
+            return false;
+        }
+        self.idle_since.get_or_insert_with(Instant::now).elapsed() >= limit
+    }
+
+    /// Bytes sent to it that it has not read yet (SIOCOUTQ, the same
+    /// request as TIOCOUTQ); 0 if the kernel cannot say.
+    fn unread(&self) -> usize {
+        let mut n: libc::c_int = 0;
+        // SAFETY: SIOCOUTQ on a socket we own writes one c_int through
+        // the pointer, which points at `n`.
+        let rc = unsafe { libc::ioctl(self.stream.as_raw_fd(), libc::TIOCOUTQ, &mut n) };
+        if rc == 0 {
+            n.max(0) as usize
+        } else {
+            0
         }
     }
 

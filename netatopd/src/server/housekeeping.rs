@@ -2,7 +2,7 @@
 //! dropping stuck clients, giving memory back), its rate-limited warnings,
 //! and the statistics `netatopctl stats` shows.
 
-use std::collections::VecDeque;
+use std::collections::{BTreeMap, VecDeque};
 use std::time::{Duration, Instant};
 
 use log::{debug, warn};
@@ -25,9 +25,35 @@ pub(super) struct Statistics {
     /// Snapshots taken, and how long the most recent ones took (µs).
     queries: u64,
     timings: VecDeque<u64>,
-    /// Clients connected now, by socket.
+    /// Clients connected now, by socket, and by uid (both sockets).
     atop_clients: u64,
     control_clients: u64,
+    by_uid: BTreeMap<u32, u64>,
+    /// Connections refused, by cause; and closed for idleness.
+    refused: [u64; 3],
+    closed_idle: u64,
+}
+
+/// Why a connection was refused.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Refusal {
+    /// --max-clients connections are open.
+    Full,
+    /// Its uid holds --max-clients-per-user connections.
+    PerUser,
+    /// The slots left are kept for root.
+    Reserved,
+}
+
+/// Whether connections of `uid` are root's: uid 0, or netatopd's own
+/// user (the owner of its sockets).
+pub(super) fn privileged(uid: u32) -> bool {
+    uid == 0 || uid == nix::unistd::geteuid().as_raw()
+}
+
+/// The last slots of `max_clients` that only root may take.
+pub(super) fn root_reserve(max_clients: usize) -> usize {
+    16.min(max_clients / 2)
 }
 
 impl Statistics {
@@ -39,6 +65,9 @@ impl Statistics {
             timings: VecDeque::with_capacity(TIMINGS),
             atop_clients: 0,
             control_clients: 0,
+            by_uid: BTreeMap::new(),
+            refused: [0; 3],
+            closed_idle: 0,
         }
     }
 
@@ -54,6 +83,7 @@ impl Statistics {
 
     pub(super) fn connected(&mut self, c: &Client) {
         *self.clients_of(c) += 1;
+        *self.by_uid.entry(c.uid).or_default() += 1;
     }
 
     fn clients_of(&mut self, c: &Client) -> &mut u64 {
@@ -73,9 +103,10 @@ pub(super) struct Warned {
     proc_map_full: u64,
     exit_map_full: u64,
     exit_log_dropped: u64,
-    /// When a refused connection was last warned about.
-    refused_at: Option<Instant>,
-    refused: u64,
+    /// When connections refused for each cause were last warned about,
+    /// and how many were refused since.
+    refused_at: [Option<Instant>; 3],
+    refused: [u64; 3],
 }
 
 impl Server {
@@ -93,6 +124,7 @@ impl Server {
         if Instant::now() >= self.next_housekeeping {
             self.next_housekeeping = Instant::now() + core.config.housekeeping;
             self.drop_stuck_clients();
+            self.close_idle_clients();
             self.release_idle_memory();
             let core = &mut self.core;
             core.exits.expire(
@@ -128,6 +160,24 @@ impl Server {
         unsafe { libc::malloc_trim(0) };
     }
 
+    /// Closes the connections of users other than root that have sent no
+    /// whole request nor taken any response for `idle_timeout`: they would
+    /// hold slots forever. Root's are kept (atop's logger asks rarely).
+    fn close_idle_clients(&mut self) {
+        let limit = self.core.config.idle_timeout;
+        let idle: Vec<_> = self
+            .clients
+            .iter_mut()
+            .filter(|(_, c)| !privileged(c.uid))
+            .filter_map(|(token, c)| c.idle_for(limit).then_some((*token, c.uid)))
+            .collect();
+        for (token, uid) in idle {
+            debug!("client {} of uid {uid} closed: idle for {limit:?}", token.0);
+            self.core.stats.closed_idle += 1;
+            self.remove(token);
+        }
+    }
+
     /// Disconnects clients that have not taken any of their response for
     /// `client_timeout`: they hold memory and would never catch up.
     fn drop_stuck_clients(&mut self) {
@@ -158,20 +208,72 @@ impl Core {
             self.streams -= 1;
         }
         *self.stats.clients_of(c) -= 1;
+        if let Some(n) = self.stats.by_uid.get_mut(&c.uid) {
+            *n -= 1;
+            if *n == 0 {
+                self.stats.by_uid.remove(&c.uid);
+            }
+        }
     }
 
-    /// Warns, at most once a minute, about connections refused for the limit.
-    pub(super) fn warn_refused(&mut self) {
-        let w = &mut self.warned;
-        w.refused += 1;
-        if w.refused_at.is_none_or(|t| t.elapsed() >= WARN_EVERY) {
-            warn!(
-                "{} connection(s) refused: {} clients connected (--max-clients)",
-                w.refused, self.config.max_clients
-            );
-            w.refused = 0;
-            w.refused_at = Some(Instant::now());
+    /// Whether a new connection of `uid` may be served, with `open`
+    /// connections open: root (netatopd's own user, the sockets' owner)
+    /// up to --max-clients; any other uid up to --max-clients-per-user,
+    /// and all of them together never into the slots kept for root.
+    pub(super) fn admit(&self, uid: u32, open: usize) -> Result<(), Refusal> {
+        let cfg = &self.config;
+        if open >= cfg.max_clients {
+            return Err(Refusal::Full);
         }
+        if privileged(uid) {
+            return Ok(());
+        }
+        let held = self.stats.by_uid.get(&uid).copied().unwrap_or(0) as usize;
+        if held >= cfg.max_clients_per_user {
+            return Err(Refusal::PerUser);
+        }
+        let by_root: u64 = (self.stats.by_uid.iter())
+            .filter(|(&u, _)| privileged(u))
+            .map(|(_, &n)| n)
+            .sum();
+        if open - by_root as usize >= cfg.max_clients - root_reserve(cfg.max_clients) {
+            return Err(Refusal::Reserved);
+        }
+        Ok(())
+    }
+
+    /// Counts a refused connection and warns, at most once a minute for
+    /// each cause, naming the uid.
+    pub(super) fn refused(&mut self, why: Refusal, uid: u32) {
+        let i = why as usize;
+        self.stats.refused[i] += 1;
+        let cfg = &self.config;
+        let w = &mut self.warned;
+        w.refused[i] += 1;
+        if w.refused_at[i].is_some_and(|t| t.elapsed() < WARN_EVERY) {
+            return;
+        }
+        let n = w.refused[i];
+        match why {
+            Refusal::Full => warn!(
+                "{n} connection(s) refused (the last from uid {uid}): {} clients connected \
+                 (--max-clients)",
+                cfg.max_clients
+            ),
+            Refusal::PerUser => warn!(
+                "{n} connection(s) refused (the last from uid {uid}): uid {uid} holds {} \
+                 connections (--max-clients-per-user)",
+                cfg.max_clients_per_user
+            ),
+            Refusal::Reserved => warn!(
+                "{n} connection(s) refused (the last from uid {uid}): the last {} of \
+                 --max-clients {} are kept for root",
+                root_reserve(cfg.max_clients),
+                cfg.max_clients
+            ),
+        }
+        w.refused[i] = 0;
+        w.refused_at[i] = Some(Instant::now());
     }
 
     /// Warns, at most once a minute, about updates lost to full maps.
@@ -261,6 +363,11 @@ impl Core {
             median_query_us: sorted.get(sorted.len() / 2).copied().unwrap_or(0),
             map_memory_bytes: tracer.map_memory()?,
             kretprobe_missed: k.kretprobe_missed,
+            clients_by_uid: st.by_uid.iter().map(|(&u, &n)| (u, n)).collect(),
+            refused_max_clients: st.refused[Refusal::Full as usize],
+            refused_per_user: st.refused[Refusal::PerUser as usize],
+            refused_reserved: st.refused[Refusal::Reserved as usize],
+            closed_idle: st.closed_idle,
         })
     }
 }

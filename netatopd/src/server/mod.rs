@@ -53,6 +53,11 @@ pub struct Config {
     pub housekeeping: Duration,
     /// Clients served at once; further connections are closed at once.
     pub max_clients: usize,
+    /// Connections one uid other than root may hold at once.
+    pub max_clients_per_user: usize,
+    /// A connection of a uid other than root that sends no whole request
+    /// for this long is closed.
+    pub idle_timeout: Duration,
     /// Responses streamed from the kernel at once (each holds a
     /// descriptor); beyond it, snapshots are built whole.
     pub max_streams: usize,
@@ -197,10 +202,11 @@ impl Server {
             };
             match listener.accept() {
                 Ok((mut stream, _)) => {
-                    if self.clients.len() >= self.core.config.max_clients {
+                    let uid = peer_uid(&stream);
+                    if let Err(refusal) = self.core.admit(uid, self.clients.len()) {
                         // Closing it at once: the client reads end-of-file.
                         drop(stream);
-                        self.core.warn_refused();
+                        self.core.refused(refusal, uid);
                         continue;
                     }
                     let token = Token(self.next_token);
@@ -221,7 +227,7 @@ impl Server {
                         Input::atop()
                     };
                     let cursor = self.core.exits.cursor(boottime_ns());
-                    let client = Client::new(stream, input, cursor);
+                    let client = Client::new(stream, input, cursor, uid);
                     debug!(
                         "client {} connected (writes of {} bytes)",
                         token.0, client.chunk
@@ -268,6 +274,19 @@ impl Server {
     fn remove(&mut self, token: Token) {
         if let Some(c) = self.clients.remove(&token) {
             self.core.forget(&c);
+        }
+    }
+}
+
+/// The uid of a connection's peer (SO_PEERCRED); one no uid is treated as
+/// a stranger (never root) if the kernel cannot say.
+fn peer_uid(stream: &mio::net::UnixStream) -> u32 {
+    use nix::sys::socket::{getsockopt, sockopt::PeerCredentials};
+    match getsockopt(stream, PeerCredentials) {
+        Ok(cred) => cred.uid(),
+        Err(e) => {
+            warn!("cannot tell who connected ({e}): treated as an unprivileged user");
+            u32::MAX
         }
     }
 }

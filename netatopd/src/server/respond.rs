@@ -38,6 +38,7 @@ impl Core {
         // Over its output cap, its further requests wait in its socket.
         if !c.eof && c.pending() < cap {
             if let Some(incoming) = c.read_request()? {
+                c.idle_since = None;
                 self.respond(c, incoming)?;
                 c.flush()?;
                 if c.streaming.is_some() {

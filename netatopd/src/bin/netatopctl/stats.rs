@@ -18,6 +18,15 @@ fn duration(secs: f64) -> String {
     }
 }
 
+/// "0: 2, 65534: 16", or "none".
+fn by_uid(clients: &[(u32, u64)]) -> String {
+    if clients.is_empty() {
+        return "none".into();
+    }
+    let each: Vec<String> = clients.iter().map(|(u, n)| format!("{u}: {n}")).collect();
+    each.join(", ")
+}
+
 fn print_text(s: &Stats, out: &mut impl Write) -> io::Result<()> {
     let lines = [
         ("version", s.version.clone()),
@@ -54,6 +63,15 @@ fn print_text(s: &Stats, out: &mut impl Write) -> io::Result<()> {
             "clients",
             format!("{} atop, {} control", s.atop_clients, s.control_clients),
         ),
+        ("clients by uid", by_uid(&s.clients_by_uid)),
+        (
+            "refused",
+            format!(
+                "{} --max-clients, {} --max-clients-per-user, {} kept for root",
+                s.refused_max_clients, s.refused_per_user, s.refused_reserved
+            ),
+        ),
+        ("closed idle", s.closed_idle.to_string()),
         ("queries served", s.queries.to_string()),
         (
             "query time",
