@@ -7,7 +7,7 @@ use std::fs;
 use std::path::Path;
 
 use crate::attach::{Extras, Mode};
-use crate::kernel::{Kernel, MIN_LINUX, TASK_ITERATOR, TRACEPOINTS, VMLINUX_BTF};
+use crate::kernel::{Kernel, MIN_LINUX, TASK_ITERATOR, TASK_STORAGE, TRACEPOINTS, VMLINUX_BTF};
 
 #[derive(Debug, Clone)]
 pub struct Features {
@@ -24,6 +24,9 @@ pub struct Features {
     /// Whether snapshots take one pass with the task iterator (`None`
     /// without BTF).
     pub task_iterator: Option<bool>,
+    /// Why threads' counters cannot be in task-local storage (`Some(None)`:
+    /// they can; `None`: not probed, without privileges).
+    pub task_storage: Option<Option<String>>,
     pub privileged: bool,
     /// `net.core.bpf_jit_enable`: 0 off, 1 on, 2 on with debug output.
     pub jit: Option<u8>,
@@ -56,6 +59,7 @@ impl Features {
             extras: best.map(|m| Extras::probe(&k, m)),
             modes,
             task_iterator: k.has_task_iterator(),
+            task_storage: k.privileged.then(|| k.task_storage_unavailable()),
             privileged: k.privileged,
             jit,
             bpffs: crate::pin::on_bpffs(Path::new("/sys/fs/bpf")).unwrap_or(false),
@@ -117,6 +121,16 @@ impl std::fmt::Display for Features {
             f,
             "  snapshots ({}, Linux {}): {snapshots}",
             TASK_ITERATOR.0, TASK_ITERATOR.1
+        )?;
+        let storage = match &self.task_storage {
+            Some(None) => "task-local storage".to_owned(),
+            Some(Some(why)) => format!("a hash map ({why})"),
+            None => "not checked (needs root or CAP_BPF and CAP_PERFMON)".to_owned(),
+        };
+        writeln!(
+            f,
+            "  thread counters ({}, Linux {}): {storage}",
+            TASK_STORAGE.0, TASK_STORAGE.1
         )?;
         let jit = match self.jit {
             Some(0) => "off (programs are interpreted: slower)",

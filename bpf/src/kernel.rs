@@ -7,6 +7,7 @@ use std::fs;
 use std::mem::size_of;
 use std::os::fd::{FromRawFd, OwnedFd};
 use std::path::Path;
+use std::ptr;
 
 use libbpf_rs::btf::types::{Func, Typedef};
 use libbpf_rs::Btf;
@@ -27,6 +28,10 @@ pub(crate) const TRACEPOINTS: [(&str, &str); 3] = [
 /// The kernel function of one-pass snapshots, with the release that added
 /// it; before, snapshots walk the maps.
 pub(crate) const TASK_ITERATOR: (&str, &str) = ("bpf_iter_task_new", "6.7");
+
+/// Where threads' counters live best: task-local storage, which tracing
+/// programs may use from this release on; before, a hash map.
+pub(crate) const TASK_STORAGE: (&str, &str) = ("task-local storage", "5.13");
 
 /// The running kernel: its release, its BTF (when it has one) and whether
 /// this process may load tracing programs.
@@ -62,6 +67,16 @@ impl Kernel {
         self.btf
             .as_ref()
             .map(|b| b.type_by_name::<Typedef<'_>>(&typedef).is_some())
+    }
+
+    /// The size of kernel struct `name`, from its BTF (None: not there).
+    pub fn struct_size(&self, name: &str) -> Option<usize> {
+        use libbpf_rs::btf::types::Struct;
+        use libbpf_rs::btf::HasSize;
+        self.btf
+            .as_ref()?
+            .type_by_name::<Struct<'_>>(name)
+            .map(|s| s.size())
     }
 
     /// Whether the kernel has function `name` in its BTF (None: no BTF).
@@ -103,6 +118,38 @@ impl Kernel {
         self.has_func(TASK_ITERATOR.0)
     }
 
+    /// Why threads' counters cannot live in task-local storage here (None:
+    /// they can): the kernel must create BPF_MAP_TYPE_TASK_STORAGE maps
+    /// and give tracing programs bpf_task_storage_get() and
+    /// bpf_get_current_task_btf(). Probed with libbpf's feature probes
+    /// (a kprobe program is loaded, never attached: tracing programs of
+    /// every kind share these helpers).
+    pub fn task_storage_unavailable(&self) -> Option<String> {
+        use libbpf_rs::libbpf_sys as sys;
+        // SAFETY: libbpf's probes take no pointers but their null options.
+        let map =
+            unsafe { sys::libbpf_probe_bpf_map_type(sys::BPF_MAP_TYPE_TASK_STORAGE, ptr::null()) };
+        if map != 1 {
+            return Some(probe_failure("BPF_MAP_TYPE_TASK_STORAGE maps", map));
+        }
+        for (helper, name) in [
+            (sys::BPF_FUNC_task_storage_get, "bpf_task_storage_get()"),
+            (
+                sys::BPF_FUNC_get_current_task_btf,
+                "bpf_get_current_task_btf()",
+            ),
+        ] {
+            // SAFETY: as above.
+            let ok = unsafe {
+                sys::libbpf_probe_bpf_helper(sys::BPF_PROG_TYPE_KPROBE, helper, ptr::null())
+            };
+            if ok != 1 {
+                return Some(probe_failure(&format!("{name} in tracing programs"), ok));
+            }
+        }
+        None
+    }
+
     /// Whether a tp_btf program on tracepoint `tp` loads; Err says why not.
     pub fn tp_btf_loads(&self, tp: &str) -> Result<(), String> {
         let btf = self.btf.as_ref().ok_or("the kernel has no BTF")?;
@@ -135,6 +182,21 @@ impl Kernel {
             .type_id();
         load_tracing_probe(libbpf_rs::libbpf_sys::BPF_TRACE_FEXIT, id.into())
             .map_err(|e| format!("an fexit program on {func} does not load here ({e})"))
+    }
+}
+
+/// "no WHAT (Linux 5.13 and later have it)", or the probe's error.
+fn probe_failure(what: &str, ret: i32) -> String {
+    if ret < 0 {
+        format!(
+            "probing for {what} failed ({})",
+            std::io::Error::from_raw_os_error(-ret)
+        )
+    } else {
+        format!(
+            "the kernel has no {what} (Linux {} and later have them)",
+            TASK_STORAGE.1
+        )
     }
 }
 

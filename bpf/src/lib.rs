@@ -34,7 +34,9 @@ pub use attach::{Extra, Extras, Mode, Way};
 pub use clock::{boottime_ns, clock_ns};
 pub use features::Features;
 pub use kernel::Kernel;
-pub use loader::{Attached, KernelStats, LoadOptions, MapSizes, Snapshot, SnapshotMethod, Tracer};
+pub use loader::{
+    Attached, KernelStats, LoadOptions, MapSizes, Snapshot, SnapshotMethod, ThreadStore, Tracer,
+};
 pub use pin::{remove_pins, Pinned, DEFAULT_PIN_DIR};
 pub use probe::EmptyProbe;
 pub use skel::types;
@@ -81,6 +83,8 @@ pub enum LoadError {
          iterator (bpf_iter_task_new, Linux 6.7); use map-walk"
     )]
     NoTaskIterator { kernel: String },
+    #[error("--thread-counters task-storage: {why}; use hash-map")]
+    NoTaskStorage { why: String },
     #[error("cannot use {dir} to pin netatopd's maps and programs: {why}")]
     PinDir { dir: PathBuf, why: String },
     #[error("{stage} the BPF programs: {source}")]

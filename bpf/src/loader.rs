@@ -1,7 +1,7 @@
 //! Loading, attaching and pinning the programs, or adopting what an
 //! earlier netatopd pinned; and the [`Tracer`] that holds them.
 //!
-//! Every map and every link has a pin name (the tables [`MAPS`] and the
+//! Every map and every link has a pin name (the table [`maps`] and the
 //! hooks of [`crate::attach`]); what a start does depends on what it finds
 //! pinned ([`Pinned`]), in one `match`.
 
@@ -22,30 +22,91 @@ use crate::pin::{self, Pinned};
 use crate::skel::{types, NetatopSkel, NetatopSkelBuilder};
 use crate::{libbpf, LoadError};
 
-/// Each map's name in the object and the name it is pinned under; `meta`
-/// last (a directory without it is left over from an interrupted start).
-/// A name that starts with a dot is a section map (libbpf prefixes it).
-pub(crate) const MAPS: [(&str, &str); 5] = [
-    ("threads", "threads"),
-    ("procs", "procs"),
-    ("exited", "exited"),
-    (".bss", "stats"),
-    ("meta", pin::META),
-];
+/// The names the maps are pinned under; `meta` last (a directory without
+/// it is left over from an interrupted start). `threads` holds the
+/// threads' counters, wherever they live ([`ThreadStore`]).
+pub(crate) const PINS: [&str; 5] = ["threads", "procs", "exited", "stats", pin::META];
+
+/// Each pinned map's name in the object and the name it is pinned under,
+/// for threads' counters kept in `store`. A name that starts with a dot is
+/// a section map (libbpf prefixes it).
+pub(crate) fn maps(store: ThreadStore) -> [(&'static str, &'static str); 5] {
+    [
+        (store.map(), PINS[0]),
+        ("procs", PINS[1]),
+        ("exited", PINS[2]),
+        (".bss", PINS[3]),
+        ("meta", PINS[4]),
+    ]
+}
 
 /// Maps of one start only, never pinned: nothing in them outlives a
 /// netatopd (calls in flight of the kprobe way, the map walk's sums).
-/// Each is sized for the way in use, and one entry where it is unused.
+/// Each is sized for the way in use, and one entry where it is unused;
+/// so is the threads map when task storage holds the threads' counters.
 const AUX_MAPS: [&str; 3] = ["inflight", "walk", "walk_stale"];
+
+/// Where the threads' counters live.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ThreadStore {
+    /// In each thread's task-local storage (Linux 5.13+): no capacity to
+    /// size, freed with the thread.
+    TaskStorage,
+    /// In a hash map keyed by thread id, of --max-threads entries.
+    HashMap,
+}
+
+impl ThreadStore {
+    pub const ALL: [ThreadStore; 2] = [ThreadStore::TaskStorage, ThreadStore::HashMap];
+
+    /// The name users see and choose (`--thread-counters`).
+    pub fn name(self) -> &'static str {
+        match self {
+            ThreadStore::TaskStorage => "task-storage",
+            ThreadStore::HashMap => "hash-map",
+        }
+    }
+
+    pub fn from_name(name: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|m| m.name() == name)
+    }
+
+    /// The map in the object that holds them.
+    fn map(self) -> &'static str {
+        match self {
+            ThreadStore::TaskStorage => "tstore",
+            ThreadStore::HashMap => "threads",
+        }
+    }
+
+    /// The best the kernel offers.
+    fn best(kernel: &Kernel) -> Self {
+        match kernel.task_storage_unavailable() {
+            None => ThreadStore::TaskStorage,
+            Some(why) => {
+                log::debug!("threads' counters in a hash map: {why}");
+                ThreadStore::HashMap
+            }
+        }
+    }
+}
 
 /// The one-pass snapshot program (task iterator, Linux 6.7+).
 const TASK_ITERATOR: &str = "netatop_snapshot";
-/// The map-walk snapshot programs, in pass order, and the map each walks.
-const WALK: [(&str, &str); 3] = [
-    ("netatop_walk_procs", "procs"),
-    ("netatop_walk_threads", "threads"),
-    ("netatop_walk_emit", "walk"),
-];
+/// The map-walk snapshot programs, in pass order, and the map each walks
+/// (None: the tasks). Pass 2 reads the threads' counters where they live.
+fn walk(store: ThreadStore) -> [(&'static str, Option<&'static str>); 3] {
+    [
+        ("netatop_walk_procs", Some("procs")),
+        match store {
+            ThreadStore::HashMap => ("netatop_walk_threads", Some("threads")),
+            ThreadStore::TaskStorage => ("netatop_walk_tasks", None),
+        },
+        ("netatop_walk_emit", Some("walk")),
+    ]
+}
+/// Every live thread with counters, from task storage.
+const THREAD_ITERATOR: &str = "netatop_threads";
 
 /// How snapshots are taken.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -80,6 +141,7 @@ pub struct LoadOptions {
     pub sizes: MapSizes,
     pub attach: Option<Mode>,
     pub snapshot: Option<SnapshotMethod>,
+    pub threads: Option<ThreadStore>,
 }
 
 fn is_map(name: &std::ffi::OsStr, key: &str) -> bool {
@@ -93,9 +155,10 @@ fn is_map(name: &std::ffi::OsStr, key: &str) -> bool {
 
 /// Sizes of the kernel maps (entries). Entries are allocated as they are
 /// used; each map's bucket array (16 bytes per entry of its size) up front.
-/// The defaults keep that small (about 1 MiB of kernel memory with 1,000
-/// processes) and are raised with netatopd's --max-* options where more
-/// must be counted at once.
+/// The defaults hold the processes of large hosts (about 1 MiB per map
+/// idle, whatever the number of CPUs); --max-* options change them. The
+/// threads map is used only where task storage is not available to
+/// tracing programs (before Linux 5.13).
 #[derive(Debug, Clone, Copy)]
 pub struct MapSizes {
     pub threads: u32,
@@ -106,24 +169,31 @@ pub struct MapSizes {
 impl Default for MapSizes {
     fn default() -> Self {
         Self {
-            threads: 16384,
-            procs: 16384,
+            threads: 65536,
+            procs: 65536,
             // Only counted processes publish exits: the size of `procs`
             // holds even all of them exiting at once.
-            exited: 16384,
+            exited: 65536,
         }
     }
 }
 
 impl MapSizes {
-    /// The size of map `map` for way `mode` and snapshots `snapshot`:
-    /// calls in flight (kprobes) are at most one per thread and hooked
-    /// function; a map walk holds a sum per process and those of processes
-    /// gone since the last walk.
-    fn of(&self, map: &str, mode: Mode, snapshot: SnapshotMethod) -> Option<u32> {
+    /// The size of map `map` for way `mode`, snapshots `snapshot` and
+    /// threads' counters in `store`: calls in flight (kprobes) are at most
+    /// one per thread and hooked function; a map walk holds a sum per
+    /// process and those of processes gone since the last walk.
+    fn of(
+        &self,
+        map: &str,
+        mode: Mode,
+        snapshot: SnapshotMethod,
+        store: ThreadStore,
+    ) -> Option<u32> {
         let walk = snapshot == SnapshotMethod::MapWalk;
         match map {
-            "threads" => Some(self.threads),
+            "threads" if store == ThreadStore::HashMap => Some(self.threads),
+            "threads" => Some(1),
             "procs" => Some(self.procs),
             "exited" => Some(self.exited),
             "inflight" if mode == Mode::Kprobe => Some(self.threads),
@@ -155,6 +225,7 @@ pub struct Attached {
     pub mode: Mode,
     pub extras: Extras,
     pub snapshot: SnapshotMethod,
+    pub threads: ThreadStore,
     /// Links that this kernel cannot pin (kprobes before Linux 5.15): they
     /// stop with netatopd.
     pub unpinned: Vec<&'static str>,
@@ -174,11 +245,15 @@ impl std::fmt::Display for Attached {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         write!(
             f,
-            "{} ({}); {}; snapshots: {}",
+            "{} ({}); {}; snapshots: {}; thread counters: {}",
             self.mode.name(),
             self.mode.describe(),
             self.extras,
-            self.snapshot.name()
+            self.snapshot.name(),
+            match self.threads {
+                ThreadStore::TaskStorage => "task-local storage",
+                ThreadStore::HashMap => "hash map",
+            }
         )?;
         if !self.unpinned.is_empty() {
             write!(
@@ -194,6 +269,14 @@ impl std::fmt::Display for Attached {
 enum Snapshots {
     Iterator(Link),
     Walk([Link; 3]),
+}
+
+/// How the live threads' counters are read.
+enum ThreadReader {
+    /// The threads map, in batches.
+    Map,
+    /// The thread iterator over task storage.
+    Iterator(Link),
 }
 
 /// A new reader of iterator `link`.
@@ -215,6 +298,9 @@ pub struct Tracer {
     skel: NetatopSkel<'static>,
     links: Vec<Link>,
     snapshots: Snapshots,
+    threads: ThreadReader,
+    /// Kernel memory one thread's task storage takes (0: hash map).
+    storage_bytes: u64,
     pin_dir: PathBuf,
     created_ns: u64,
     attached: Attached,
@@ -266,10 +352,19 @@ impl Tracer {
             None if iterator => SnapshotMethod::TaskIterator,
             None => SnapshotMethod::MapWalk,
         };
+        let store = match opts.threads {
+            Some(ThreadStore::TaskStorage) => match kernel.task_storage_unavailable() {
+                None => ThreadStore::TaskStorage,
+                Some(why) => return Err(LoadError::NoTaskStorage { why }),
+            },
+            Some(s) => s,
+            None => ThreadStore::best(kernel),
+        };
         let mut attached = Attached {
             mode,
             extras: Extras::probe(kernel, mode),
             snapshot,
+            threads: store,
             unpinned: Vec::new(),
         };
         pin::prepare_dir(pin_dir)?;
@@ -279,7 +374,7 @@ impl Tracer {
         };
         let hooks = attached.hooks();
         let links: Vec<&str> = hooks.iter().map(|h| h.pin).collect();
-        let pinned = pin::inspect(pin_dir, sizes, &links);
+        let pinned = pin::inspect(pin_dir, sizes, store, &links);
 
         // The skeleton borrows its object for as long as it lives; the
         // daemon keeps one for its whole life, so the object is leaked
@@ -291,12 +386,17 @@ impl Tracer {
             .map_err(libbpf("opening"))?;
         for mut map in open.open_object_mut().maps_mut() {
             let name = map.name().to_string_lossy().into_owned();
-            if let Some(n) = sizes.of(&name, mode, snapshot) {
+            if let Some(n) = sizes.of(&name, mode, snapshot, store) {
                 map.set_max_entries(n).map_err(libbpf("sizing"))?;
+            }
+            if name == ThreadStore::TaskStorage.map() && store != ThreadStore::TaskStorage {
+                // Not created; the programs' uses of it are never run.
+                map.set_autocreate(false).map_err(libbpf("configuring"))?;
             }
         }
         if let Some(ro) = open.maps.rodata_data.as_deref_mut() {
             ro.kprobes = mode == Mode::Kprobe;
+            ro.task_storage = store == ThreadStore::TaskStorage;
         }
         // Only the chosen way's programs, the shared ones and the snapshot
         // programs are loaded; the pinned ones, when they go on counting.
@@ -305,9 +405,12 @@ impl Tracer {
             let name = prog.name().to_string_lossy();
             let snapshot_prog = match snapshot {
                 SnapshotMethod::TaskIterator => name == TASK_ITERATOR,
-                SnapshotMethod::MapWalk => WALK.iter().any(|(p, _)| name == *p),
+                SnapshotMethod::MapWalk => walk(store).iter().any(|(p, _)| name == *p),
             };
-            let wanted = snapshot_prog || (load_hooks && hooks.iter().any(|h| h.prog == name));
+            let thread_prog = store == ThreadStore::TaskStorage && name == THREAD_ITERATOR;
+            let wanted = snapshot_prog
+                || thread_prog
+                || (load_hooks && hooks.iter().any(|h| h.prog == name));
             prog.set_autoload(wanted);
             // Attached by hand below (the map iterators need their map).
             prog.set_autoattach(false);
@@ -315,7 +418,8 @@ impl Tracer {
         match &pinned {
             Pinned::Adopted | Pinned::ProgramsReplaced => {
                 for mut map in open.open_object_mut().maps_mut() {
-                    if let Some((_, pin)) = MAPS.iter().find(|(m, _)| is_map(map.name(), m)) {
+                    if let Some((_, pin)) = maps(store).iter().find(|(m, _)| is_map(map.name(), m))
+                    {
                         map.reuse_pinned_map(pin_dir.join(pin))
                             .map_err(libbpf("adopting the pinned maps of"))?;
                     }
@@ -329,11 +433,24 @@ impl Tracer {
             Pinned::Nothing => {}
         }
         let skel = open.load().map_err(libbpf("loading"))?;
-        let snapshots = attach_snapshots(&skel, snapshot)?;
+        let snapshots = attach_snapshots(&skel, snapshot, store)?;
+        let threads = match store {
+            ThreadStore::HashMap => ThreadReader::Map,
+            ThreadStore::TaskStorage => ThreadReader::Iterator(
+                find_prog(&skel, THREAD_ITERATOR)
+                    .attach()
+                    .map_err(libbpf("attaching the thread iterator of"))?,
+            ),
+        };
         let mut tracer = Self {
             skel,
             links: Vec::new(),
             snapshots,
+            threads,
+            storage_bytes: match store {
+                ThreadStore::TaskStorage => storage_bytes(kernel),
+                ThreadStore::HashMap => 0,
+            },
             pin_dir: pin_dir.to_owned(),
             created_ns: 0,
             attached: attached.clone(),
@@ -408,7 +525,7 @@ impl Tracer {
             )
             .map_err(|e| PinError::Pin(pin::META, e))?;
         if new_maps {
-            for (m, pin) in MAPS {
+            for (m, pin) in maps(self.attached.threads) {
                 let mut map = self
                     .skel
                     .object_mut()
@@ -459,6 +576,14 @@ impl Tracer {
             size_of::<u32>(),
             size_of::<types::thread_val>(),
         );
+        if self.attached.threads == ThreadStore::TaskStorage {
+            check(
+                "tstore",
+                &m.tstore,
+                size_of::<i32>(),
+                size_of::<types::thread_val>(),
+            );
+        }
         check(
             "procs",
             &m.procs,
@@ -515,13 +640,44 @@ impl Tracer {
         read_batched(self.skel.maps.procs.as_fd(), false, keys, vals)
     }
 
-    /// All thread entries (appended).
+    /// Every live thread with counters (appended): its tid, and its
+    /// counters with its process; from task storage also its name (the
+    /// threads map has none: `names` is left alone).
     pub fn read_threads(
         &self,
         keys: &mut Vec<u32>,
         vals: &mut Vec<types::thread_val>,
+        names: &mut Vec<[u8; 16]>,
     ) -> std::io::Result<()> {
-        read_batched(self.skel.maps.threads.as_fd(), false, keys, vals)
+        match &self.threads {
+            ThreadReader::Map => read_batched(self.skel.maps.threads.as_fd(), false, keys, vals),
+            ThreadReader::Iterator(link) => {
+                use std::io::Read;
+                const REC: usize = size_of::<types::thread_rec>();
+                let mut bytes = Vec::new();
+                iter_file(link)?.read_to_end(&mut bytes)?;
+                if bytes.len() % REC != 0 {
+                    return Err(std::io::Error::new(
+                        std::io::ErrorKind::InvalidData,
+                        format!(
+                            "the thread iterator ended within a record ({} bytes)",
+                            bytes.len()
+                        ),
+                    ));
+                }
+                for rec in bytes.chunks_exact(REC) {
+                    let r: types::thread_rec = crate::skel::from_bytes(rec);
+                    keys.push(r.tid);
+                    names.push(crate::comm_bytes(&r.comm));
+                    vals.push(types::thread_val {
+                        c: r.c,
+                        tgid: r.tgid,
+                        linked: 1,
+                    });
+                }
+                Ok(())
+            }
+        }
     }
 
     /// Takes the final totals of exited processes out of the kernel
@@ -548,9 +704,12 @@ impl Tracer {
     /// /proc/self/fdinfo entry.
     pub fn map_memory(&self) -> std::io::Result<u64> {
         let mut total = 0;
+        let store = self.attached.threads;
         let ours = |m: &libbpf_rs::Map<'_>| {
-            MAPS.iter().any(|(name, _)| is_map(m.name(), name))
-                || AUX_MAPS.iter().any(|name| is_map(m.name(), name))
+            m.autocreate()
+                && (maps(store).iter().any(|(name, _)| is_map(m.name(), name))
+                    || AUX_MAPS.iter().any(|name| is_map(m.name(), name))
+                    || is_map(m.name(), "threads"))
         };
         for map in self.skel.object().maps().filter(ours) {
             let fd = map.as_fd().as_raw_fd();
@@ -564,14 +723,53 @@ impl Tracer {
         Ok(total)
     }
 
-    /// Map sizes as loaded.
+    /// Kernel memory of `threads` threads' task storage, which the kernel
+    /// does not report: each thread's storage element (the kernel's
+    /// `struct bpf_local_storage_elem` and the counters) and its storage
+    /// (`struct bpf_local_storage`), each rounded up to the kernel's
+    /// allocation size. 0 with a hash map, whose memory is in
+    /// [`Tracer::map_memory`].
+    pub fn thread_storage_memory(&self, threads: usize) -> u64 {
+        self.storage_bytes * threads as u64
+    }
+
+    /// Map sizes as loaded (`threads` 0: threads' counters in task
+    /// storage, which has no size).
     pub fn map_sizes(&self) -> MapSizes {
         let m = &self.skel.maps;
         MapSizes {
-            threads: m.threads.max_entries(),
+            threads: match self.attached.threads {
+                ThreadStore::HashMap => m.threads.max_entries(),
+                ThreadStore::TaskStorage => 0,
+            },
             procs: m.procs.max_entries(),
             exited: m.exited.max_entries(),
         }
+    }
+}
+
+/// Kernel memory one thread's task storage takes (see
+/// [`Tracer::thread_storage_memory`]); sizes the kernel's BTF lacks are
+/// taken as on Linux 6.1 (88 and 192 bytes).
+fn storage_bytes(kernel: &Kernel) -> u64 {
+    let elem = kernel.struct_size("bpf_local_storage_elem").unwrap_or(88);
+    let storage = kernel.struct_size("bpf_local_storage").unwrap_or(192);
+    let value = size_of::<types::thread_val>();
+    (kmalloc_size(elem + value) + kmalloc_size(storage)) as u64
+}
+
+/// The size the kernel's allocator gives a request of `n` bytes (its
+/// general caches: 8, 16, 32, 64, 96, 128, 192 bytes, then powers of two).
+fn kmalloc_size(n: usize) -> usize {
+    match n {
+        0..=8 => 8,
+        9..=16 => 16,
+        17..=32 => 32,
+        33..=64 => 64,
+        65..=96 => 96,
+        97..=128 => 128,
+        129..=192 => 192,
+        _ => n.next_power_of_two(),
     }
 }
 
@@ -579,6 +777,7 @@ impl Tracer {
 fn attach_snapshots(
     skel: &NetatopSkel<'static>,
     method: SnapshotMethod,
+    store: ThreadStore,
 ) -> Result<Snapshots, LoadError> {
     let stage = "attaching the snapshot iterator of";
     Ok(match method {
@@ -588,17 +787,22 @@ fn attach_snapshots(
                 .map_err(libbpf(stage))?,
         ),
         SnapshotMethod::MapWalk => {
-            let link = |(prog, map): (&str, &str)| {
-                let map = skel
-                    .object()
-                    .maps()
-                    .find(|m| m.name() == map)
-                    .expect("the walked maps are in the object");
-                find_prog(skel, prog)
-                    .attach_iter(map.as_fd())
-                    .map_err(libbpf(stage))
+            let link = |(prog, map): (&str, Option<&str>)| {
+                let prog = find_prog(skel, prog);
+                match map {
+                    None => prog.attach(),
+                    Some(map) => {
+                        let map = skel
+                            .object()
+                            .maps()
+                            .find(|m| m.name() == map)
+                            .expect("the walked maps are in the object");
+                        prog.attach_iter(map.as_fd())
+                    }
+                }
+                .map_err(libbpf(stage))
             };
-            let [a, b, c] = WALK;
+            let [a, b, c] = walk(store);
             Snapshots::Walk([link(a)?, link(b)?, link(c)?])
         }
     })

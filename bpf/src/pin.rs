@@ -1,7 +1,7 @@
 //! Pinned state under bpffs: the maps and links outlive netatopd, so
 //! counting goes on while it is down, and the next netatopd adopts them.
 //!
-//! A pin directory holds the maps (`crate::loader::MAPS`) and one link per
+//! A pin directory holds the maps (`crate::loader::PINS`) and one link per
 //! attached program (their hooks' pin names). `meta` is pinned last: a
 //! directory without it is left over from an interrupted start and is
 //! discarded.
@@ -16,7 +16,7 @@ use std::path::{Path, PathBuf};
 use libbpf_rs::{MapCore, MapFlags, MapHandle};
 
 use crate::skel::types;
-use crate::{LoadError, MapSizes};
+use crate::{LoadError, MapSizes, ThreadStore};
 
 include!(concat!(env!("OUT_DIR"), "/fingerprint.rs"));
 
@@ -147,8 +147,9 @@ fn mount_bpffs() -> io::Result<()> {
 }
 
 /// Whether the pinned state in `dir` can be adopted by this build with
-/// these map sizes, attaching programs whose links are pinned as `links`.
-pub(crate) fn inspect(dir: &Path, sizes: MapSizes, links: &[&str]) -> Pinned {
+/// these map sizes and threads' counters in `store`, attaching programs
+/// whose links are pinned as `links`.
+pub(crate) fn inspect(dir: &Path, sizes: MapSizes, store: ThreadStore, links: &[&str]) -> Pinned {
     let entries: Vec<PathBuf> = match fs::read_dir(dir) {
         Ok(rd) => rd.filter_map(|e| e.ok().map(|e| e.path())).collect(),
         Err(_) => return Pinned::Nothing,
@@ -156,7 +157,7 @@ pub(crate) fn inspect(dir: &Path, sizes: MapSizes, links: &[&str]) -> Pinned {
     if entries.is_empty() {
         return Pinned::Nothing;
     }
-    match check(dir, sizes) {
+    match check(dir, sizes, store) {
         Err(why) => Pinned::Discarded(why),
         Ok(false) => Pinned::ProgramsReplaced,
         // The same build attached the same programs: they go on. Another
@@ -181,7 +182,7 @@ pub(crate) fn inspect(dir: &Path, sizes: MapSizes, links: &[&str]) -> Pinned {
 }
 
 /// Ok(same build) when the maps are compatible, else why not.
-fn check(dir: &Path, sizes: MapSizes) -> Result<bool, String> {
+fn check(dir: &Path, sizes: MapSizes, store: ThreadStore) -> Result<bool, String> {
     let open = |name: &str| {
         MapHandle::from_pinned_path(dir.join(name))
             .map_err(|e| format!("pinned map {name} cannot be opened ({e}): an interrupted start"))
@@ -193,15 +194,41 @@ fn check(dir: &Path, sizes: MapSizes) -> Result<bool, String> {
             meta.layout
         ));
     }
-    for (_, name) in crate::loader::MAPS {
+    for name in crate::loader::PINS {
         if !dir.join(name).exists() {
             return Err(format!(
                 "map {name} is not pinned: it was made by another netatopd version"
             ));
         }
     }
+    let threads = open("threads")?;
+    match (store, threads.map_type()) {
+        (ThreadStore::TaskStorage, libbpf_rs::MapType::TaskStorage) => {}
+        (ThreadStore::HashMap, libbpf_rs::MapType::Hash) => {
+            if threads.max_entries() != sizes.threads {
+                return Err(format!(
+                    "map threads has {} entries and --max-threads asks for {}",
+                    threads.max_entries(),
+                    sizes.threads
+                ));
+            }
+        }
+        (ThreadStore::TaskStorage, _) => {
+            return Err(
+                "its threads' counters are in a hash map; this start keeps them in \
+                        task-local storage"
+                    .into(),
+            )
+        }
+        (ThreadStore::HashMap, _) => {
+            return Err(
+                "its threads' counters are in task-local storage; this start keeps \
+                        them in a hash map"
+                    .into(),
+            )
+        }
+    }
     let expect = [
-        ("threads", sizes.threads, "--max-threads"),
         ("procs", sizes.procs, "--max-processes"),
         ("exited", sizes.exited, "--max-pending-exits"),
         ("stats", 1, ""),

@@ -39,3 +39,21 @@ unsafe impl Pod for types::exit_key {}
 unsafe impl Pod for types::exit_val {}
 // SAFETY: an integer.
 unsafe impl Pod for u32 {}
+// SAFETY: generated from netatop.h; integer fields only.
+unsafe impl Pod for types::thread_rec {}
+
+/// A record read from its bytes, which must be exactly its size.
+pub(crate) fn from_bytes<T: Pod>(bytes: &[u8]) -> T {
+    assert_eq!(bytes.len(), std::mem::size_of::<T>(), "a whole record");
+    let mut v = T::default();
+    // SAFETY: `T` is Pod, so any bytes make a valid value, and `bytes`
+    // holds exactly size_of::<T>() of them.
+    unsafe {
+        std::ptr::copy_nonoverlapping(
+            bytes.as_ptr(),
+            std::ptr::addr_of_mut!(v).cast::<u8>(),
+            bytes.len(),
+        )
+    };
+    v
+}

@@ -89,7 +89,9 @@ pub struct Args {
     /// disconnected.
     #[arg(long, value_name = "SECONDS", default_value_t = 30.0)]
     pub client_timeout: f64,
-    /// Kernel map size: threads counted at once.
+    /// Kernel map size: threads counted at once, where their counters are
+    /// kept in a hash map (--thread-counters hash-map; task storage has no
+    /// size). With --attach kprobe, also the calls in flight at once.
     #[arg(long, value_name = "N", default_value_t = MapSizes::default().threads)]
     pub max_threads: u32,
     /// Kernel map size: processes counted at once.
@@ -111,6 +113,12 @@ pub struct Args {
     /// auto: the first the kernel has.
     #[arg(long, value_name = "WAY", default_value = "auto", value_parser = parse_snapshot)]
     pub snapshot: Auto<netatopd_bpf::SnapshotMethod>,
+    /// Where each thread's counters live: task-storage (the thread's
+    /// task-local storage, Linux 5.13+: no capacity, nothing to size),
+    /// hash-map (a map of --max-threads entries), or auto: task-storage
+    /// where the kernel has it.
+    #[arg(long, value_name = "WAY", default_value = "auto", value_parser = parse_threads)]
+    pub thread_counters: Auto<netatopd_bpf::ThreadStore>,
     /// Print a completion script for SHELL on standard output and exit.
     #[arg(long, value_name = "SHELL")]
     pub completions: Option<clap_complete::Shell>,
@@ -151,23 +159,34 @@ fn parse_mode(s: &str) -> Result<u32, String> {
 #[derive(Debug, Clone, Copy)]
 pub struct Auto<T>(pub Option<T>);
 
-fn parse_attach(s: &str) -> Result<Auto<netatopd_bpf::Mode>, String> {
+/// `auto`, or one of `names` as `from_name` reads it.
+fn parse_auto<T>(
+    s: &str,
+    from_name: impl Fn(&str) -> Option<T>,
+    names: &[&str],
+) -> Result<Auto<T>, String> {
     if s == "auto" {
         return Ok(Auto(None));
     }
-    netatopd_bpf::Mode::from_name(s)
+    from_name(s)
         .map(|m| Auto(Some(m)))
-        .ok_or_else(|| {
-            let names: Vec<&str> = netatopd_bpf::Mode::ALL.iter().map(|m| m.name()).collect();
-            format!("{s:?} is not auto, {}", names.join(", "))
-        })
+        .ok_or_else(|| format!("{s:?} is not auto, {}", names.join(", ")))
+}
+
+fn parse_attach(s: &str) -> Result<Auto<netatopd_bpf::Mode>, String> {
+    use netatopd_bpf::Mode;
+    let names: Vec<&str> = Mode::ALL.iter().map(|m| m.name()).collect();
+    parse_auto(s, Mode::from_name, &names)
 }
 
 fn parse_snapshot(s: &str) -> Result<Auto<netatopd_bpf::SnapshotMethod>, String> {
-    if s == "auto" {
-        return Ok(Auto(None));
-    }
-    netatopd_bpf::SnapshotMethod::from_name(s)
-        .map(|m| Auto(Some(m)))
-        .ok_or_else(|| format!("{s:?} is not auto, task-iterator, map-walk"))
+    use netatopd_bpf::SnapshotMethod;
+    let names: Vec<&str> = SnapshotMethod::ALL.iter().map(|m| m.name()).collect();
+    parse_auto(s, SnapshotMethod::from_name, &names)
+}
+
+fn parse_threads(s: &str) -> Result<Auto<netatopd_bpf::ThreadStore>, String> {
+    use netatopd_bpf::ThreadStore;
+    let names: Vec<&str> = ThreadStore::ALL.iter().map(|m| m.name()).collect();
+    parse_auto(s, ThreadStore::from_name, &names)
 }

@@ -118,6 +118,7 @@ pub struct Collector {
     pvals: Vec<types::proc_val>,
     tkeys: Vec<u32>,
     tvals: Vec<types::thread_val>,
+    tnames: Vec<[u8; 16]>,
     ekeys: Vec<types::exit_key>,
     evals: Vec<types::exit_val>,
     bytes: Vec<u8>,
@@ -132,6 +133,7 @@ impl Collector {
             pvals: Vec::new(),
             tkeys: Vec::new(),
             tvals: Vec::new(),
+            tnames: Vec::new(),
             ekeys: Vec::new(),
             evals: Vec::new(),
             bytes: Vec::new(),
@@ -225,19 +227,23 @@ impl Collector {
     }
 
     /// Live threads as of the last call of [`Collector::read_threads`] or
-    /// [`Collector::census`]: (tid, tgid, counters).
-    pub fn threads(&self) -> impl Iterator<Item = (u32, u32, Counters)> + '_ {
+    /// [`Collector::census`]: (tid, tgid, counters, name where the kernel
+    /// gave it).
+    pub fn threads(&self) -> impl Iterator<Item = (u32, u32, Counters, Option<[u8; 16]>)> + '_ {
         self.tkeys
             .iter()
             .zip(&self.tvals)
-            .map(|(&tid, t)| (tid, t.tgid, counters(&t.c)))
+            .enumerate()
+            .map(|(i, (&tid, t))| (tid, t.tgid, counters(&t.c), self.tnames.get(i).copied()))
     }
 
-    /// Reads the threads map.
+    /// Reads the live threads' counters.
     pub fn read_threads(&mut self) -> io::Result<()> {
         self.tkeys.clear();
         self.tvals.clear();
-        self.tracer.read_threads(&mut self.tkeys, &mut self.tvals)
+        self.tnames.clear();
+        self.tracer
+            .read_threads(&mut self.tkeys, &mut self.tvals, &mut self.tnames)
     }
 
     /// Socket calls counted since counting started: those of exited
@@ -266,6 +272,7 @@ impl Collector {
         self.pvals = Vec::new();
         self.tkeys = Vec::new();
         self.tvals = Vec::new();
+        self.tnames = Vec::new();
         self.ekeys = Vec::new();
         self.evals = Vec::new();
         self.bytes = Vec::new();

@@ -212,6 +212,7 @@ fn run(args: &Args) -> Result<()> {
         sizes,
         attach: args.attach.0,
         snapshot: args.snapshot.0,
+        threads: args.thread_counters.0,
     };
     // Counting starts (or goes on) here, before anyone can connect.
     let (tracer, pinned) = Tracer::load_on(&kernel, &opts, &args.pin_dir)?;
@@ -274,15 +275,19 @@ fn run(args: &Args) -> Result<()> {
     )
     .context("cannot start the event loop")?;
     let tracer = server.tracer();
+    let loaded = tracer.map_sizes();
+    let threads = match loaded.threads {
+        0 => String::new(),
+        n => format!("{n} threads, "),
+    };
     info!(
-        "netatopd {} started: Linux {}, attached as {}, programs pinned under {pin_dir}, socket {}, map sizes: {} threads, {} processes, {} pending exits",
+        "netatopd {} started: Linux {}, attached as {}, programs pinned under {pin_dir}, socket {}, map sizes: {threads}{} processes, {} pending exits",
         env!("CARGO_PKG_VERSION"),
         netatopd_bpf::kernel::kernel_release(),
         tracer.attached(),
         args.socket.display(),
-        sizes.threads,
-        sizes.procs,
-        sizes.exited
+        loaded.procs,
+        loaded.exited
     );
     warn_if_in_a_pid_namespace();
     // Under systemd (Type=notify): ready means the socket answers.

@@ -106,7 +106,8 @@ pub struct Stats {
     /// Processes and threads in the kernel maps now.
     pub processes: u64,
     pub threads: u64,
-    /// Sizes of the kernel maps (entries).
+    /// Sizes of the kernel maps (entries; `max_threads` 0: threads'
+    /// counters are in task-local storage, which has no size).
     pub max_threads: u64,
     pub max_processes: u64,
     pub max_pending_exits: u64,
@@ -131,7 +132,7 @@ pub struct Stats {
     /// Time to take the last snapshot, and the median of recent ones (µs).
     pub last_query_us: u64,
     pub median_query_us: u64,
-    /// Kernel memory charged to the maps (bytes).
+    /// Kernel memory charged to the maps (bytes), as the kernel reports it.
     pub map_memory_bytes: u64,
     /// Calls not counted because their kretprobe was missed (the kprobe
     /// way of attaching only).
@@ -145,6 +146,13 @@ pub struct Stats {
     pub refused_reserved: u64,
     /// Connections of users other than root closed after --idle-timeout.
     pub closed_idle: u64,
+    /// Socket calls not counted because the kernel did not give a thread
+    /// its task-local storage (with task storage only).
+    pub thread_storage_failed: u64,
+    /// Kernel memory of the threads' task-local storage (bytes), which the
+    /// kernel does not report: the live threads times the size of one
+    /// thread's storage, from the kernel's types. 0 with a hash map.
+    pub thread_storage_bytes: u64,
 }
 
 #[derive(Debug, thiserror::Error)]

@@ -171,6 +171,16 @@ impl Counters {
         ]
     }
 
+    /// Counters from their values in wire order (as [`Counters::fields`]
+    /// gives them).
+    pub fn from_fields(v: [u64; 8]) -> Self {
+        let mut c = Self::default();
+        for (a, b) in c.fields_mut().into_iter().zip(v) {
+            *a = b;
+        }
+        c
+    }
+
     /// The counters in wire order, as described by [`FIELDS`].
     pub fn fields(&self) -> [u64; 8] {
         [

@@ -7,6 +7,7 @@
 
 use std::fs;
 use std::io::{BufRead, BufReader, ErrorKind, Read, Write};
+use std::os::fd::{AsRawFd, FromRawFd};
 use std::os::unix::net::UnixStream;
 use std::path::{Path, PathBuf};
 use std::process::{Child, ChildStdin, Command, ExitStatus, Output, Stdio};
@@ -226,16 +227,18 @@ pub fn wait_while_alive(
     }
 }
 
-/// The way of attaching and of taking snapshots every netatopd of this
-/// test run is forced to, from NETATOPD_TEST_ATTACH (tracepoint, fexit,
-/// kprobe) and NETATOPD_TEST_SNAPSHOT (task-iterator, map-walk); unset:
-/// netatopd's own choice. `make test` runs the suites once per way the
-/// kernel has.
+/// The way of attaching, of taking snapshots and of keeping threads'
+/// counters every netatopd of this test run is forced to, from
+/// NETATOPD_TEST_ATTACH (tracepoint, fexit, kprobe), NETATOPD_TEST_SNAPSHOT
+/// (task-iterator, map-walk) and NETATOPD_TEST_THREADS (task-storage,
+/// hash-map); unset: netatopd's own choice. `make test` runs the counting
+/// suites again with the fallbacks.
 pub fn forced_ways() -> Vec<String> {
     let mut args = Vec::new();
     for (var, opt) in [
         ("NETATOPD_TEST_ATTACH", "--attach"),
         ("NETATOPD_TEST_SNAPSHOT", "--snapshot"),
+        ("NETATOPD_TEST_THREADS", "--thread-counters"),
     ] {
         if let Some(v) = std::env::var(var).ok().filter(|v| !v.is_empty()) {
             args.push(opt.to_owned());
@@ -396,14 +399,18 @@ impl Daemon {
     }
 
     /// netatopd with this daemon's socket, pin directory, pid file and
-    /// options.
+    /// options (a way a test gives itself wins over the one the run forces).
     pub fn command(&self) -> Command {
         let mut cmd = Command::new(bin("netatopd"));
         cmd.arg("--foreground")
             .arg("-v")
-            .args(private_args(&self.dir, &self.socket))
-            .args(forced_ways())
-            .args(&self.extra);
+            .args(private_args(&self.dir, &self.socket));
+        for pair in forced_ways().chunks(2) {
+            if !self.extra.contains(&pair[0]) {
+                cmd.args(pair);
+            }
+        }
+        cmd.args(&self.extra);
         cmd
     }
 
@@ -510,6 +517,37 @@ impl Daemon {
         map.keys().collect()
     }
 
+    /// Whether thread `tid` of process `tgid` has counters in the kernel:
+    /// in its task-local storage or in the threads map, whichever this
+    /// netatopd uses (a thread that is gone has no storage: it went with
+    /// the thread; a reused tid of another process does not count).
+    pub fn thread_counted(&self, tid: i32, tgid: i32) -> bool {
+        self.threads_counted(&[(tid, tgid)]) == 1
+    }
+
+    /// How many of the threads (tid, tgid) have counters in the kernel
+    /// (see [`Daemon::thread_counted`]).
+    pub fn threads_counted(&self, threads: &[(i32, i32)]) -> usize {
+        let ids = self.map_ids();
+        let name = if ids.iter().any(|(n, _)| n == "tstore") {
+            "tstore"
+        } else {
+            "threads"
+        };
+        let (_, id) = ids
+            .into_iter()
+            .find(|(n, _)| n == name)
+            .unwrap_or_else(|| panic!("netatopd has no map named {name}"));
+        let map = libbpf_rs::MapHandle::from_map_id(id).expect("opening the map");
+        // struct thread_val: the eight counters, then the tgid.
+        threads
+            .iter()
+            .filter(|(tid, tgid)| {
+                thread_value(&map, *tid).is_some_and(|v| v[64..68] == tgid.to_ne_bytes())
+            })
+            .count()
+    }
+
     /// Whether a map has an entry whose key starts with the u32 `id` (a tid
     /// in `threads`, a tgid in `procs` and `exited`).
     pub fn map_has(&self, name: &str, id: u32) -> bool {
@@ -535,6 +573,41 @@ impl Drop for Daemon {
         let _ = netatopd_bpf::remove_pins(&self.pin_dir);
         let _ = fs::remove_dir_all(&self.dir);
     }
+}
+
+/// Thread `tid`'s value (struct thread_val) in a map of netatopd's threads'
+/// counters: a hash map keyed by tid, or task storage, looked up through a
+/// pidfd of the thread (a thread that is gone has none). An entry whose
+/// thread has exited (`linked` 0) counts as none.
+pub fn thread_value(map: &libbpf_rs::MapHandle, tid: i32) -> Option<Vec<u8>> {
+    use libbpf_rs::{MapCore, MapFlags, MapType};
+    let value = if map.map_type() == MapType::TaskStorage {
+        // SAFETY: pidfd_open takes a pid and flags, and returns a new
+        // descriptor or -1.
+        let open = |flags: libc::c_uint| unsafe { libc::syscall(libc::SYS_pidfd_open, tid, flags) };
+        // A thread's own pidfd (Linux 6.9); before, a process's only.
+        let mut fd = open(libc::PIDFD_THREAD);
+        if fd < 0 && std::io::Error::last_os_error().raw_os_error() == Some(libc::EINVAL) {
+            fd = open(0);
+        }
+        if fd < 0 {
+            let err = std::io::Error::last_os_error();
+            assert_eq!(
+                err.raw_os_error(),
+                Some(libc::ESRCH),
+                "pidfd_open({tid}): {err} (a thread's pidfd needs Linux 6.9)"
+            );
+            return None;
+        }
+        // SAFETY: a new descriptor that this function owns.
+        let pidfd = unsafe { std::os::fd::OwnedFd::from_raw_fd(fd as i32) };
+        map.lookup(&pidfd.as_raw_fd().to_ne_bytes(), MapFlags::ANY)
+    } else {
+        map.lookup(&(tid as u32).to_ne_bytes(), MapFlags::ANY)
+    };
+    value
+        .expect("looking up a thread's counters")
+        .filter(|v| v[v.len() - 4..] != [0, 0, 0, 0])
 }
 
 /// One query on an open connection, read as atop reads it (one recv of 96

@@ -200,7 +200,7 @@ fn exited_threads_stay_in_process_totals_and_leave_no_entries() {
     assert_eq!(rec.command_str(), "netatop-gen");
     for tid in &r.tids {
         assert!(
-            !d.map_has("threads", *tid as u32),
+            !d.thread_counted(*tid, r.pid),
             "entry of exited thread {tid} left behind"
         );
     }
@@ -240,7 +240,7 @@ fn exited_process_is_reported_once_to_each_client_then_freed() {
 
     // Nothing of it is left in the kernel.
     assert!(!d.map_has("procs", r.pid as u32));
-    assert!(!d.map_has("threads", r.pid as u32));
+    assert!(!d.thread_counted(r.pid, r.pid));
     assert!(!d.map_has("exited", r.pid as u32));
 }
 
@@ -252,4 +252,28 @@ fn exited_process_after_the_grace_period_is_not_sent_to_new_clients() {
     // the daemon has collected the exit yet or collects it during this query.
     assert!(records_for(&d.query(), r.pid).is_empty());
     assert!(!d.map_has("procs", r.pid as u32));
+}
+
+#[test]
+fn exec_by_a_thread_that_is_not_the_leader_keeps_every_count() {
+    let d = Daemon::start(&[]);
+    let mut s = d.connect();
+    netatopd_tests::query_on(&mut s);
+    // The leader, then a second thread, then the program that thread
+    // execs (with the process's pid): 20 round trips each.
+    let (g, r) = run_lingering("exec-thread", &["--count", "20", "--size", "150"]);
+    assert_eq!(r.counters.udpsndpacks, 3 * 20);
+    assert_eq!(r.counters.udprcvbytes, 3 * 20 * 150);
+    let rec = record_for(&netatopd_tests::query_on(&mut s), r.pid);
+    assert_eq!(rec.counters, r.counters);
+    assert_eq!(rec.command_str(), "netatop-gen");
+    // The exec'ing thread now has the process's pid: one thread with
+    // counters, under that pid.
+    assert!(d.thread_counted(r.pid, r.pid));
+    g.finish();
+    let finals = records_for(&netatopd_tests::query_on(&mut s), r.pid);
+    assert_eq!(finals.len(), 1, "{finals:?}");
+    assert_eq!(finals[0].counters, r.counters);
+    assert!(!d.map_has("procs", r.pid as u32));
+    assert!(!d.thread_counted(r.pid, r.pid));
 }

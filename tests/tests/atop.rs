@@ -30,21 +30,7 @@ fn parse_prn(line: &str) -> Option<(i32, Counters)> {
         .take(8)
         .map(|f| f.parse().ok())
         .collect::<Option<_>>()?;
-    (v.len() == 8).then(|| {
-        (
-            pid,
-            Counters {
-                tcpsndpacks: v[0],
-                tcpsndbytes: v[1],
-                tcprcvpacks: v[2],
-                tcprcvbytes: v[3],
-                udpsndpacks: v[4],
-                udpsndbytes: v[5],
-                udprcvpacks: v[6],
-                udprcvbytes: v[7],
-            },
-        )
-    })
+    Some((pid, Counters::from_fields(v.try_into().ok()?)))
 }
 
 #[test]

@@ -15,15 +15,20 @@ fn the_benchmark_suite_runs_every_section() {
         "## 1. Added cost per socket call",
         "| netatop_send |",
         "| netatop_recv |",
+        "netatopd's programs, threads' counters in a hash map",
         "## 1b. Added cost per socket call, each way of attaching",
         "| netatopd, tracepoint |",
         "## 2. Two threads",
         "## 3. Snapshot latency",
         "## 4. Daemon memory",
-        "## 5. Kernel memory of the maps",
+        "## 5. Kernel memory",
+        "| --thread-counters hash-map |",
         "## 6. Exit churn",
         "no map entries left: yes",
         "## 7. Start-up",
+        "## 8. A large host",
+        "| socket calls not counted (map full, storage refused) | 0 |",
+        "| every thread-farm process's total exact | yes |",
     ] {
         assert!(text.contains(section), "{section} missing:\n{text}");
     }

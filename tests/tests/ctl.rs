@@ -337,6 +337,14 @@ fn stats_describes_the_daemon() {
     assert_eq!(s["control_clients"], 1);
     assert_eq!(s["pinned"], "nothing");
     assert!(s["map_memory_bytes"].as_u64().unwrap() > 0);
+    // Task storage, which the maps' figure leaves out: each counted thread
+    // holds at least a storage element and its task's storage.
+    let per_thread = s["thread_storage_bytes"].as_u64().unwrap() / s["threads"].as_u64().unwrap();
+    if s["max_threads"] == 0 {
+        assert!((128..=1024).contains(&per_thread), "{s}");
+    } else {
+        assert_eq!(per_thread, 0, "{s}");
+    }
     assert!(s["kernel"].as_str().unwrap().len() > 2);
     for k in [
         "thread_map_full",
@@ -352,7 +360,7 @@ fn stats_describes_the_daemon() {
         "version:",
         "events counted:",
         "map-full drops:",
-        "map memory:",
+        "kernel memory:",
         "query time:",
     ] {
         assert!(text.contains(label), "{label}: {text}");

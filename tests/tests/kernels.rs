@@ -6,8 +6,9 @@
 //!
 //! In each guest: `netatopd --version` is printed for the record, then the
 //! exactness suite (`tests/tests/tiers.rs`) runs once with netatopd's own
-//! choice, which must be the best way that kernel takes, and once forced to
-//! each other way it takes.
+//! choice, which must be the best way that kernel takes (and task-local
+//! storage for threads' counters from Linux 5.13), once forced to each
+//! other way it takes, and once with threads' counters in a hash map.
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -30,8 +31,11 @@ fn kernels_dir() -> PathBuf {
 }
 
 /// Boots kernel `prefix` and runs the suite: with netatopd's own choice,
-/// which must be `auto`, then forced to each of `forced`.
-fn suite_on(prefix: &str, auto: &str, forced: &[&str]) {
+/// which must be way `auto` with threads' counters in `threads`, then
+/// forced to each way of `forced`, and once with threads' counters in a
+/// hash map where task storage is the choice. Where it is not, a start
+/// that asks for it must be refused, saying why.
+fn suite_on(prefix: &str, auto: &str, threads: &str, forced: &[&str]) {
     let repo = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
     let repo = repo.canonicalize().expect("the repository");
     let tiers = test_binary("tiers");
@@ -39,13 +43,28 @@ fn suite_on(prefix: &str, auto: &str, forced: &[&str]) {
     script += &format!("cd '{}'\n", repo.display());
     script += &format!("'{}' --version\n", bin("netatopd").display());
     script += &format!(
-        "NETATOPD_TEST_EXPECT_ATTACH={auto} '{}' --test-threads 1\n",
+        "NETATOPD_TEST_EXPECT_ATTACH={auto} NETATOPD_TEST_EXPECT_THREADS='{threads}' '{}' --test-threads 1\n",
         tiers.display()
     );
     for way in forced {
         script += &format!(
             "NETATOPD_TEST_ATTACH={way} '{}' --test-threads 1\n",
             tiers.display()
+        );
+    }
+    let storage = threads == "task-local storage";
+    if storage {
+        script += &format!(
+            "NETATOPD_TEST_THREADS=hash-map '{}' --test-threads 1\n",
+            tiers.display()
+        );
+    } else {
+        script += &format!(
+            "if '{}' --foreground --thread-counters task-storage --socket /tmp/t.sock \
+             --control-socket /tmp/t.ctl --pid-file /tmp/t.pid --pin-dir /sys/fs/bpf/t \
+             2>/tmp/t.err; then echo 'task storage was not refused'; exit 1; fi\n\
+             cat /tmp/t.err\n",
+            bin("netatopd").display()
         );
     }
     // The guest sees the host's files, but not its /tmp.
@@ -74,21 +93,32 @@ fn suite_on(prefix: &str, auto: &str, forced: &[&str]) {
         "netatopd --version on Linux {prefix} does not choose {auto}:\n{console}"
     );
     let runs = console.matches("test result: ok. 2 passed").count();
-    assert_eq!(runs, 1 + forced.len(), "{console}");
+    assert_eq!(runs, 1 + forced.len() + usize::from(storage), "{console}");
+    if !storage {
+        assert!(
+            console.contains("--thread-counters task-storage: the kernel has no"),
+            "a start with task storage on Linux {prefix} was not refused, saying why:\n{console}"
+        );
+    }
     eprintln!("Linux {prefix}: {}", stderr.trim());
 }
 
 #[test]
 fn linux_5_10_debian_11() {
-    suite_on("5.10", "fexit", &["kprobe"]);
+    suite_on("5.10", "fexit", "hash map", &["kprobe"]);
 }
 
 #[test]
 fn linux_6_1_debian_12() {
-    suite_on("6.1", "fexit", &["kprobe"]);
+    suite_on("6.1", "fexit", "task-local storage", &["kprobe"]);
 }
 
 #[test]
 fn linux_6_12_debian_13() {
-    suite_on("6.12", "tracepoint", &["fexit", "kprobe"]);
+    suite_on(
+        "6.12",
+        "tracepoint",
+        "task-local storage",
+        &["fexit", "kprobe"],
+    );
 }

@@ -6,17 +6,15 @@ use std::time::Duration;
 use libbpf_rs::{MapCore, MapFlags, MapHandle};
 use netatopd_tests::{
     bin, fails, pin_dir_for, private_args, record_for, records_for, require_bpf_machine, run,
-    run_lingering, run_to_exit, scratch_dir, wait_until, Daemon, Gen,
+    run_lingering, run_to_exit, scratch_dir, thread_value, wait_until, Daemon, Gen,
 };
 
-/// The counters the pinned `threads` map holds for `tid`, read while no
-/// netatopd runs: (UDP datagrams sent, bytes sent).
+/// The counters the pinned threads' counters (task storage or hash map)
+/// hold for `tid`, read while no netatopd runs: (UDP datagrams sent, bytes
+/// sent).
 fn pinned_udp_sent(d: &Daemon, tid: i32) -> (u64, u64) {
     let map = MapHandle::from_pinned_path(d.pin_dir.join("threads")).expect("pinned threads map");
-    let v = map
-        .lookup(&(tid as u32).to_ne_bytes(), MapFlags::ANY)
-        .expect("lookup")
-        .unwrap_or_default();
+    let v = thread_value(&map, tid).unwrap_or_default();
     let word = |i: usize| {
         v.get(i * 8..i * 8 + 8)
             .map_or(0, |b| u64::from_ne_bytes(b.try_into().unwrap()))
@@ -212,6 +210,48 @@ fn incompatible_pinned_state_is_discarded_with_a_log_line() {
     );
     assert!(records_for(&d.query(), g.pid()).is_empty());
     g.finish();
+}
+
+#[test]
+fn threads_counters_kept_the_other_way_start_clean() {
+    for (first, then, why) in [
+        (
+            "hash-map",
+            "task-storage",
+            "its threads' counters are in a hash map; this start keeps them in task-local storage",
+        ),
+        (
+            "task-storage",
+            "hash-map",
+            "its threads' counters are in task-local storage; this start keeps them in a hash map",
+        ),
+    ] {
+        let mut d = Daemon::start(&["--thread-counters", first]);
+        let (g, r) = run_lingering("udp4", &["--count", "30"]);
+        assert_eq!(record_for(&d.query(), r.pid).counters, r.counters);
+        d.kill9();
+        d.restart_with(&["--thread-counters", then]);
+        let log = d.log();
+        assert!(
+            log.contains(why) && log.contains("counters start from zero"),
+            "{first} then {then}: {log}"
+        );
+        let mode = netatopd_tests::json(d.ctl().args(["stats", "--json"]))["attach_mode"]
+            .as_str()
+            .unwrap_or_default()
+            .to_owned();
+        let want = if then == "hash-map" {
+            "hash map"
+        } else {
+            "task-local storage"
+        };
+        assert!(
+            mode.ends_with(&format!("thread counters: {want}")),
+            "{mode}"
+        );
+        assert!(records_for(&d.query(), r.pid).is_empty());
+        g.finish();
+    }
 }
 
 #[test]

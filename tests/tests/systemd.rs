@@ -371,7 +371,13 @@ fn serves_under(suite: &str) {
     gen.finish();
     let ctl =
         |args: &[&str]| ok(netatopctl(&sock, &g.path("/run/netatopd/control.sock")).args(args));
-    assert!(ctl(&["stats"]).contains("attach mode:       tracepoint"));
+    let stats = ctl(&["stats"]);
+    assert!(
+        stats
+            .lines()
+            .any(|l| l.starts_with("attach mode:") && l.contains(" tracepoint (")),
+        "{stats}"
+    );
     let dump = ctl(&["dump", "--json", "--threads", "--exited", "--raw"]);
     assert!(
         dump.contains(&format!("\"pid\": {pid},")),

@@ -65,6 +65,7 @@ fn opt_in_request_gets_each_threads_exact_counters() {
             .find(|t| t.id == truth.tid)
             .unwrap_or_else(|| panic!("no record for thread {}", truth.tid));
         assert_eq!(t.counters, truth.counters, "thread {}", truth.name);
+        assert!(d.thread_counted(truth.tid, r.pid), "thread {}", truth.name);
         assert_eq!(t.btime, process.btime);
         assert_eq!(t.command, process.command);
     }

@@ -1,11 +1,12 @@
 //! Every kind of traffic read back exactly through the atop socket, from
 //! one netatopd, on whatever way of attaching and of taking snapshots it
-//! runs with: the one it chooses, or the ones NETATOPD_TEST_ATTACH and
-//! NETATOPD_TEST_SNAPSHOT force. `make test` runs this file on the host
-//! and, through `tests/tests/kernels.rs`, inside Debian's 5.10, 6.1 and
-//! 6.12 kernels booted under qemu, once per way each kernel takes.
-//! NETATOPD_TEST_EXPECT_ATTACH, when set, is the way netatopd must choose
-//! by itself.
+//! runs with: the one it chooses, or the ones NETATOPD_TEST_ATTACH,
+//! NETATOPD_TEST_SNAPSHOT and NETATOPD_TEST_THREADS force. `make test` runs
+//! this file on the host and, through `tests/tests/kernels.rs`, inside
+//! Debian's 5.10, 6.1 and 6.12 kernels booted under qemu, once per way each
+//! kernel takes. NETATOPD_TEST_EXPECT_ATTACH and
+//! NETATOPD_TEST_EXPECT_THREADS, when set, are the way of attaching and
+//! the place of threads' counters netatopd must choose by itself.
 
 use netatop_protocol::Counters;
 use netatopd_tests::{
@@ -61,6 +62,15 @@ fn every_kind_of_traffic_reads_back_exactly() {
     }
     if let Ok(want) = std::env::var("NETATOPD_TEST_EXPECT_ATTACH") {
         assert!(mode.starts_with(&format!("{want} (")), "{mode}");
+    }
+    if let Ok(want) = std::env::var("NETATOPD_TEST_EXPECT_THREADS") {
+        assert!(
+            mode.contains(&format!("; thread counters: {want}")),
+            "{mode}"
+        );
+    }
+    if std::env::var("NETATOPD_TEST_THREADS").as_deref() == Ok("hash-map") {
+        assert!(mode.contains("; thread counters: hash map"), "{mode}");
     }
     let small = ["--count", "40", "--size", "700"];
     for s in ["udp4", "udp6", "tcp4", "tcp6", "mmsg", "rw"] {
@@ -118,6 +128,7 @@ fn every_kind_of_traffic_reads_back_exactly() {
             .find(|row| row["tid"] == t.tid)
             .unwrap_or_else(|| panic!("thread {} missing from {dump}", t.tid));
         assert_eq!(netatopd_tests::json_counters(row), t.counters);
+        assert_eq!(row["name"], t.name, "{dump}");
     }
     g.finish();
     // An exit: the final totals in the next response of a connected client.

@@ -2,7 +2,10 @@
 /*
  * Per-thread TCP/UDP send/receive accounting, for Linux >= 5.10 with BTF.
  *
- * threads: tid  -> counters of that thread (single writer: the thread).
+ * tstore:  each thread's counters, in its task-local storage (Linux 5.13+:
+ *          no capacity, freed with the task); single writer: the thread.
+ * threads: tid -> counters, the same in a hash map where task storage is
+ *          not available to tracing programs (chosen at start).
  * procs:   tgid -> start time, name, totals of its exited threads.
  * exited:  (tgid, start) -> final totals, until user space collects them.
  *
@@ -50,6 +53,18 @@ extern void bpf_iter_task_destroy(struct bpf_iter_task *it) __weak __ksym;
 /* Set by user space before load: the kprobe tier pairs each call's entry
  * with its return through `inflight`. */
 const volatile bool kprobes = false;
+/* Set by user space before load: threads' counters live in `tstore`, not
+ * in `threads`. The verifier drops the other branch, so the helpers of
+ * task storage are never seen by a kernel that lacks them. */
+const volatile bool task_storage = false;
+
+/* Each thread's counters (task storage; not created where unused). */
+struct {
+	__uint(type, BPF_MAP_TYPE_TASK_STORAGE);
+	__uint(map_flags, BPF_F_NO_PREALLOC);
+	__type(key, int);
+	__type(value, struct thread_val);
+} tstore SEC(".maps");
 
 /* Sizes are set by user space before load (netatopd --max-threads etc.). */
 struct {
@@ -127,16 +142,15 @@ __u64 walk_session;
 #define stat_inc(field) __sync_fetch_and_add(&stats.field, 1)
 
 /*
- * Create the entries of the calling thread (and of its process if needed).
- * Out of line (a BPF subprogram, verified once): only a thread's first
- * counted call takes it, and every program's hot path stays short. The
- * current task is read with CO-RE reads: bpf_get_current_task_btf() came
- * only in Linux 5.11.
+ * The entry of the calling thread's process, created if needed. Out of
+ * line (a BPF subprogram, verified once), like its callers: only a
+ * thread's first counted call takes it, and every program's hot path
+ * stays short. The current task is read with CO-RE reads:
+ * bpf_get_current_task_btf() came only in Linux 5.11.
  */
-static __noinline struct thread_val *thread_init(__u32 tid, __u32 tgid)
+static __noinline struct proc_val *proc_init(__u32 tgid)
 {
 	struct proc_val *p = bpf_map_lookup_elem(&procs, &tgid);
-	struct thread_val tv = { .tgid = tgid };
 	long err;
 
 	if (!p) {
@@ -152,9 +166,20 @@ static __noinline struct thread_val *thread_init(__u32 tid, __u32 tgid)
 			return NULL;
 		}
 		p = bpf_map_lookup_elem(&procs, &tgid);
-		if (!p)
-			return NULL;
 	}
+	return p;
+}
+
+/* The calling thread's entry in the threads map, created (with its
+ * process's) if needed. */
+static __noinline struct thread_val *thread_init(__u32 tid, __u32 tgid)
+{
+	struct proc_val *p = proc_init(tgid);
+	struct thread_val tv = { .tgid = tgid, .linked = 1 };
+	long err;
+
+	if (!p)
+		return NULL;
 	err = bpf_map_update_elem(&threads, &tid, &tv, BPF_NOEXIST);
 	if (!err) {
 		__sync_fetch_and_add(&p->nthreads, 1);
@@ -163,6 +188,52 @@ static __noinline struct thread_val *thread_init(__u32 tid, __u32 tgid)
 		return NULL;
 	}
 	return bpf_map_lookup_elem(&threads, &tid);
+}
+
+/* The calling thread's task storage, created (with its process's entry)
+ * if needed. Only the thread itself creates it, so `linked` tells whether
+ * it is counted in its process already. */
+static __noinline struct thread_val *storage_init(struct task_struct *task, __u32 tgid)
+{
+	struct proc_val *p = proc_init(tgid);
+	struct thread_val tv = { .tgid = tgid };
+	struct thread_val *t;
+
+	if (!p)
+		return NULL;
+	t = bpf_task_storage_get(&tstore, task, &tv, BPF_LOCAL_STORAGE_GET_F_CREATE);
+	if (!t) {
+		stat_inc(thread_storage_failed);
+		return NULL;
+	}
+	if (!t->linked) {
+		t->linked = 1;
+		__sync_fetch_and_add(&p->nthreads, 1);
+	}
+	return t;
+}
+
+/* The calling thread's counters, wherever they live. */
+static __always_inline struct thread_val *current_thread(void)
+{
+	struct thread_val *t;
+	__u64 id;
+	__u32 tid;
+
+	if (task_storage) {
+		struct task_struct *task = bpf_get_current_task_btf();
+
+		t = bpf_task_storage_get(&tstore, task, 0, 0);
+		if (t && t->linked)
+			return t;
+		return storage_init(task, bpf_get_current_pid_tgid() >> 32);
+	}
+	id = bpf_get_current_pid_tgid();
+	tid = (__u32)id;
+	t = bpf_map_lookup_elem(&threads, &tid);
+	if (t)
+		return t;
+	return thread_init(tid, id >> 32);
 }
 
 /* What a socket counts as: TCP is a stream socket of protocol TCP or MPTCP
@@ -199,19 +270,12 @@ static __always_inline bool moved(long ret, int flags, bool send)
 static __always_inline int count(enum kind kind, long ret, bool send)
 {
 	struct thread_val *t;
-	__u64 id;
-	__u32 tid;
 
 	if (kind == NOT_COUNTED)
 		return 0;
-	id = bpf_get_current_pid_tgid();
-	tid = (__u32)id;
-	t = bpf_map_lookup_elem(&threads, &tid);
-	if (!t) {
-		t = thread_init(tid, id >> 32);
-		if (!t)
-			return 0;
-	}
+	t = current_thread();
+	if (!t)
+		return 0;
 	/* Only this thread writes its entry, so plain adds are exact. */
 	if (kind == TCP) {
 		if (send) {
@@ -441,6 +505,16 @@ static __always_inline void fold(struct counters *dst, const struct counters *sr
 	__sync_fetch_and_add(&dst->udprcvbytes, src->udprcvbytes);
 }
 
+/* An exited thread's counters, taken out of its entry, into its process. */
+static __always_inline void fold_thread(struct proc_val *p, const struct counters *c)
+{
+	fold(&p->exited, c);
+	__sync_fetch_and_sub(&p->nthreads, 1);
+	/* Socket calls of exited threads; live ones are in their entries. */
+	__sync_fetch_and_add(&stats.exited_events, c->tcpsndpacks + c->tcprcvpacks +
+					     c->udpsndpacks + c->udprcvpacks);
+}
+
 /*
  * Runs for every exiting thread, after it has left signal->live. The
  * process is complete when no thread is live any more and every thread
@@ -468,16 +542,27 @@ int BPF_PROG(netatop_exit, struct task_struct *task)
 	p = bpf_map_lookup_elem(&procs, &tgid);
 	if (!p)
 		return 0;
-	t = bpf_map_lookup_elem(&threads, &tid);
-	if (t) {
-		struct counters c = t->c;
+	if (task_storage) {
+		t = bpf_task_storage_get(&tstore, task, 0, 0);
+		if (t && t->linked) {
+			struct counters c = t->c;
 
-		bpf_map_delete_elem(&threads, &tid);
-		fold(&p->exited, &c);
-		__sync_fetch_and_sub(&p->nthreads, 1);
-		/* Socket calls of exited threads; live ones are in `threads`. */
-		__sync_fetch_and_add(&stats.exited_events, c.tcpsndpacks + c.tcprcvpacks +
-						     c.udpsndpacks + c.udprcvpacks);
+			/* Unlinked and emptied first: should the delete fail
+			 * (another task-storage operation on this CPU), what
+			 * stays until the task is freed counts nothing. */
+			t->linked = 0;
+			__builtin_memset(&t->c, 0, sizeof(t->c));
+			bpf_task_storage_delete(&tstore, task);
+			fold_thread(p, &c);
+		}
+	} else {
+		t = bpf_map_lookup_elem(&threads, &tid);
+		if (t) {
+			struct counters c = t->c;
+
+			bpf_map_delete_elem(&threads, &tid);
+			fold_thread(p, &c);
+		}
 	}
 	if (task->signal->live.counter != 0)
 		return 0;
@@ -500,7 +585,8 @@ int BPF_PROG(netatop_exit, struct task_struct *task)
 
 /*
  * exec by a non-leader thread: it takes over the leader's pid, so its entry
- * moves to the new tid. The process name follows the new program.
+ * in the threads map moves to the new tid (task storage stays with the
+ * task). The process name follows the new program.
  */
 SEC("tp_btf/sched_process_exec")
 int BPF_PROG(netatop_exec, struct task_struct *task, int old_pid)
@@ -513,7 +599,7 @@ int BPF_PROG(netatop_exec, struct task_struct *task, int old_pid)
 	if (!p)
 		return 0;
 	bpf_probe_read_kernel_str(p->comm, sizeof(p->comm), task->comm);
-	if (old == tid)
+	if (old == tid || task_storage)
 		return 0;
 	t = bpf_map_lookup_elem(&threads, &old);
 	if (t) {
@@ -616,8 +702,12 @@ int netatop_snapshot(struct bpf_iter__task *ctx)
 	r.c = p->exited;
 	bpf_for_each(task, pos, task, BPF_TASK_ITER_PROC_THREADS) {
 		__u32 tid = pos->pid;
-		struct thread_val *t = bpf_map_lookup_elem(&threads, &tid);
+		struct thread_val *t;
 
+		if (task_storage)
+			t = bpf_task_storage_get(&tstore, pos, 0, 0);
+		else
+			t = bpf_map_lookup_elem(&threads, &tid);
 		if (t)
 			add(&r.c, &t->c);
 	}
@@ -658,26 +748,46 @@ int netatop_walk_procs(struct bpf_iter__bpf_map_elem *ctx)
 	return 0;
 }
 
-/* Pass 2, over `threads`: each live thread's counters added to its process. */
+/* Pass 2: a live thread's counters added to its process's sum. */
+static __always_inline void walk_add(__u32 tgid, const struct counters *c)
+{
+	struct walk_val *sum = bpf_map_lookup_elem(&walk, &tgid);
+
+	if (sum && sum->gen == walk_gen) {
+		add(&sum->c, c);
+	} else {
+		/* A process that came after pass 1 (or left an old entry). */
+		struct walk_val w = { .c = *c, .gen = walk_gen };
+
+		bpf_map_update_elem(&walk, &tgid, &w, BPF_ANY);
+	}
+}
+
+/* Pass 2 over the threads map. */
 SEC("iter/bpf_map_elem")
 int netatop_walk_threads(struct bpf_iter__bpf_map_elem *ctx)
 {
 	struct thread_val *t = ctx->value;
-	struct walk_val *sum;
-	__u32 tgid;
 
 	if (!ctx->key || !t)
 		return 0;
-	tgid = t->tgid;
-	sum = bpf_map_lookup_elem(&walk, &tgid);
-	if (sum && sum->gen == walk_gen) {
-		add(&sum->c, &t->c);
-	} else {
-		/* A process that came after pass 1 (or left an old entry). */
-		struct walk_val w = { .c = t->c, .gen = walk_gen };
+	walk_add(t->tgid, &t->c);
+	return 0;
+}
 
-		bpf_map_update_elem(&walk, &tgid, &w, BPF_ANY);
-	}
+/* Pass 2 over the tasks, with task storage (the classic task iterator,
+ * Linux 5.8+, visits every thread). */
+SEC("iter/task")
+int netatop_walk_tasks(struct bpf_iter__task *ctx)
+{
+	struct task_struct *task = ctx->task;
+	struct thread_val *t;
+
+	if (!task)
+		return 0;
+	t = bpf_task_storage_get(&tstore, task, 0, 0);
+	if (t && t->linked)
+		walk_add(t->tgid, &t->c);
 	return 0;
 }
 
@@ -714,5 +824,36 @@ int netatop_walk_emit(struct bpf_iter__bpf_map_elem *ctx)
 	r.c = sum->c;
 	raise_record(&r, &p->reported);
 	bpf_seq_write(seq, &r, sizeof(r));
+	return 0;
+}
+
+/* ---- per-thread records ---------------------------------------------------- */
+
+/* Out of line: its prototype puts struct thread_rec into the object's BTF,
+ * so user space reads the record with its generated type. */
+static __noinline void emit_thread(struct seq_file *seq, struct thread_rec *r)
+{
+	bpf_seq_write(seq, r, sizeof(*r));
+}
+
+/* Every live thread with counters (with task storage; the threads map is
+ * read directly otherwise). */
+SEC("iter/task")
+int netatop_threads(struct bpf_iter__task *ctx)
+{
+	struct task_struct *task = ctx->task;
+	struct thread_rec r = {};
+	struct thread_val *t;
+
+	if (!task)
+		return 0;
+	t = bpf_task_storage_get(&tstore, task, 0, 0);
+	if (!t || !t->linked)
+		return 0;
+	r.tid = task->pid;
+	r.tgid = task->tgid;
+	bpf_probe_read_kernel_str(r.comm, sizeof(r.comm), task->comm);
+	r.c = t->c;
+	emit_thread(ctx->meta->seq, &r);
 	return 0;
 }

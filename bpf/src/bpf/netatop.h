@@ -19,11 +19,23 @@ struct counters {
 	__u64 udprcvbytes;
 };
 
-/* threads map: key = tid (__u32). Written only by the thread itself. */
+/* A thread's counters: in its task-local storage (`tstore`), or in the
+ * threads map (key = tid, __u32) where the kernel has no task storage for
+ * tracing programs. Written only by the thread itself. */
 struct thread_val {
 	struct counters c;
 	__u32 tgid;
-	__u32 _pad;
+	/* 1 once the entry is counted in its process's nthreads. */
+	__u32 linked;
+};
+
+/* One live thread with counters (iter/task output, task storage only). */
+struct thread_rec {
+	__u32 tid;
+	__u32 tgid;
+	/* The thread's own name. */
+	char comm[TASK_COMM_LEN];
+	struct counters c;
 };
 
 /* procs map: key = tgid (__u32). */
@@ -72,6 +84,10 @@ struct netatop_stats {
 	/* Events not counted because the threads or procs map was full. */
 	__u64 thread_map_full;
 	__u64 proc_map_full;
+	/* Events not counted because the thread's task-local storage could
+	 * not be had (another task-storage operation in progress on that CPU,
+	 * or no memory). */
+	__u64 thread_storage_failed;
 	/* Final totals of exited processes lost because `exited` was full. */
 	__u64 exit_map_full;
 	/* Exited processes whose final totals were published. */

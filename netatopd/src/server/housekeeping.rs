@@ -100,6 +100,7 @@ impl Statistics {
 pub(super) struct Warned {
     at: Option<Instant>,
     thread_map_full: u64,
+    thread_storage_failed: u64,
     proc_map_full: u64,
     exit_map_full: u64,
     exit_log_dropped: u64,
@@ -294,6 +295,12 @@ impl Core {
                 ),
             ),
             (
+                s.thread_storage_failed.saturating_sub(w.thread_storage_failed),
+                "socket calls not counted: the kernel did not give the thread its task-local \
+                 storage (another task-storage user busy on that CPU, or no memory)"
+                    .to_owned(),
+            ),
+            (
                 s.proc_map_full.saturating_sub(w.proc_map_full),
                 format!(
                     "socket calls not counted: the process map is full ({} entries; raise --max-processes)",
@@ -321,6 +328,7 @@ impl Core {
         if said {
             w.at = Some(Instant::now());
             w.thread_map_full = s.thread_map_full;
+            w.thread_storage_failed = s.thread_storage_failed;
             w.proc_map_full = s.proc_map_full;
             w.exit_map_full = s.exit_map_full;
             w.exit_log_dropped = dropped;
@@ -368,6 +376,8 @@ impl Core {
             refused_per_user: st.refused[Refusal::PerUser as usize],
             refused_reserved: st.refused[Refusal::Reserved as usize],
             closed_idle: st.closed_idle,
+            thread_storage_failed: k.thread_storage_failed,
+            thread_storage_bytes: tracer.thread_storage_memory(census.threads),
         })
     }
 }

@@ -202,7 +202,7 @@ impl Core {
 
     /// The live threads of the first `live` records (the live processes
     /// of this snapshot): (index of the process's record, tid, counters).
-    fn live_threads(&self, live: usize) -> Vec<(usize, u32, Counters)> {
+    fn live_threads(&self, live: usize) -> Vec<(usize, u32, Counters, Option<[u8; 16]>)> {
         let index: HashMap<i32, usize> = self.records[..live]
             .iter()
             .enumerate()
@@ -210,7 +210,9 @@ impl Core {
             .collect();
         self.collector
             .threads()
-            .filter_map(|(tid, tgid, c)| index.get(&(tgid as i32)).map(|&i| (i, tid, c)))
+            .filter_map(|(tid, tgid, c, name)| {
+                index.get(&(tgid as i32)).map(|&i| (i, tid, c, name))
+            })
             .collect()
     }
 
@@ -218,7 +220,7 @@ impl Core {
     /// records.
     fn thread_records(&mut self, live: usize) -> io::Result<()> {
         self.collector.read_threads()?;
-        for (i, tid, counters) in self.live_threads(live) {
+        for (i, tid, counters, _) in self.live_threads(live) {
             let record = NetPerTask::thread(tid, &self.records[i], counters);
             self.records.push(record);
         }
@@ -263,12 +265,12 @@ impl Core {
             .collect();
         if threads {
             self.collector.read_threads()?;
-            for (i, tid, counters) in self.live_threads(live) {
+            for (i, tid, counters, name) in self.live_threads(live) {
                 let tgid = procs[i].pid;
                 procs[i].threads.push(Thread {
                     tid: tid as i32,
                     tgid,
-                    name: thread_name(tgid as u32, tid),
+                    name: name.map_or_else(|| thread_name(tgid as u32, tid), |n| comm_string(&n)),
                     counters,
                 });
             }
@@ -302,7 +304,14 @@ fn once_each(procs: Vec<Process>) -> Vec<Process> {
     out
 }
 
-/// A thread's own name from /proc; empty if it is gone.
+/// A kernel name: the bytes before the first NUL.
+fn comm_string(comm: &[u8; 16]) -> String {
+    let len = comm.iter().position(|&b| b == 0).unwrap_or(comm.len());
+    String::from_utf8_lossy(&comm[..len]).into_owned()
+}
+
+/// A thread's own name from /proc (threads' counters in a hash map, which
+/// has no names); empty if it is gone.
 fn thread_name(tgid: u32, tid: u32) -> String {
     std::fs::read_to_string(format!("/proc/{tgid}/task/{tid}/comm"))
         .map(|s| s.trim_end_matches('\n').to_owned())

@@ -30,6 +30,11 @@ struct Scale {
     churn: usize,
     churn_rounds: usize,
     startups: usize,
+    /// A large host: processes with traffic, and live threads as
+    /// thread-farm processes of so many threads each.
+    large_procs: usize,
+    large_farms: usize,
+    large_threads_per_farm: usize,
 }
 
 impl Scale {
@@ -44,6 +49,9 @@ impl Scale {
             churn: 10_000,
             churn_rounds: 3,
             startups: 7,
+            large_procs: 40_000,
+            large_farms: 50,
+            large_threads_per_farm: 2_000,
         }
     }
 
@@ -58,6 +66,9 @@ impl Scale {
             churn: 100,
             churn_rounds: 1,
             startups: 2,
+            large_procs: 500,
+            large_farms: 2,
+            large_threads_per_farm: 1_000,
         }
     }
 }
@@ -108,8 +119,9 @@ fn ping_pong_threads(n: u64, threads: usize) -> f64 {
     per.iter().sum::<f64>() / per.len() as f64
 }
 
-/// netatopd's programs in this process, attached and taking snapshots the
-/// ways NETATOPD_TEST_ATTACH and NETATOPD_TEST_SNAPSHOT force (as every
+/// netatopd's programs in this process, attached, taking snapshots and
+/// keeping threads' counters the ways NETATOPD_TEST_ATTACH,
+/// NETATOPD_TEST_SNAPSHOT and NETATOPD_TEST_THREADS force (as every
 /// netatopd the suite starts), else the kernel's best.
 fn load_forced(
     sizes: netatopd_bpf::MapSizes,
@@ -121,6 +133,8 @@ fn load_forced(
         attach: var("NETATOPD_TEST_ATTACH").and_then(|v| netatopd_bpf::Mode::from_name(&v)),
         snapshot: var("NETATOPD_TEST_SNAPSHOT")
             .and_then(|v| netatopd_bpf::SnapshotMethod::from_name(&v)),
+        threads: var("NETATOPD_TEST_THREADS")
+            .and_then(|v| netatopd_bpf::ThreadStore::from_name(&v)),
     };
     netatopd_bpf::Tracer::load_on(&netatopd_bpf::Kernel::probe(), &opts, dir)
 }
@@ -135,6 +149,24 @@ impl NetatopdPrograms {
             std::path::PathBuf::from(format!("/sys/fs/bpf/netatop-bench-{}", std::process::id()));
         let (tracer, _) = load_forced(netatopd_bpf::MapSizes::default(), &dir)
             .expect("loading netatopd's programs");
+        NetatopdPrograms(Some(tracer), dir)
+    }
+
+    /// As the daemon loads them, with threads' counters in `store` (None:
+    /// where the kernel and NETATOPD_TEST_THREADS put them).
+    fn load_with(store: Option<netatopd_bpf::ThreadStore>) -> Self {
+        let Some(store) = store else {
+            return Self::load();
+        };
+        let dir =
+            std::path::PathBuf::from(format!("/sys/fs/bpf/netatop-bench-{}", std::process::id()));
+        let opts = netatopd_bpf::LoadOptions {
+            threads: Some(store),
+            ..Default::default()
+        };
+        let (tracer, _) =
+            netatopd_bpf::Tracer::load_on(&netatopd_bpf::Kernel::probe(), &opts, &dir)
+                .expect("loading netatopd's programs");
         NetatopdPrograms(Some(tracer), dir)
     }
 }
@@ -177,24 +209,68 @@ fn abc(rounds: usize, mut measure: impl FnMut() -> f64) -> [f64; 3] {
 
 fn calls(s: &Scale) {
     println!("## 1. Added cost per socket call (one UDP socket, CPU 0)\n");
-    let [off, empty, on] = abc(s.rounds, || ping_pong(s.round_trips, 0));
+    let storage = netatopd_bpf::Kernel::probe()
+        .task_storage_unavailable()
+        .is_none();
+    // netatopd as the kernel has it (threads' counters in task storage
+    // where it can), and with them in a hash map, in the same rounds.
+    let netatopd = |hash_map: bool| {
+        let store = hash_map.then_some(netatopd_bpf::ThreadStore::HashMap);
+        let _programs = NetatopdPrograms::load_with(store);
+        ping_pong(s.round_trips, 0)
+    };
+    let [off, empty, on, on_hash] = interleaved(s.rounds, |which| match which {
+        0 => ping_pong(s.round_trips, 0),
+        1 => {
+            let _probe = netatopd_bpf::EmptyProbe::attach().expect("empty programs");
+            ping_pong(s.round_trips, 0)
+        }
+        2 => netatopd(false),
+        _ if storage => netatopd(true),
+        // Not measured where the kernel has no task storage.
+        _ => 0.0,
+    });
     println!(
         "{} rounds of {} round trips (2 calls each), interleaved, medians:\n",
         s.rounds, s.round_trips
     );
     println!("| attached | ns per call | added ns | ratio |\n|---|---|---|---|");
-    for (what, v) in [
+    let mut rows = vec![
         ("nothing (netatopd stopped)", off),
         ("empty tp_btf programs", empty),
-        ("netatopd's programs", on),
-    ] {
+        (
+            if storage {
+                "netatopd's programs (threads' counters in task storage)"
+            } else {
+                "netatopd's programs (threads' counters in a hash map)"
+            },
+            on,
+        ),
+    ];
+    if storage {
+        rows.push((
+            "netatopd's programs, threads' counters in a hash map",
+            on_hash,
+        ));
+    }
+    for (what, v) in rows {
         println!("| {what} | {v:.1} | {:.1} | {:.3} |", v - off, v / off);
     }
     println!(
-        "\nnetatopd's programs beyond an empty program: {:.1} ns per call\n",
+        "\nnetatopd's programs beyond an empty program: {:.1} ns per call",
         on - empty
     );
-    kernel_figure(s);
+    if storage {
+        println!(
+            "with threads' counters in a hash map: {:.1} ns per call",
+            on_hash - empty
+        );
+    }
+    println!();
+    kernel_figure(s, &[]);
+    if storage {
+        kernel_figure(s, &["--thread-counters", "hash-map"]);
+    }
 }
 
 /// netatopd's programs attached the way `mode` says, in this process;
@@ -308,14 +384,20 @@ impl Drop for BpfStats {
     }
 }
 
-fn kernel_figure(s: &Scale) {
+/// The kernel's own figure per program run, netatopd started with
+/// options `opts`, during one round.
+fn kernel_figure(s: &Scale, opts: &[&str]) {
     let stats = BpfStats::enable();
-    let d = Daemon::start(&[]);
+    let d = Daemon::start(opts);
     ping_pong(s.round_trips, 0);
     let figures = stats.read();
     drop(d);
     drop(stats);
-    println!("kernel.bpf_stats_enabled=1 during one running round (switched back afterwards):\n");
+    println!(
+        "kernel.bpf_stats_enabled=1 during one running round (switched back afterwards), netatopd{}{}:\n",
+        if opts.is_empty() { "" } else { " " },
+        opts.join(" ")
+    );
     BpfStats::print(&figures);
 }
 
@@ -592,8 +674,8 @@ fn hwm(pid: u32) -> u64 {
         .unwrap_or(0)
 }
 
-/// Kernel memory of the daemon's maps, bytes (netatopctl stats).
-fn map_memory(d: &Daemon) -> u64 {
+/// netatopd's statistics (`netatopctl stats --json`).
+fn stats(d: &Daemon) -> serde_json::Value {
     let out = d.ctl().args(["stats", "--json"]).output().unwrap();
     assert!(
         out.status.success(),
@@ -601,35 +683,135 @@ fn map_memory(d: &Daemon) -> u64 {
         String::from_utf8_lossy(&out.stderr),
         d.log()
     );
-    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
-    v["map_memory_bytes"].as_u64().unwrap()
+    serde_json::from_slice(&out.stdout).unwrap()
+}
+
+/// Kernel memory of the daemon, bytes (netatopctl stats): its maps, and
+/// its threads' task storage (estimated from the kernel's types).
+fn kernel_memory(d: &Daemon) -> (u64, u64) {
+    let v = stats(d);
+    (
+        v["map_memory_bytes"].as_u64().unwrap(),
+        v["thread_storage_bytes"].as_u64().unwrap(),
+    )
 }
 
 fn maps(s: &Scale) {
-    println!("## 5. Kernel memory of the maps (memlock of the map fds)\n");
+    println!("## 5. Kernel memory (memlock of the map fds, and the threads' task storage)\n");
     let cpus = fs::read_to_string("/sys/devices/system/cpu/possible").unwrap();
     println!("possible CPUs: {}\n", cpus.trim());
     println!(
-        "| options | idle bytes | bytes with {} processes with traffic | per process |\n|---|---|---|---|",
+        "| options | idle bytes | with {} processes with traffic: maps + task storage = bytes | per process |\n|---|---|---|---|",
         s.map_procs
     );
-    for opts in [&[][..], &["--max-processes", "8192"][..]] {
+    for opts in [
+        &[][..],
+        &["--max-processes", "8192"][..],
+        &["--thread-counters", "hash-map"][..],
+    ] {
         let d = Daemon::start(opts);
-        let idle = map_memory(&d);
+        let (idle, idle_storage) = kernel_memory(&d);
         let g = spawn_processes(s.map_procs);
-        let busy = map_memory(&d);
+        let (maps, storage) = kernel_memory(&d);
         g.finish();
+        let busy = maps + storage;
         println!(
-            "| {} | {idle} | {busy} | {:.0} |",
+            "| {} | {} | {maps} + {storage} = {busy} | {:.0} |",
             if opts.is_empty() {
                 "defaults".to_owned()
             } else {
                 opts.join(" ")
             },
-            (busy - idle) as f64 / s.map_procs as f64
+            idle + idle_storage,
+            (busy - idle - idle_storage) as f64 / s.map_procs as f64
         );
     }
     println!();
+}
+
+/// A large host: many processes with traffic and many live threads at
+/// once, counted by one netatopd with its defaults.
+fn large(s: &Scale) {
+    let (procs, farms, per_farm) = (s.large_procs, s.large_farms, s.large_threads_per_farm);
+    println!(
+        "## 8. A large host: {} threads and {procs} processes with traffic\n",
+        farms * per_farm
+    );
+    let _pid_max = PidMax::room_for(procs + farms * per_farm + 10_000);
+    let d = Daemon::start(&[]);
+    let started = Instant::now();
+    let forked = spawn_processes(procs);
+    let farms: Vec<(Gen, netatopd_tests::Report)> = (0..farms)
+        .map(|_| {
+            netatopd_tests::run_lingering(
+                "thread-farm",
+                &[
+                    "--threads",
+                    &per_farm.to_string(),
+                    "--count",
+                    "1",
+                    "--size",
+                    "64",
+                ],
+            )
+        })
+        .collect();
+    println!(
+        "set up in {:.1} s; netatopd's {}\n",
+        started.elapsed().as_secs_f64(),
+        stats(&d)["attach_mode"]
+            .as_str()
+            .unwrap_or("")
+            .rsplit("; ")
+            .next()
+            .unwrap_or("")
+    );
+    let (med, max, recs) = time_queries(&d, s.queries);
+    // Every farm process's total, exactly.
+    let all = query(&mut d.connect(), ReadMode::AsAtop).expect("query");
+    let exact = farms.iter().all(|(_, r)| {
+        let mut sum = r.counters;
+        for t in &r.threads {
+            sum.add(&t.counters);
+        }
+        all.iter().any(|x| x.id == r.pid && x.counters == sum)
+    });
+    let t = Instant::now();
+    let listed = d
+        .ctl()
+        .args(["dump", "--json", "--threads"])
+        .output()
+        .expect("netatopctl dump");
+    let list_ms = t.elapsed().as_secs_f64() * 1e3;
+    assert!(listed.status.success());
+    let v = stats(&d);
+    let lost: u64 = [
+        "thread_map_full",
+        "proc_map_full",
+        "thread_storage_failed",
+        "exit_map_full",
+    ]
+    .iter()
+    .map(|k| v[k].as_u64().unwrap())
+    .sum();
+    let (maps, storage) = kernel_memory(&d);
+    println!("| measure | value |\n|---|---|");
+    println!("| threads with counters | {} |", v["threads"]);
+    println!("| processes with counters | {} |", v["processes"]);
+    println!("| socket calls not counted (map full, storage refused) | {lost} |");
+    println!(
+        "| every thread-farm process's total exact | {} |",
+        if exact { "yes" } else { "NO" }
+    );
+    println!("| atop query, {recs} records: median / max ms | {med:.1} / {max:.1} |");
+    println!("| netatopctl dump --threads (JSON), ms | {list_ms:.0} |");
+    println!("| kernel memory: maps | {maps} |");
+    println!("| kernel memory: threads' task storage (estimated) | {storage} |");
+    println!();
+    for (g, _) in farms {
+        g.finish();
+    }
+    forked.finish();
 }
 
 fn churn(s: &Scale) {
@@ -671,12 +853,14 @@ fn churn(s: &Scale) {
             assert!(children
                 .iter()
                 .all(|p| got[p].udpsndpacks == 1 && got[p].udpsndbytes == 32));
-            for map in ["procs", "threads", "exited"] {
+            for map in ["procs", "exited"] {
                 assert!(
                     children.iter().all(|&p| !d.map_has(map, p as u32)),
                     "entries left in {map}"
                 );
             }
+            let own: Vec<(i32, i32)> = children.iter().map(|&p| (p, p)).collect();
+            assert_eq!(d.threads_counted(&own), 0, "threads' counters left");
             checked = true;
         }
     }
@@ -746,8 +930,8 @@ fn main() {
         })
         .map(|(_, a)| a.as_str())
         .collect();
-    const ALL: [&str; 8] = [
-        "calls", "ways", "threads", "snapshot", "memory", "maps", "churn", "startup",
+    const ALL: [&str; 9] = [
+        "calls", "ways", "threads", "snapshot", "memory", "maps", "churn", "startup", "large",
     ];
     for s in &sections {
         if !ALL.contains(s) && *s != "others" {
@@ -780,6 +964,7 @@ fn main() {
             "maps" => maps(&scale),
             "churn" => churn(&scale),
             "startup" => startup(&scale),
+            "large" => large(&scale),
             _ => others(&scale),
         }
     }

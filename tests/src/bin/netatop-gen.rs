@@ -2,7 +2,7 @@
 //! prints its own ground truth, counted from the return value of every call.
 //!
 //! Usage: netatop-gen SCENARIO [--wait-go] [--linger] [--count N] [--size N] [--threads N]
-//!        [--pace-us N] [--name NAME] [--rename NAME]
+//!        [--pace-us N] [--name NAME] [--rename NAME] [--carry C1,...,C8]
 //!
 //! With --wait-go it reads one line from stdin before any traffic. It then
 //! prints one JSON object on stdout (pid, the eight counters, failed calls,
@@ -435,20 +435,48 @@ fn threads(t: &mut Truth, tids: &mut Vec<i32>, o: &Opts) -> io::Result<()> {
 /// Thread i (named worker-i) makes count * (i + 1) UDP round trips, then
 /// stays alive (parked) until the process exits.
 fn live_threads(out: &mut Vec<ThreadReport>, o: &Opts) -> io::Result<()> {
+    parked_threads(out, o, "worker", |i| o.count * (i + 1), None)
+}
+
+/// Many live threads, as large servers have: thread i (named farm-i)
+/// makes count + i % 3 UDP round trips, one thread at a time (each with
+/// its own two sockets, so descriptors stay few), then stays alive
+/// (parked, on a 64 KiB stack) until the process exits.
+fn thread_farm(out: &mut Vec<ThreadReport>, o: &Opts) -> io::Result<()> {
+    let turn = std::sync::Arc::new(std::sync::Mutex::new(()));
+    parked_threads(out, o, "farm", |i| o.count + i % 3, Some((turn, 64 * 1024)))
+}
+
+/// `o.threads` threads, thread i named PREFIX-i making `count(i)` UDP
+/// round trips (holding `serial`'s lock, on its stack size, where given),
+/// then parked until the process exits; their reports in `out`.
+fn parked_threads(
+    out: &mut Vec<ThreadReport>,
+    o: &Opts,
+    prefix: &str,
+    count: impl Fn(usize) -> usize,
+    serial: Option<(std::sync::Arc<std::sync::Mutex<()>>, usize)>,
+) -> io::Result<()> {
     let (tx, rx) = std::sync::mpsc::channel();
     for i in 0..o.threads {
-        let (count, size, tx) = (o.count * (i + 1), o.size, tx.clone());
-        let name = format!("worker-{i}");
-        std::thread::Builder::new()
-            .name(name.clone())
-            .spawn(move || {
-                let report =
-                    thread_udp(count, size).map(|(truth, tid)| ThreadReport { tid, name, truth });
-                let _ = tx.send(report);
-                loop {
-                    std::thread::park();
-                }
-            })?;
+        let (count, size, tx, serial) = (count(i), o.size, tx.clone(), serial.clone());
+        let name = format!("{prefix}-{i}");
+        let mut b = std::thread::Builder::new().name(name.clone());
+        if let Some((_, stack)) = &serial {
+            b = b.stack_size(*stack);
+        }
+        b.spawn(move || {
+            let report = {
+                let _turn = serial
+                    .as_ref()
+                    .map(|(turn, _)| turn.lock().unwrap_or_else(|e| e.into_inner()));
+                thread_udp(count, size).map(|(truth, tid)| ThreadReport { tid, name, truth })
+            };
+            let _ = tx.send(report);
+            loop {
+                std::thread::park();
+            }
+        })?;
     }
     // Each thread keeps its sender while parked: take one message from each.
     for _ in 0..o.threads {
@@ -456,6 +484,51 @@ fn live_threads(out: &mut Vec<ThreadReport>, o: &Opts) -> io::Result<()> {
     }
     out.sort_by_key(|t| t.tid);
     Ok(())
+}
+
+/// exec by a thread that is not the leader: the leader makes `count` UDP
+/// round trips, then a second thread makes as many and execs this program
+/// again (it takes over the process's pid), which makes `count` more as
+/// `udp4` and reports all three, carried over in --carry. Never returns.
+fn exec_thread(t: &mut Truth, o: &Opts, linger: bool) -> io::Result<()> {
+    use std::os::unix::process::CommandExt;
+    udp(t, false, false, o)?;
+    let (count, size, leader) = (o.count, o.size, *t);
+    let exec = std::thread::spawn(move || -> io::Error {
+        let mut t = leader;
+        if let Err(e) = udp(
+            &mut t,
+            false,
+            false,
+            &Opts {
+                count,
+                size,
+                threads: 1,
+                pace: std::time::Duration::ZERO,
+            },
+        ) {
+            return e;
+        }
+        let carry = t.c.fields().map(|v| v.to_string()).join(",");
+        let exe = match std::env::current_exe() {
+            Ok(exe) => exe,
+            Err(e) => return e,
+        };
+        let mut cmd = std::process::Command::new(exe);
+        cmd.args([
+            "udp4",
+            "--count",
+            &count.to_string(),
+            "--size",
+            &size.to_string(),
+        ])
+        .args(["--carry", &carry]);
+        if linger {
+            cmd.arg("--linger");
+        }
+        cmd.exec()
+    });
+    Err(exec.join().expect("the exec thread panicked"))
 }
 
 /// Unix-socket traffic only: nothing to count.
@@ -994,6 +1067,19 @@ fn main() -> ExitCode {
         stdin.lock().read_line(&mut line).expect("reading stdin");
     }
     let mut t = Truth::default();
+    // --carry: counters of an image before an exec (exec-thread), still
+    // the process's.
+    if let Some(carry) = args
+        .iter()
+        .position(|a| a == "--carry")
+        .and_then(|i| args.get(i + 1))
+    {
+        let v: Vec<u64> = carry
+            .split(',')
+            .map(|x| x.parse().expect("numeric --carry"))
+            .collect();
+        t.c = Counters::from_fields(v.try_into().expect("--carry takes the eight counters"));
+    }
     let mut tids = Vec::new();
     let mut children = Vec::new();
     let mut fork_state = None;
@@ -1010,6 +1096,8 @@ fn main() -> ExitCode {
         "peek" => peek(&mut t, &o),
         "threads" => threads(&mut t, &mut tids, &o),
         "live-threads" => live_threads(&mut live, &o),
+        "thread-farm" => thread_farm(&mut live, &o),
+        "exec-thread" => exec_thread(&mut t, &o, flag("--linger")),
         "unix" => unix(&mut t, &o),
         "raw" => raw(&mut t, &o),
         "mptcp4" => mptcp(&mut t, false, &o),

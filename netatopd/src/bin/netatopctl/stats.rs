@@ -44,7 +44,11 @@ fn print_text(s: &Stats, out: &mut impl Write) -> io::Result<()> {
         ),
         (
             "threads",
-            format!("{} tracked (map of {})", s.threads, s.max_threads),
+            if s.max_threads == 0 {
+                format!("{} tracked (task-local storage)", s.threads)
+            } else {
+                format!("{} tracked (map of {})", s.threads, s.max_threads)
+            },
         ),
         ("events counted", s.events.to_string()),
         (
@@ -54,6 +58,7 @@ fn print_text(s: &Stats, out: &mut impl Write) -> io::Result<()> {
                 s.thread_map_full, s.proc_map_full, s.exit_map_full, s.max_pending_exits
             ),
         ),
+        ("task-storage misses", s.thread_storage_failed.to_string()),
         ("processes exited", s.exits.to_string()),
         (
             "exited records",
@@ -81,7 +86,18 @@ fn print_text(s: &Stats, out: &mut impl Write) -> io::Result<()> {
                 s.median_query_us as f64 / 1e3
             ),
         ),
-        ("map memory", table::bytes(s.map_memory_bytes as f64)),
+        (
+            "kernel memory",
+            if s.max_threads == 0 {
+                format!(
+                    "{} in maps, {} in threads' task storage (estimated)",
+                    table::bytes(s.map_memory_bytes as f64),
+                    table::bytes(s.thread_storage_bytes as f64)
+                )
+            } else {
+                format!("{} in maps", table::bytes(s.map_memory_bytes as f64))
+            },
+        ),
         ("kretprobe misses", s.kretprobe_missed.to_string()),
     ];
     let w = lines.iter().map(|(k, _)| k.len()).max().unwrap_or(0);
