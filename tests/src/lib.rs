@@ -5,6 +5,8 @@
 //! These tests need root and a kernel with BTF. They never skip: on a
 //! machine that cannot load BPF they fail, saying why.
 
+pub mod netns;
+
 use std::fs;
 use std::io::{BufRead, BufReader, ErrorKind, Read, Write};
 use std::os::fd::{AsRawFd, FromRawFd};

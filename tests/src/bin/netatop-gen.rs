@@ -3,6 +3,7 @@
 //!
 //! Usage: netatop-gen SCENARIO [--wait-go] [--linger] [--count N] [--size N] [--threads N]
 //!        [--pace-us N] [--name NAME] [--rename NAME] [--carry C1,...,C8]
+//!        [--peer-netns PATH --peer-addr IPV4]
 //!
 //! With --wait-go it reads one line from stdin before any traffic. It then
 //! prints one JSON object on stdout (pid, the eight counters, failed calls,
@@ -216,6 +217,115 @@ fn tcp(t: &mut Truth, v6: bool, rw: bool, o: &Opts) -> io::Result<()> {
     let (c, s) = tcp_pair(v6)?;
     tcp_stream(t, &c, &s, rw, o);
     tcp_stream(t, &s, &c, rw, o);
+    Ok(())
+}
+
+/// Where the wire scenarios' server runs: a thread that has entered the
+/// network namespace `netns` (a path such as /run/netns/NAME) and listens
+/// on `addr`; the client is the main thread, in the generator's own
+/// namespace.
+struct Peer {
+    netns: String,
+    addr: Ipv4Addr,
+}
+
+/// Runs `f` on a new thread inside the network namespace at `path`.
+fn in_netns<T: Send + 'static>(
+    path: &str,
+    f: impl FnOnce() -> io::Result<T> + Send + 'static,
+) -> std::thread::JoinHandle<io::Result<T>> {
+    let path = path.to_string();
+    std::thread::spawn(move || {
+        let ns = std::fs::File::open(&path)?;
+        // SAFETY: `ns` is an open namespace file; setns changes only this
+        // thread's network namespace.
+        if unsafe { libc::setns(ns.as_raw_fd(), libc::CLONE_NEWNET) } != 0 {
+            return Err(io::Error::last_os_error());
+        }
+        f()
+    })
+}
+
+/// Reads exactly `buf.len()` bytes from a TCP socket, counting each call.
+fn tcp_read_exact(t: &mut Truth, fd: RawFd, buf: &mut [u8]) -> io::Result<()> {
+    let mut got = 0;
+    while got < buf.len() {
+        let n = recv(fd, &mut buf[got..], 0);
+        t.call(Proto::Tcp, false, n);
+        if n <= 0 {
+            return Err(io::Error::new(
+                io::ErrorKind::UnexpectedEof,
+                "peer closed early",
+            ));
+        }
+        got += n as usize;
+    }
+    Ok(())
+}
+
+/// Writes all of `buf` to a TCP socket, counting each call.
+fn tcp_write_all(t: &mut Truth, fd: RawFd, buf: &[u8]) -> io::Result<()> {
+    let mut sent = 0;
+    while sent < buf.len() {
+        let n = send(fd, &buf[sent..], 0);
+        t.call(Proto::Tcp, true, n);
+        if n <= 0 {
+            return Err(io::Error::last_os_error());
+        }
+        sent += n as usize;
+    }
+    Ok(())
+}
+
+/// `conns` TCP connections to the peer, one after the other, each with
+/// `exchanges` request/response pairs of `size` bytes; the client closes
+/// first. Both ends are this process's.
+fn tcp_exchanges(
+    t: &mut Truth,
+    peer: &Peer,
+    conns: usize,
+    exchanges: usize,
+    size: usize,
+) -> io::Result<()> {
+    let (port_tx, port_rx) = std::sync::mpsc::channel();
+    let addr = peer.addr;
+    let server = in_netns(&peer.netns, move || {
+        let mut st = Truth::default();
+        let l = TcpListener::bind((addr, 0))?;
+        port_tx
+            .send(l.local_addr()?.port())
+            .expect("the client waits for the port");
+        let mut buf = vec![0u8; size];
+        for _ in 0..conns {
+            let (s, _) = l.accept()?;
+            for _ in 0..exchanges {
+                tcp_read_exact(&mut st, s.as_raw_fd(), &mut buf)?;
+                tcp_write_all(&mut st, s.as_raw_fd(), &buf)?;
+            }
+            // The client's close: a read that returns 0 (not counted).
+            let n = recv(s.as_raw_fd(), &mut buf, 0);
+            st.call(Proto::Tcp, false, n);
+        }
+        Ok(st)
+    });
+    let port = port_rx
+        .recv()
+        .map_err(|_| io::Error::other("the server thread ended before listening"));
+    let client = port.and_then(|port| {
+        let msg = vec![0x3cu8; size];
+        let mut buf = vec![0u8; size];
+        for _ in 0..conns {
+            let c = TcpStream::connect((addr, port))?;
+            for _ in 0..exchanges {
+                tcp_write_all(t, c.as_raw_fd(), &msg)?;
+                tcp_read_exact(t, c.as_raw_fd(), &mut buf)?;
+            }
+        }
+        Ok(())
+    });
+    let served = server.join().expect("server thread panicked");
+    client?;
+    t.add(&served?);
     Ok(())
 }
 
@@ -1109,6 +1219,26 @@ fn main() -> ExitCode {
         "sendfile6" => tcp_sendfile(&mut t, true, &o),
         "fork" => fork(&mut children, &o).map(|s| fork_state = Some(s)),
         "churn" => churn(&mut children, &o),
+        // Across the namespaces of a test's wire: --peer-netns PATH
+        // --peer-addr IPV4 (where the server listens).
+        "tcp-rr" | "tcp-conns" => {
+            let text = |f: &str| {
+                args.iter()
+                    .position(|a| a == f)
+                    .and_then(|i| args.get(i + 1))
+                    .unwrap_or_else(|| panic!("{scenario} needs {f}"))
+                    .clone()
+            };
+            let peer = Peer {
+                netns: text("--peer-netns"),
+                addr: text("--peer-addr").parse().expect("an IPv4 --peer-addr"),
+            };
+            if scenario == "tcp-rr" {
+                tcp_exchanges(&mut t, &peer, 1, o.count, o.size)
+            } else {
+                tcp_exchanges(&mut t, &peer, o.count, 1, o.size)
+            }
+        }
         other => {
             eprintln!("netatop-gen: unknown scenario {other}");
             return ExitCode::from(2);
