@@ -7,6 +7,8 @@ use libbpf_cargo::SkeletonBuilder;
 const SRC: &str = "src/bpf/netatop.bpf.c";
 /// The benchmarks' reference: programs that do nothing.
 const EMPTY: &str = "src/bpf/empty.bpf.c";
+/// The benchmarks' other way of counting the wire (TCP's own counters).
+const TCPINFO: &str = "src/bpf/tcpinfo.bpf.c";
 const SHARED: &str = "src/bpf/netatop.h";
 const HEADERS: [&str; 2] = [SHARED, "src/bpf/vmlinux.h"];
 /// For bpf_tracing.h's kprobe argument macros; vmlinux.h carries x86_64's
@@ -36,6 +38,12 @@ fn main() {
         .clang_args(["-Wall", "-Werror", "-mcpu=v3", "-Isrc/bpf"])
         .build_and_generate(dir.join("empty.skel.rs"))
         .unwrap_or_else(|e| panic!("building {EMPTY}: {e:#}"));
+    SkeletonBuilder::new()
+        .source(TCPINFO)
+        .obj(dir.join("tcpinfo.bpf.o"))
+        .clang_args(["-Wall", "-Werror", "-mcpu=v3", "-Isrc/bpf"])
+        .build_and_generate(dir.join("tcpinfo.skel.rs"))
+        .unwrap_or_else(|e| panic!("building {TCPINFO}: {e:#}"));
     // Pinned state is adopted only by a netatopd whose shared records are
     // the same (layout) and whose programs are the same (build).
     let layout = fnv1a(&fs::read(SHARED).expect("reading netatop.h"));
@@ -47,6 +55,7 @@ fn main() {
     .expect("writing fingerprint.rs");
     println!("cargo:rerun-if-changed={SRC}");
     println!("cargo:rerun-if-changed={EMPTY}");
+    println!("cargo:rerun-if-changed={TCPINFO}");
     for h in HEADERS {
         println!("cargo:rerun-if-changed={h}");
     }

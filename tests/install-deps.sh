@@ -5,14 +5,15 @@
 # the unit) and setpriv (runs netatopd with the unit's capabilities).
 # For the man pages and the package: mandoc (lint), man-db (rendering),
 # lintian, dpkg-dev (dpkg-shlibdeps, for the package's dependencies).
-# For the wire tests: iproute2 (network namespaces, veth) and ethtool (offloads off).
+# For the wire tests: iproute2 (network namespaces, veth, nstat), ethtool (offloads
+# off) and nftables (packets lost on the way in).
 # For the unit under a real systemd: systemd-container (systemd-nspawn) and
 # debootstrap (the guests' root file systems).
 # Idempotent and non-interactive.
 set -euo pipefail
 
 PKGS=(clang llvm libelf-dev zlib1g-dev pkg-config make systemd util-linux mandoc man-db lintian dpkg-dev
-    iproute2 ethtool
+    iproute2 ethtool nftables
     systemd-container debootstrap)
 
 log() { printf 'install-deps: %s\n' "$*" >&2; }

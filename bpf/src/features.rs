@@ -27,6 +27,9 @@ pub struct Features {
     /// Why threads' counters cannot be in task-local storage (`Some(None)`:
     /// they can; `None`: not probed, without privileges).
     pub task_storage: Option<Option<String>>,
+    /// Why the wire cannot be counted with the best way of attaching
+    /// (`Some(None)`: it can; `None`: not probed).
+    pub wire: Option<Option<String>>,
     pub privileged: bool,
     /// `net.core.bpf_jit_enable`: 0 off, 1 on, 2 on with debug output.
     pub jit: Option<u8>,
@@ -60,6 +63,7 @@ impl Features {
             modes,
             task_iterator: k.has_task_iterator(),
             task_storage: k.privileged.then(|| k.task_storage_unavailable()),
+            wire: best.map(|m| crate::wire::unavailable(&k, m)),
             privileged: k.privileged,
             jit,
             bpffs: crate::pin::on_bpffs(Path::new("/sys/fs/bpf")).unwrap_or(false),
@@ -132,6 +136,12 @@ impl std::fmt::Display for Features {
             "  thread counters ({}, Linux {}): {storage}",
             TASK_STORAGE.0, TASK_STORAGE.1
         )?;
+        let wire = match &self.wire {
+            Some(None) => "calls (the default) or wire (--count wire)".to_owned(),
+            Some(Some(why)) => format!("calls only (wire: {why})"),
+            None => "not checked".to_owned(),
+        };
+        writeln!(f, "  counting: {wire}")?;
         let jit = match self.jit {
             Some(0) => "off (programs are interpreted: slower)",
             Some(_) => "on",

@@ -241,21 +241,32 @@ fn load_tracing_probe(
     Ok(())
 }
 
-/// Whether the effective capabilities allow loading tracing programs.
-fn privileged() -> bool {
-    const CAP_SYS_ADMIN: u32 = 21;
-    const CAP_PERFMON: u32 = 38;
-    const CAP_BPF: u32 = 39;
+const CAP_NET_ADMIN: u32 = 12;
+const CAP_SYS_ADMIN: u32 = 21;
+const CAP_PERFMON: u32 = 38;
+const CAP_BPF: u32 = 39;
+
+/// Whether the effective capabilities include `cap`.
+fn has_cap(cap: u32) -> bool {
     let Ok(status) = fs::read_to_string("/proc/self/status") else {
         return false;
     };
-    let caps = status
+    status
         .lines()
         .find_map(|l| l.strip_prefix("CapEff:"))
         .and_then(|v| u64::from_str_radix(v.trim(), 16).ok())
-        .unwrap_or(0);
-    let has = |cap: u32| caps & (1u64 << cap) != 0;
-    has(CAP_SYS_ADMIN) || (has(CAP_BPF) && has(CAP_PERFMON))
+        .is_some_and(|caps| caps & (1u64 << cap) != 0)
+}
+
+/// Whether the effective capabilities allow loading tracing programs.
+fn privileged() -> bool {
+    has_cap(CAP_SYS_ADMIN) || (has_cap(CAP_BPF) && has_cap(CAP_PERFMON))
+}
+
+/// Whether the effective capabilities allow loading and attaching a
+/// cgroup socket program (networking programs need CAP_NET_ADMIN).
+pub(crate) fn net_admin() -> bool {
+    has_cap(CAP_SYS_ADMIN) || has_cap(CAP_NET_ADMIN)
 }
 
 /// The running kernel's release ("6.1.0-27-amd64").

@@ -25,6 +25,7 @@ pub mod loader;
 mod pin;
 mod probe;
 mod skel;
+pub mod wire;
 
 use std::path::PathBuf;
 
@@ -38,8 +39,9 @@ pub use loader::{
     Attached, KernelStats, LoadOptions, MapSizes, Snapshot, SnapshotMethod, ThreadStore, Tracer,
 };
 pub use pin::{remove_pins, Pinned, DEFAULT_PIN_DIR};
-pub use probe::EmptyProbe;
+pub use probe::{EmptyProbe, TcpInfoProbe};
 pub use skel::types;
+pub use wire::Count;
 
 /// Why the programs could not be loaded; each says what to do.
 #[derive(Debug, thiserror::Error)]
@@ -85,6 +87,8 @@ pub enum LoadError {
     NoTaskIterator { kernel: String },
     #[error("--thread-counters task-storage: {why}; use hash-map")]
     NoTaskStorage { why: String },
+    #[error("--count wire: this kernel (Linux {kernel}) cannot: {why}; use --count calls")]
+    NoWire { kernel: String, why: String },
     #[error("cannot use {dir} to pin netatopd's maps and programs: {why}")]
     PinDir { dir: PathBuf, why: String },
     #[error("{stage} the BPF programs: {source}")]

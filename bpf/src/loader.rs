@@ -20,6 +20,7 @@ use crate::batch::read_batched;
 use crate::kernel::Kernel;
 use crate::pin::{self, Pinned};
 use crate::skel::{types, NetatopSkel, NetatopSkelBuilder};
+use crate::wire::{self, Count};
 use crate::{libbpf, LoadError};
 
 /// The names the maps are pinned under; `meta` last (a directory without
@@ -27,24 +28,42 @@ use crate::{libbpf, LoadError};
 /// threads' counters, wherever they live ([`ThreadStore`]).
 pub(crate) const PINS: [&str; 5] = ["threads", "procs", "exited", "stats", pin::META];
 
+/// The maps pinned only when counting the wire: sockets' owners,
+/// listeners' owners, and the counters per network namespace (whose pin
+/// tells a pinned state's counting).
+pub(crate) const WIRE_PINS: [(&str, &str); 3] = [
+    ("owners", "owners"),
+    ("listeners", "listeners"),
+    ("netns_wire", pin::WIRE),
+];
+
 /// Each pinned map's name in the object and the name it is pinned under,
-/// for threads' counters kept in `store`. A name that starts with a dot is
-/// a section map (libbpf prefixes it).
-pub(crate) fn maps(store: ThreadStore) -> [(&'static str, &'static str); 5] {
-    [
+/// for threads' counters kept in `store` and counting `count`. A name that
+/// starts with a dot is a section map (libbpf prefixes it).
+pub(crate) fn maps(store: ThreadStore, count: Count) -> Vec<(&'static str, &'static str)> {
+    let mut m = vec![
         (store.map(), PINS[0]),
         ("procs", PINS[1]),
         ("exited", PINS[2]),
         (".bss", PINS[3]),
-        ("meta", PINS[4]),
-    ]
+    ];
+    if count == Count::Wire {
+        m.extend(WIRE_PINS);
+    }
+    // meta last.
+    m.push(("meta", PINS[4]));
+    m
 }
 
 /// Maps of one start only, never pinned: nothing in them outlives a
-/// netatopd (calls in flight of the kprobe way, the map walk's sums).
-/// Each is sized for the way in use, and one entry where it is unused;
-/// so is the threads map when task storage holds the threads' counters.
-const AUX_MAPS: [&str; 3] = ["inflight", "walk", "walk_stale"];
+/// netatopd (calls in flight of the kprobe way, the map walk's sums, IPv4
+/// fragments awaiting their datagram). Each is sized for the way in use,
+/// and one entry where it is unused; so is the threads map when task
+/// storage holds the threads' counters.
+const AUX_MAPS: [&str; 4] = ["inflight", "walk", "walk_stale", "frags"];
+
+/// The maps only wire counting uses: not created when counting calls.
+const WIRE_MAPS: [&str; 4] = ["owners", "listeners", "netns_wire", "frags"];
 
 /// Where the threads' counters live.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -142,6 +161,7 @@ pub struct LoadOptions {
     pub attach: Option<Mode>,
     pub snapshot: Option<SnapshotMethod>,
     pub threads: Option<ThreadStore>,
+    pub count: Count,
 }
 
 fn is_map(name: &std::ffi::OsStr, key: &str) -> bool {
@@ -226,6 +246,9 @@ pub struct Attached {
     pub extras: Extras,
     pub snapshot: SnapshotMethod,
     pub threads: ThreadStore,
+    pub count: Count,
+    /// Wire counting: the cgroup v2 root the socket program is attached to.
+    pub cgroup: Option<String>,
     /// Links that this kernel cannot pin (kprobes before Linux 5.15): they
     /// stop with netatopd.
     pub unpinned: Vec<&'static str>,
@@ -237,6 +260,10 @@ impl Attached {
         let mut hooks = self.mode.hooks().to_vec();
         hooks.extend(COMMON);
         hooks.extend(self.extras.hooks());
+        if self.count == Count::Wire {
+            hooks.extend(wire::HOOKS);
+            hooks.push(wire::SOCKET_INGRESS);
+        }
         hooks
     }
 }
@@ -255,6 +282,15 @@ impl std::fmt::Display for Attached {
                 ThreadStore::HashMap => "hash map",
             }
         )?;
+        write!(
+            f,
+            "; counting: {} ({})",
+            self.count.name(),
+            self.count.describe()
+        )?;
+        if let Some(root) = &self.cgroup {
+            write!(f, ", sockets' packets from the cgroup v2 root {root}")?;
+        }
         if !self.unpinned.is_empty() {
             write!(
                 f,
@@ -304,6 +340,8 @@ pub struct Tracer {
     pin_dir: PathBuf,
     created_ns: u64,
     attached: Attached,
+    /// Wire counting: the cgroup v2 root, until its program is attached.
+    cgroup: Option<OwnedFd>,
 }
 
 impl Tracer {
@@ -360,11 +398,29 @@ impl Tracer {
             Some(s) => s,
             None => ThreadStore::best(kernel),
         };
+        let count = opts.count;
+        if count == Count::Wire {
+            if let Some(why) = wire::unavailable(kernel, mode) {
+                return Err(LoadError::NoWire {
+                    kernel: release(),
+                    why,
+                });
+            }
+        }
+        let cgroup = match count {
+            Count::Calls => None,
+            Count::Wire => Some(wire::cgroup2_root().map_err(|e| LoadError::NoWire {
+                kernel: release(),
+                why: format!("cannot open the root of the cgroup v2 hierarchy: {e}"),
+            })?),
+        };
         let mut attached = Attached {
             mode,
             extras: Extras::probe(kernel, mode),
             snapshot,
             threads: store,
+            count,
+            cgroup: cgroup.as_ref().map(|(_, root)| root.clone()),
             unpinned: Vec::new(),
         };
         pin::prepare_dir(pin_dir)?;
@@ -374,7 +430,7 @@ impl Tracer {
         };
         let hooks = attached.hooks();
         let links: Vec<&str> = hooks.iter().map(|h| h.pin).collect();
-        let pinned = pin::inspect(pin_dir, sizes, store, &links);
+        let pinned = pin::inspect(pin_dir, sizes, store, count, &links);
 
         // The skeleton borrows its object for as long as it lives; the
         // daemon keeps one for its whole life, so the object is leaked
@@ -393,10 +449,15 @@ impl Tracer {
                 // Not created; the programs' uses of it are never run.
                 map.set_autocreate(false).map_err(libbpf("configuring"))?;
             }
+            if count == Count::Calls && WIRE_MAPS.contains(&name.as_str()) {
+                // Likewise: only the wire's programs use them.
+                map.set_autocreate(false).map_err(libbpf("configuring"))?;
+            }
         }
         if let Some(ro) = open.maps.rodata_data.as_deref_mut() {
             ro.kprobes = mode == Mode::Kprobe;
             ro.task_storage = store == ThreadStore::TaskStorage;
+            ro.wire_mode = count == Count::Wire;
         }
         // Only the chosen way's programs, the shared ones and the snapshot
         // programs are loaded; the pinned ones, when they go on counting.
@@ -418,7 +479,9 @@ impl Tracer {
         match &pinned {
             Pinned::Adopted | Pinned::ProgramsReplaced => {
                 for mut map in open.open_object_mut().maps_mut() {
-                    if let Some((_, pin)) = maps(store).iter().find(|(m, _)| is_map(map.name(), m))
+                    if let Some((_, pin)) = maps(store, count)
+                        .iter()
+                        .find(|(m, _)| is_map(map.name(), m))
                     {
                         map.reuse_pinned_map(pin_dir.join(pin))
                             .map_err(libbpf("adopting the pinned maps of"))?;
@@ -445,6 +508,7 @@ impl Tracer {
         let mut tracer = Self {
             skel,
             links: Vec::new(),
+            cgroup: cgroup.map(|(fd, _)| fd),
             snapshots,
             threads,
             storage_bytes: match store {
@@ -502,9 +566,17 @@ impl Tracer {
     ) -> Result<Vec<&'static str>, PinError> {
         let mut unpinned = Vec::new();
         for hook in hooks {
-            let mut link = find_prog(&self.skel, hook.prog)
-                .attach()
-                .map_err(PinError::Libbpf)?;
+            let prog = find_prog(&self.skel, hook.prog);
+            let mut link = if *hook == wire::SOCKET_INGRESS {
+                let fd = self
+                    .cgroup
+                    .as_ref()
+                    .expect("the cgroup root is open when counting the wire");
+                prog.attach_cgroup(fd.as_raw_fd())
+            } else {
+                prog.attach()
+            }
+            .map_err(PinError::Libbpf)?;
             match link.pin(self.pin_dir.join(hook.pin)) {
                 Ok(()) => {}
                 Err(e) if hook.is_kprobe() => {
@@ -525,7 +597,7 @@ impl Tracer {
             )
             .map_err(|e| PinError::Pin(pin::META, e))?;
         if new_maps {
-            for (m, pin) in maps(self.attached.threads) {
+            for (m, pin) in maps(self.attached.threads, self.attached.count) {
                 let mut map = self
                     .skel
                     .object_mut()
@@ -595,6 +667,18 @@ impl Tracer {
             &m.exited,
             size_of::<types::exit_key>(),
             size_of::<types::exit_val>(),
+        );
+        check(
+            "netns_wire",
+            &m.netns_wire,
+            size_of::<u32>(),
+            size_of::<types::wire_netns>(),
+        );
+        check(
+            "owners",
+            &m.owners,
+            size_of::<i32>(),
+            size_of::<types::sock_owner>(),
         );
         check(
             "meta",
@@ -690,6 +774,22 @@ impl Tracer {
         read_batched(self.skel.maps.exited.as_fd(), true, keys, vals)
     }
 
+    /// Wire counting: the counters of each network namespace (its inode
+    /// number), in no particular order; empty when counting calls.
+    pub fn read_wire(&self) -> std::io::Result<Vec<(u32, types::wire_netns)>> {
+        let mut keys = Vec::new();
+        let mut vals = Vec::new();
+        if self.attached.count == Count::Wire {
+            read_batched(
+                self.skel.maps.netns_wire.as_fd(),
+                false,
+                &mut keys,
+                &mut vals,
+            )?;
+        }
+        Ok(keys.into_iter().zip(vals).collect())
+    }
+
     /// Rare-event counters kept by the programs.
     pub fn stats(&self) -> KernelStats {
         match self.skel.maps.bss_data.as_deref() {
@@ -704,10 +804,10 @@ impl Tracer {
     /// /proc/self/fdinfo entry.
     pub fn map_memory(&self) -> std::io::Result<u64> {
         let mut total = 0;
-        let store = self.attached.threads;
+        let pinned = maps(self.attached.threads, self.attached.count);
         let ours = |m: &libbpf_rs::Map<'_>| {
             m.autocreate()
-                && (maps(store).iter().any(|(name, _)| is_map(m.name(), name))
+                && (pinned.iter().any(|(name, _)| is_map(m.name(), name))
                     || AUX_MAPS.iter().any(|name| is_map(m.name(), name))
                     || is_map(m.name(), "threads"))
         };

@@ -16,6 +16,7 @@ use std::path::{Path, PathBuf};
 use libbpf_rs::{MapCore, MapFlags, MapHandle};
 
 use crate::skel::types;
+use crate::wire::Count;
 use crate::{LoadError, MapSizes, ThreadStore};
 
 include!(concat!(env!("OUT_DIR"), "/fingerprint.rs"));
@@ -27,6 +28,9 @@ const BPFFS: &str = "/sys/fs/bpf";
 const BPF_FS_MAGIC: i64 = 0xcafe_4a11;
 
 pub(crate) const META: &str = "meta";
+/// Pinned when counting the wire (its presence tells a pinned state's
+/// counting).
+pub(crate) const WIRE: &str = "wire";
 /// Pin names of links start with this.
 const LINK_PREFIX: &str = "link_";
 
@@ -149,7 +153,13 @@ fn mount_bpffs() -> io::Result<()> {
 /// Whether the pinned state in `dir` can be adopted by this build with
 /// these map sizes and threads' counters in `store`, attaching programs
 /// whose links are pinned as `links`.
-pub(crate) fn inspect(dir: &Path, sizes: MapSizes, store: ThreadStore, links: &[&str]) -> Pinned {
+pub(crate) fn inspect(
+    dir: &Path,
+    sizes: MapSizes,
+    store: ThreadStore,
+    count: Count,
+    links: &[&str],
+) -> Pinned {
     let entries: Vec<PathBuf> = match fs::read_dir(dir) {
         Ok(rd) => rd.filter_map(|e| e.ok().map(|e| e.path())).collect(),
         Err(_) => return Pinned::Nothing,
@@ -157,7 +167,7 @@ pub(crate) fn inspect(dir: &Path, sizes: MapSizes, store: ThreadStore, links: &[
     if entries.is_empty() {
         return Pinned::Nothing;
     }
-    match check(dir, sizes, store) {
+    match check(dir, sizes, store, count) {
         Err(why) => Pinned::Discarded(why),
         Ok(false) => Pinned::ProgramsReplaced,
         // The same build attached the same programs: they go on. Another
@@ -182,7 +192,7 @@ pub(crate) fn inspect(dir: &Path, sizes: MapSizes, store: ThreadStore, links: &[
 }
 
 /// Ok(same build) when the maps are compatible, else why not.
-fn check(dir: &Path, sizes: MapSizes, store: ThreadStore) -> Result<bool, String> {
+fn check(dir: &Path, sizes: MapSizes, store: ThreadStore, count: Count) -> Result<bool, String> {
     let open = |name: &str| {
         MapHandle::from_pinned_path(dir.join(name))
             .map_err(|e| format!("pinned map {name} cannot be opened ({e}): an interrupted start"))
@@ -200,6 +210,23 @@ fn check(dir: &Path, sizes: MapSizes, store: ThreadStore) -> Result<bool, String
                 "map {name} is not pinned: it was made by another netatopd version"
             ));
         }
+    }
+    match (count, dir.join(WIRE).exists()) {
+        (Count::Calls, true) => {
+            return Err(
+                "its counters count what the wire carries; this start counts socket \
+                        calls"
+                    .into(),
+            )
+        }
+        (Count::Wire, false) => {
+            return Err(
+                "its counters count socket calls; this start counts what the wire \
+                        carries"
+                    .into(),
+            )
+        }
+        _ => {}
     }
     let threads = open("threads")?;
     match (store, threads.map_type()) {

@@ -92,3 +92,38 @@ impl EmptyProbe {
         Ok(Self { _skel: skel })
     }
 }
+
+/// The benchmarks' other way of counting the wire (`bpf/tcpinfo.bpf.c`):
+/// TCP's own per-socket counters read at each call and at close, UDP one
+/// packet per call. Attached while it lives, never pinned.
+pub struct TcpInfoProbe {
+    skel: crate::skel::tcpinfo::TcpinfoSkel<'static>,
+}
+
+impl TcpInfoProbe {
+    pub fn attach() -> Result<Self, LoadError> {
+        Kernel::probe().check()?;
+        // Leaked: the skeleton borrows its object for as long as it lives.
+        let object: &'static mut MaybeUninit<OpenObject> =
+            Box::leak(Box::new(MaybeUninit::uninit()));
+        let open = crate::skel::tcpinfo::TcpinfoSkelBuilder::default()
+            .open(object)
+            .map_err(libbpf("opening"))?;
+        let mut skel = open.load().map_err(libbpf("loading"))?;
+        skel.attach().map_err(libbpf("attaching"))?;
+        Ok(Self { skel })
+    }
+
+    /// What it counted for process `tgid`.
+    pub fn counted(&self, tgid: u32) -> crate::types::counters {
+        use libbpf_rs::MapCore;
+        self.skel
+            .maps
+            .totals
+            .lookup(&tgid.to_ne_bytes(), libbpf_rs::MapFlags::ANY)
+            .ok()
+            .flatten()
+            .map(|v| crate::skel::from_bytes(&v))
+            .unwrap_or_default()
+    }
+}

@@ -20,6 +20,12 @@ pub(crate) mod empty {
     include!(concat!(env!("OUT_DIR"), "/empty.skel.rs"));
 }
 
+#[allow(clippy::all, clippy::pedantic)]
+#[allow(non_camel_case_types, non_snake_case, dead_code, unused_imports)]
+pub(crate) mod tcpinfo {
+    include!(concat!(env!("OUT_DIR"), "/tcpinfo.skel.rs"));
+}
+
 pub use netatop::types;
 pub(crate) use netatop::{NetatopSkel, NetatopSkelBuilder};
 
@@ -41,6 +47,10 @@ unsafe impl Pod for types::exit_val {}
 unsafe impl Pod for u32 {}
 // SAFETY: generated from netatop.h; integer fields only.
 unsafe impl Pod for types::thread_rec {}
+// SAFETY: generated from netatop.h; integer fields only.
+unsafe impl Pod for types::counters {}
+// SAFETY: generated from netatop.h; integer fields only (counters).
+unsafe impl Pod for types::wire_netns {}
 
 /// A record read from its bytes, which must be exactly its size.
 pub(crate) fn from_bytes<T: Pod>(bytes: &[u8]) -> T {

@@ -119,6 +119,12 @@ pub struct Args {
     /// where the kernel has it.
     #[arg(long, value_name = "WAY", default_value = "auto", value_parser = parse_threads)]
     pub thread_counters: Auto<netatopd_bpf::ThreadStore>,
+    /// What a packet and a byte are: calls (socket calls and their payload,
+    /// as netatop-bpf counts) or wire (IP packets and their bytes, headers
+    /// included, as the interfaces carry them, each counted to the process
+    /// that owns its socket; Linux 5.11+, tracepoint or fexit way).
+    #[arg(long, value_name = "WHAT", default_value = "calls", value_parser = parse_count)]
+    pub count: netatopd_bpf::Count,
     /// Print a completion script for SHELL on standard output and exit.
     #[arg(long, value_name = "SHELL")]
     pub completions: Option<clap_complete::Shell>,
@@ -189,4 +195,12 @@ fn parse_threads(s: &str) -> Result<Auto<netatopd_bpf::ThreadStore>, String> {
     use netatopd_bpf::ThreadStore;
     let names: Vec<&str> = ThreadStore::ALL.iter().map(|m| m.name()).collect();
     parse_auto(s, ThreadStore::from_name, &names)
+}
+
+fn parse_count(s: &str) -> Result<netatopd_bpf::Count, String> {
+    use netatopd_bpf::Count;
+    Count::from_name(s).ok_or_else(|| {
+        let names: Vec<&str> = Count::ALL.iter().map(|c| c.name()).collect();
+        format!("{s:?} is not {}", names.join(" or "))
+    })
 }

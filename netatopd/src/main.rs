@@ -213,6 +213,7 @@ fn run(args: &Args) -> Result<()> {
         attach: args.attach.0,
         snapshot: args.snapshot.0,
         threads: args.thread_counters.0,
+        count: args.count,
     };
     // Counting starts (or goes on) here, before anyone can connect.
     let (tracer, pinned) = Tracer::load_on(&kernel, &opts, &args.pin_dir)?;

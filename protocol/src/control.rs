@@ -19,7 +19,7 @@ use crate::Counters;
 
 /// The version this crate speaks (2: `Stats` gained `kretprobe_missed`;
 /// 3: the connections per uid, the refusals and idle closes).
-pub const VERSION: u32 = 3;
+pub const VERSION: u32 = 4;
 /// Where netatopd serves the control protocol unless told otherwise.
 pub const DEFAULT_CONTROL_SOCKET: &str = "/run/netatopd/control.sock";
 /// Largest request frame a server accepts (bytes after the length).
@@ -153,6 +153,19 @@ pub struct Stats {
     /// kernel does not report: the live threads times the size of one
     /// thread's storage, from the kernel's types. 0 with a hash map.
     pub thread_storage_bytes: u64,
+    /// What the counters count: "calls" (socket calls and their payload)
+    /// or "wire" (IP packets and their bytes, headers included).
+    pub count: String,
+    /// Wire counting: per network namespace (its inode number, as in
+    /// /proc/PID/ns/net), the TCP and UDP packets and bytes its interfaces
+    /// carried that no process is counted for, sent (the send fields) and
+    /// received (the receive fields). Empty when counting calls.
+    pub unattributed: Vec<(u32, Counters)>,
+    /// Wire counting: sockets whose owner could not be recorded (their
+    /// packets are unattributed), and namespaces not counted because the
+    /// namespace map was full.
+    pub owner_failed: u64,
+    pub wire_map_full: u64,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -268,13 +281,13 @@ mod tests {
     /// The byte-level examples of netatop-protocol(5).
     #[test]
     fn documented_encoding() {
-        assert_eq!(encode(&Request::Stats), [2, 0, 0, 0, 3, 1]);
+        assert_eq!(encode(&Request::Stats), [2, 0, 0, 0, 4, 1]);
         assert_eq!(
             encode(&Request::Processes {
                 threads: true,
                 exited: false
             }),
-            [4, 0, 0, 0, 3, 0, 1, 0]
+            [4, 0, 0, 0, 4, 0, 1, 0]
         );
         // Zigzag signed integers, 251-prefixed u16, length-prefixed strings.
         let frame = encode(&Thread {
@@ -283,7 +296,7 @@ mod tests {
             name: "ab".into(),
             counters: Counters::default(),
         });
-        assert_eq!(&frame[4..12], [3, 1, 251, 88, 2, 2, b'a', b'b']);
+        assert_eq!(&frame[4..12], [4, 1, 251, 88, 2, 2, b'a', b'b']);
     }
 
     #[test]

@@ -934,3 +934,33 @@ pub fn seed() -> u64 {
     eprintln!("NETATOPD_FUZZ_SEED={seed}");
     seed
 }
+
+/// Counters of one PRN process line: `PRN host epoch date time interval pid
+/// (name) state flag tcpsnd tcpssz tcprcv tcprsz udpsnd udpssz udprcv udprsz
+/// 0 0 tgid isproc`. Thread lines (isproc `n`) are skipped.
+pub fn parse_prn(line: &str) -> Option<(i32, Counters)> {
+    let rest = line.strip_prefix("PRN ")?;
+    let pid: i32 = rest.split_whitespace().nth(5)?.parse().ok()?;
+    let after = &rest[rest.rfind(')')? + 1..];
+    if after.split_whitespace().last()? != "y" {
+        return None;
+    }
+    let v: Vec<u64> = after
+        .split_whitespace()
+        .skip(2)
+        .take(8)
+        .map(|f| f.parse().ok())
+        .collect::<Option<_>>()?;
+    Some((pid, Counters::from_fields(v.try_into().ok()?)))
+}
+
+/// The private atop 2.11.1 that `make test` installs (tests/atop-setup.sh)
+/// and names in NETATOPD_TEST_ATOP; fails without it, never skips.
+pub fn atop_binary() -> PathBuf {
+    let atop = PathBuf::from(std::env::var_os("NETATOPD_TEST_ATOP").expect(
+        "NETATOPD_TEST_ATOP is not set: run `make test`, which installs atop 2.11.1 \
+         privately with tests/atop-setup.sh and sets it",
+    ));
+    assert!(atop.exists(), "{} does not exist", atop.display());
+    atop
+}

@@ -13,9 +13,13 @@ use std::path::PathBuf;
 use std::process::Command;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
+use std::os::unix::fs::MetadataExt;
+use std::time::Duration;
+
+use netatop_protocol::Counters;
 use serde_json::Value;
 
-use crate::{ok, run};
+use crate::{json, json_counters, ok, record_for, run, Daemon, Gen, Report};
 
 /// The Ethernet header each frame has beyond its IP packet.
 pub const ETHERNET_HEADER: u64 = 14;
@@ -168,8 +172,24 @@ impl Wire {
                 "-w",
                 &format!("net.ipv6.conf.{}.disable_ipv6=1", e.dev),
             ]));
+            // Segmentation offloads off: the device counts the packets a
+            // wire would carry (UDP_SEGMENT sends and GSO lists included).
             ok(Command::new("ip").args([
-                "netns", "exec", ns, "ethtool", "-K", &e.dev, "tso", "off", "gso", "off", "gro",
+                "netns",
+                "exec",
+                ns,
+                "ethtool",
+                "-K",
+                &e.dev,
+                "tso",
+                "off",
+                "gso",
+                "off",
+                "gro",
+                "off",
+                "tx-udp-segmentation",
+                "off",
+                "tx-gso-list",
                 "off",
             ]));
             ip(&["addr", "add", &format!("{}/30", e.addr), "dev", &e.dev]);
@@ -220,6 +240,190 @@ impl Drop for Wire {
                     String::from_utf8_lossy(&out.stderr)
                 );
             }
+        }
+    }
+}
+
+// ---- scenarios across a wire, and what they add up to --------------------
+
+/// Starts `scenario` with its client in `w.a` and its server in `w.b`
+/// and waits for its report (its traffic done, its sockets closed); the
+/// generator stays until finished.
+pub fn start_across(
+    w: &Wire,
+    scenario: &str,
+    count: usize,
+    size: usize,
+    extra: &[&str],
+) -> (Gen, Report) {
+    let mut g = spawn_across(w, scenario, count, size, extra);
+    let r = g.report();
+    assert_eq!(
+        r.pid,
+        g.pid(),
+        "the generator runs in place of ip netns exec"
+    );
+    (g, r)
+}
+
+/// Starts `scenario` across `w` (see [`start_across`]) without waiting.
+pub fn spawn_across(w: &Wire, scenario: &str, count: usize, size: usize, extra: &[&str]) -> Gen {
+    let prefix = w.a.exec_prefix();
+    let prefix: Vec<&std::ffi::OsStr> = prefix.iter().map(|s| s.as_os_str()).collect();
+    let peer_netns = w.b.path();
+    let (count, size, peer_addr) = (count.to_string(), size.to_string(), w.b.addr.to_string());
+    let mut args = vec![
+        "--linger",
+        "--count",
+        &count,
+        "--size",
+        &size,
+        "--peer-netns",
+        peer_netns.to_str().expect("UTF-8 path"),
+        "--peer-addr",
+        &peer_addr,
+    ];
+    args.extend_from_slice(extra);
+    Gen::spawn_in(&prefix, scenario, &args)
+}
+
+/// Runs `scenario` across `w`; returns its report, what netatopd counted
+/// for it, and what the wire carried meanwhile (seen from `w.a`).
+pub fn across(
+    d: &Daemon,
+    w: &Wire,
+    scenario: &str,
+    count: usize,
+    size: usize,
+) -> (Report, netatop_protocol::NetPerTask, IfCounters) {
+    let before = w.a.counters();
+    let (g, r) = start_across(w, scenario, count, size, &[]);
+    let rec = record_for(&d.query(), r.pid);
+    let carried = w.a.counters().since(&before);
+    g.finish();
+    (r, rec, carried)
+}
+
+/// A namespace's inode number, as netatopd keys it.
+pub fn netns_inode(e: &End) -> u32 {
+    std::fs::metadata(e.path())
+        .expect("the namespace is mounted")
+        .ino() as u32
+}
+
+/// What `netatopctl stats` reports unattributed in namespace `netns`.
+pub fn unattributed(d: &Daemon, netns: u32) -> Counters {
+    let s = json(d.ctl().args(["stats", "--json"]));
+    assert_eq!(s["count"], "wire", "{s}");
+    s["unattributed"]
+        .as_array()
+        .expect("unattributed is a list")
+        .iter()
+        .find(|e| e[0].as_u64() == Some(u64::from(netns)))
+        .map(|e| json_counters(&e[1]))
+        .unwrap_or_default()
+}
+
+/// What one direction carried: packets and IP bytes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Flow {
+    pub packets: u64,
+    pub bytes: u64,
+}
+
+/// The generator's counters, what is unattributed in the wire's two
+/// namespaces, and what the wire carried, once they add up.
+pub struct Reckoning {
+    pub process: Counters,
+    pub unattributed: Counters,
+    pub carried: Flow,
+}
+
+/// Runs `scenario` across `w` under a daemon counting the wire, and waits
+/// until every packet that crossed the wire, in each direction, is the
+/// generator's (both ends are its own) or unattributed in one of the two
+/// namespaces, IP bytes likewise; fails with the last reading if that
+/// does not happen within 5 seconds (the last packets of a close may
+/// still be on their way when the generator reports).
+pub fn reckon(
+    d: &Daemon,
+    w: &Wire,
+    scenario: &str,
+    count: usize,
+    size: usize,
+    extra: &[&str],
+) -> Reckoning {
+    let before = Before::take(d, w);
+    let (g, r) = start_across(w, scenario, count, size, extra);
+    let what = format!("{scenario} x{count} of {size} B {extra:?}");
+    let r = before.settle(d, w, &[r.pid], &what);
+    g.finish();
+    r
+}
+
+/// The counters before a scenario.
+pub struct Before {
+    wire: IfCounters,
+    ua: Counters,
+    ub: Counters,
+}
+
+impl Before {
+    pub fn take(d: &Daemon, w: &Wire) -> Before {
+        Before {
+            wire: w.a.counters(),
+            ua: unattributed(d, netns_inode(&w.a)),
+            ub: unattributed(d, netns_inode(&w.b)),
+        }
+    }
+
+    /// Waits until the processes `pids` and what is unattributed add up to
+    /// what the wire carried since, in each direction (see [`reckon`]).
+    pub fn settle(&self, d: &Daemon, w: &Wire, pids: &[i32], what: &str) -> Reckoning {
+        let (ns_a, ns_b) = (netns_inode(&w.a), netns_inode(&w.b));
+        let mut last = None;
+        let settled = (0..500).any(|_| {
+            let recs = d.query();
+            let mut rec = Counters::default();
+            for &pid in pids {
+                rec.add(&record_for(&recs, pid).counters);
+            }
+            let mut un = unattributed(d, ns_a).since(&self.ua);
+            un.add(&unattributed(d, ns_b).since(&self.ub));
+            let wire = w.a.counters().since(&self.wire);
+            // A's sends and B's sends (= A's receives).
+            let carried = Flow {
+                packets: wire.tx_packets + wire.rx_packets,
+                bytes: wire.tx_ip_bytes() + wire.rx_ip_bytes(),
+            };
+            let mut all = rec;
+            all.add(&un);
+            let sent = Flow {
+                packets: all.send_packets(),
+                bytes: all.send_bytes(),
+            };
+            let received = Flow {
+                packets: all.recv_packets(),
+                bytes: all.recv_bytes(),
+            };
+            let done = sent == carried && received == carried;
+            last = Some((rec, un, carried, sent, received));
+            if !done {
+                std::thread::sleep(Duration::from_millis(10));
+            }
+            done
+        });
+        let (rec, un, carried, sent, received) = last.expect("at least one reading");
+        eprintln!("{what}: wire {carried:?}; processes {rec:?}; unattributed {un:?}");
+        assert!(
+            settled,
+            "{what}: the wire carried {carried:?}; counted as sent {sent:?}, as received \
+             {received:?} (processes {rec:?}, unattributed {un:?})"
+        );
+        Reckoning {
+            process: rec,
+            unattributed: un,
+            carried,
         }
     }
 }

@@ -8,38 +8,14 @@
 
 use std::collections::HashMap;
 use std::io::{BufRead, BufReader};
-use std::path::PathBuf;
 use std::process::{Command, Stdio};
 
 use netatop_protocol::{Counters, DEFAULT_SOCKET};
-use netatopd_tests::{Daemon, Gen};
-
-/// Counters of one PRN process line: `PRN host epoch date time interval pid
-/// (name) state flag tcpsnd tcpssz tcprcv tcprsz udpsnd udpssz udprcv udprsz
-/// 0 0 tgid isproc`. Thread lines (isproc `n`) are skipped.
-fn parse_prn(line: &str) -> Option<(i32, Counters)> {
-    let rest = line.strip_prefix("PRN ")?;
-    let pid: i32 = rest.split_whitespace().nth(5)?.parse().ok()?;
-    let after = &rest[rest.rfind(')')? + 1..];
-    if after.split_whitespace().last()? != "y" {
-        return None;
-    }
-    let v: Vec<u64> = after
-        .split_whitespace()
-        .skip(2)
-        .take(8)
-        .map(|f| f.parse().ok())
-        .collect::<Option<_>>()?;
-    Some((pid, Counters::from_fields(v.try_into().ok()?)))
-}
+use netatopd_tests::{atop_binary, parse_prn, Daemon, Gen};
 
 #[test]
 fn real_atop_shows_exact_counters_from_netatopd() {
-    let atop = PathBuf::from(std::env::var_os("NETATOPD_TEST_ATOP").expect(
-        "NETATOPD_TEST_ATOP is not set: run `make test`, which installs atop 2.11.1 \
-         privately with tests/atop-setup.sh and sets it",
-    ));
-    assert!(atop.exists(), "{} does not exist", atop.display());
+    let atop = atop_binary();
     let _d = Daemon::builder().socket(DEFAULT_SOCKET).start();
 
     let scenarios: [(&str, &[&str]); 3] = [

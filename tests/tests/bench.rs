@@ -29,6 +29,12 @@ fn the_benchmark_suite_runs_every_section() {
         "## 8. A large host",
         "| socket calls not counted (map full, storage refused) | 0 |",
         "| every thread-farm process's total exact | yes |",
+        "## 9. Counting the wire",
+        "| netatopd --count wire |",
+        "| netatop_xmit |",
+        "| netatop_sock_in |",
+        "### Against the interfaces",
+        "| TCP, short connections, one exchange of 32 B each",
     ] {
         assert!(text.contains(section), "{section} missing:\n{text}");
     }

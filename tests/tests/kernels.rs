@@ -9,6 +9,10 @@
 //! choice, which must be the best way that kernel takes (and task-local
 //! storage for threads' counters from Linux 5.13), once forced to each
 //! other way it takes, and once with threads' counters in a hash map.
+//! Where the kernel can count the wire (Linux 5.11 and later) the wire
+//! suite (`tests/tests/wire.rs`: TCP, UDP and shared sockets between two
+//! network namespaces) runs too; where it cannot, `--count wire` must be
+//! refused, saying why.
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -35,7 +39,7 @@ fn kernels_dir() -> PathBuf {
 /// forced to each way of `forced`, and once with threads' counters in a
 /// hash map where task storage is the choice. Where it is not, a start
 /// that asks for it must be refused, saying why.
-fn suite_on(prefix: &str, auto: &str, threads: &str, forced: &[&str]) {
+fn suite_on(prefix: &str, auto: &str, threads: &str, forced: &[&str], wire: bool) {
     let repo = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
     let repo = repo.canonicalize().expect("the repository");
     let tiers = test_binary("tiers");
@@ -50,6 +54,19 @@ fn suite_on(prefix: &str, auto: &str, threads: &str, forced: &[&str]) {
         script += &format!(
             "NETATOPD_TEST_ATTACH={way} '{}' --test-threads 1\n",
             tiers.display()
+        );
+    }
+    if wire {
+        script += &format!(
+            "'{}' --test-threads 1 tcp_counted udp_counted shared_socket\n",
+            test_binary("wire").display()
+        );
+    } else {
+        script += &format!(
+            "if '{}' --foreground --count wire --socket /tmp/w.sock --control-socket /tmp/w.ctl \
+             --pid-file /tmp/w.pid --pin-dir /sys/fs/bpf/w 2>/tmp/w.err; then \
+             echo 'wire counting was not refused'; exit 1; fi\ncat /tmp/w.err\n",
+            bin("netatopd").display()
         );
     }
     let storage = threads == "task-local storage";
@@ -94,6 +111,17 @@ fn suite_on(prefix: &str, auto: &str, threads: &str, forced: &[&str]) {
     );
     let runs = console.matches("test result: ok. 2 passed").count();
     assert_eq!(runs, 1 + forced.len() + usize::from(storage), "{console}");
+    if wire {
+        assert!(
+            console.contains("test result: ok. 3 passed"),
+            "the wire suite did not pass on Linux {prefix}:\n{console}"
+        );
+    } else {
+        assert!(
+            console.contains("--count wire: this kernel") && console.contains("Linux 5.11"),
+            "a start counting the wire on Linux {prefix} was not refused, saying why:\n{console}"
+        );
+    }
     if !storage {
         assert!(
             console.contains("--thread-counters task-storage: the kernel has no"),
@@ -105,12 +133,12 @@ fn suite_on(prefix: &str, auto: &str, threads: &str, forced: &[&str]) {
 
 #[test]
 fn linux_5_10_debian_11() {
-    suite_on("5.10", "fexit", "hash map", &["kprobe"]);
+    suite_on("5.10", "fexit", "hash map", &["kprobe"], false);
 }
 
 #[test]
 fn linux_6_1_debian_12() {
-    suite_on("6.1", "fexit", "task-local storage", &["kprobe"]);
+    suite_on("6.1", "fexit", "task-local storage", &["kprobe"], true);
 }
 
 #[test]
@@ -120,5 +148,6 @@ fn linux_6_12_debian_13() {
         "tracepoint",
         "task-local storage",
         &["fexit", "kprobe"],
+        true,
     );
 }

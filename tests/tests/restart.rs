@@ -246,12 +246,69 @@ fn threads_counters_kept_the_other_way_start_clean() {
             "task-local storage"
         };
         assert!(
-            mode.ends_with(&format!("thread counters: {want}")),
+            mode.contains(&format!("; thread counters: {want};")),
             "{mode}"
         );
         assert!(records_for(&d.query(), r.pid).is_empty());
         g.finish();
     }
+}
+
+/// Counters pinned by a netatopd that counted the other thing (socket
+/// calls, or the wire) are never mixed with this one's: the start
+/// discards them, saying why.
+#[test]
+fn counting_the_other_thing_starts_clean() {
+    for (first, then, why) in [
+        (
+            "calls",
+            "wire",
+            "its counters count socket calls; this start counts what the wire carries",
+        ),
+        (
+            "wire",
+            "calls",
+            "its counters count what the wire carries; this start counts socket calls",
+        ),
+    ] {
+        let mut d = Daemon::start(&["--count", first]);
+        let (g, r) = run_lingering("udp4", &["--count", "30"]);
+        assert!(record_for(&d.query(), r.pid).counters.udpsndpacks >= 30);
+        d.kill9();
+        d.restart_with(&["--count", then]);
+        let log = d.log();
+        assert!(
+            log.contains(why) && log.contains("counters start from zero"),
+            "{first} then {then}: {log}"
+        );
+        let stats = netatopd_tests::json(d.ctl().args(["stats", "--json"]));
+        assert_eq!(stats["count"], then, "{stats}");
+        assert!(records_for(&d.query(), r.pid).is_empty());
+        g.finish();
+    }
+}
+
+/// Counting the wire, a netatopd that was killed leaves its programs
+/// counting; what a process sends and receives meanwhile is counted, and
+/// the next netatopd adopts it all.
+#[test]
+fn wire_counting_goes_on_across_a_restart() {
+    let mut d = Daemon::start(&["--count", "wire"]);
+    let mut g = Gen::spawn("udp4", &["--linger", "--wait-go", "--count", "30"]);
+    d.kill9();
+    g.go();
+    let r = g.report();
+    d.restart_with(&["--count", "wire"]);
+    let log = d.log();
+    assert!(log.contains("adopted"), "{log}");
+    let rec = record_for(&d.query(), r.pid).counters;
+    // Each datagram is a packet sent and one received (loopback), with
+    // its IP and UDP headers.
+    assert_eq!((rec.udpsndpacks, rec.udprcvpacks), (30, 30), "{rec:?}");
+    assert_eq!(rec.udpsndbytes, r.counters.udpsndbytes + 30 * 28, "{rec:?}");
+    let stats = netatopd_tests::json(d.ctl().args(["stats", "--json"]));
+    assert_eq!(stats["count"], "wire");
+    g.finish();
 }
 
 #[test]

@@ -2,49 +2,9 @@
 //! network namespaces the test makes (tests/src/netns.rs), compared with
 //! the veth's own counters.
 
-use netatopd_tests::netns::{IfCounters, Wire};
-use netatopd_tests::{record_for, Daemon, Gen, Report};
-
-/// Runs `scenario` with its client in `w.a` and its server in `w.b`,
-/// returns its report, what netatopd counted for it, and what the wire
-/// carried meanwhile (seen from `w.a`).
-fn across(
-    d: &Daemon,
-    w: &Wire,
-    scenario: &str,
-    count: usize,
-    size: usize,
-) -> (Report, netatop_protocol::NetPerTask, IfCounters) {
-    let before = w.a.counters();
-    let prefix = w.a.exec_prefix();
-    let prefix: Vec<&std::ffi::OsStr> = prefix.iter().map(|s| s.as_os_str()).collect();
-    let peer_netns = w.b.path();
-    let mut g = Gen::spawn_in(
-        &prefix,
-        scenario,
-        &[
-            "--linger",
-            "--count",
-            &count.to_string(),
-            "--size",
-            &size.to_string(),
-            "--peer-netns",
-            peer_netns.to_str().expect("UTF-8 path"),
-            "--peer-addr",
-            &w.b.addr.to_string(),
-        ],
-    );
-    let r = g.report();
-    assert_eq!(
-        r.pid,
-        g.pid(),
-        "the generator runs in place of ip netns exec"
-    );
-    let rec = record_for(&d.query(), r.pid);
-    let carried = w.a.counters().since(&before);
-    g.finish();
-    (r, rec, carried)
-}
+use netatop_protocol::Counters;
+use netatopd_tests::netns::{across, reckon, spawn_across, start_across, Before, End, Wire};
+use netatopd_tests::{atop_binary, parse_prn, record_for, Daemon};
 
 /// Today's counting (socket calls and their payload) against the wire,
 /// for the small exchanges where the difference is largest: the reason
@@ -82,4 +42,257 @@ fn counting_calls_misses_most_of_what_small_exchanges_carry() {
             );
         }
     }
+}
+
+/// A connection used by two processes in turn, shared after fork or
+/// passed with SCM_RIGHTS: once the second has used it, nothing more is
+/// counted to the first; everything after goes to the second, its close
+/// included.
+#[test]
+fn a_shared_socket_counts_to_whoever_used_it_last() {
+    let d = Daemon::start(&["--count", "wire"]);
+    let w = Wire::create("share");
+    for scenario in ["tcp-fork", "tcp-scm"] {
+        let before = Before::take(&d, &w);
+        let (mut g, r) = start_across(&w, scenario, 50, 64, &[]);
+        let (first, second) = (r.children[0], r.pid);
+        // The second has made one exchange.
+        let recs = d.query();
+        let f1 = record_for(&recs, first).counters;
+        let s1 = record_for(&recs, second).counters;
+        g.go();
+        let _ = g.report();
+        let all = before.settle(&d, &w, &[first, second], scenario);
+        let recs = d.query();
+        let f2 = record_for(&recs, first).counters;
+        let s2 = record_for(&recs, second).counters;
+        eprintln!("{scenario}: first {f1:?} then {f2:?}; second {s1:?} then {s2:?}");
+        assert!(
+            f1.tcpsndpacks >= 50,
+            "{scenario}: the first's 50 requests: {f1:?}"
+        );
+        assert_eq!(
+            f2, f1,
+            "{scenario}: counted to the first after the second took over"
+        );
+        assert!(
+            s2.tcpsndpacks >= s1.tcpsndpacks + 49,
+            "{scenario}: the second's last 49 requests: {s1:?} then {s2:?}"
+        );
+        only_time_wait(&all.unattributed, 1, scenario);
+        g.finish();
+    }
+}
+
+/// At most what TIME_WAIT sockets sent and received in `conns` closes
+/// (the last FIN and its ACK when a closed socket turned to TIME_WAIT
+/// before they passed; such sockets are no process's): header-only
+/// segments, one each way per connection at most.
+fn only_time_wait(un: &Counters, conns: u64, what: &str) {
+    assert_eq!((un.udpsndpacks, un.udprcvpacks), (0, 0), "{what}: {un:?}");
+    for (packets, bytes) in [
+        (un.tcpsndpacks, un.tcpsndbytes),
+        (un.tcprcvpacks, un.tcprcvbytes),
+    ] {
+        assert!(
+            packets <= conns && bytes <= 60 * packets,
+            "{what}: unattributed {un:?} beyond TIME_WAIT's ACKs of {conns} connections"
+        );
+    }
+}
+
+/// Counted with --count wire, TCP: small exchanges, short connections and
+/// large messages add up to what the wire carried, all of it the
+/// process's but what TIME_WAIT sockets send and receive.
+#[test]
+fn tcp_counted_on_the_wire_adds_up() {
+    let d = Daemon::start(&["--count", "wire"]);
+    let w = Wire::create("tcp");
+    for (scenario, count, size) in [
+        ("tcp-rr", 5000, 32),
+        ("tcp-conns", 500, 32),
+        ("tcp-rr", 20, 50_000),
+    ] {
+        let r = reckon(&d, &w, scenario, count, size, &[]);
+        let conns = if scenario == "tcp-conns" { count } else { 1 };
+        only_time_wait(&r.unattributed, conns as u64, scenario);
+        assert_eq!((r.process.udpsndpacks, r.process.udprcvpacks), (0, 0));
+    }
+    // What netatopctl shows says what it counts.
+    let ok = |args: &[&str]| netatopd_tests::ok(d.ctl().args(args));
+    let note = "counting the wire: packets are IP packets, bytes their IP length";
+    assert!(ok(&["dump"]).starts_with(note));
+    assert!(ok(&["top", "-i", "0.1", "-n", "1"])
+        .lines()
+        .nth(1)
+        .unwrap_or("")
+        .starts_with(note));
+    let export = ok(&["export", "--format", "openmetrics"]);
+    assert_eq!(
+        export
+            .matches("(counting the wire: IP packets, bytes with headers)")
+            .count(),
+        8
+    );
+    let stats = ok(&["stats"]);
+    assert!(
+        stats.contains("wire: IP packets and their bytes, headers included"),
+        "{stats}"
+    );
+    assert!(stats.contains("unattributed:"), "{stats}");
+}
+
+/// Counted with --count wire, UDP: datagrams, datagrams larger than the
+/// MTU (IP fragments, each a packet), and UDP_SEGMENT sends (one call, a
+/// datagram per segment).
+#[test]
+fn udp_counted_on_the_wire_adds_up() {
+    let d = Daemon::start(&["--count", "wire"]);
+    let w = Wire::create("udp");
+    for (count, size, extra) in [
+        (1000, 200, &[][..]),
+        (200, 3000, &[][..]),
+        (200, 6000, &["--gso", "1000"][..]),
+    ] {
+        let r = reckon(&d, &w, "udp-rr", count, size, extra);
+        // Every packet the process's: the first datagram each socket
+        // sends or receives before its first call returns, and each
+        // fragment of a reassembled datagram, included.
+        assert_eq!(r.unattributed, Counters::default(), "{size} {extra:?}");
+        assert_eq!((r.process.tcpsndpacks, r.process.tcprcvpacks), (0, 0));
+        assert_eq!(r.process.udpsndpacks, r.carried.packets, "{size} {extra:?}");
+        assert_eq!(r.process.udprcvbytes, r.carried.bytes, "{size} {extra:?}");
+    }
+}
+
+/// 50 MB one way; then the same with 5% of the TCP packets arriving in
+/// the server's namespace dropped before they reach a socket (nftables):
+/// the interfaces carried them, so they count as sent by the sender and
+/// as received unattributed, and the retransmissions (sent from the
+/// kernel's timers and ACK processing, not from the process's calls) are
+/// counted to the sender.
+#[test]
+fn bulk_tcp_and_retransmissions_counted_to_the_sender() {
+    let d = Daemon::start(&["--count", "wire"]);
+    let w = Wire::create("bulk");
+    let r = reckon(&d, &w, "tcp-bulk", 800, 65536, &[]);
+    only_time_wait(&r.unattributed, 1, "bulk");
+    let nft = |args: &[&str]| {
+        let mut c = std::process::Command::new("ip");
+        c.args(["netns", "exec", &w.b.netns, "nft"]).args(args);
+        netatopd_tests::ok(&mut c)
+    };
+    nft(&["add", "table", "inet", "loss"]);
+    nft(&[
+        "add",
+        "chain",
+        "inet",
+        "loss",
+        "in",
+        "{ type filter hook prerouting priority 0; }",
+    ]);
+    nft(&[
+        "add", "rule", "inet", "loss", "in", "meta", "l4proto", "tcp", "numgen", "random", "mod",
+        "20", "==", "0", "counter", "drop",
+    ]);
+    let before = retransmitted(&w.a);
+    let r = reckon(&d, &w, "tcp-bulk", 80, 65536, &[]);
+    let retrans = retransmitted(&w.a) - before;
+    let listing: serde_json::Value =
+        serde_json::from_str(&nft(&["-j", "list", "table", "inet", "loss"])).expect("nft -j");
+    let dropped = listing["nftables"]
+        .as_array()
+        .expect("nft's list")
+        .iter()
+        .find_map(|o| o["rule"]["expr"].as_array())
+        .and_then(|e| e.iter().find_map(|x| x["counter"]["packets"].as_u64()))
+        .expect("the drop rule's counter");
+    eprintln!("{dropped} dropped, {retrans} segments retransmitted");
+    assert!(
+        dropped > 0 && retrans > 0,
+        "no loss: {dropped} dropped, {retrans} retransmitted"
+    );
+    // Everything sent is the process's: the retransmissions included.
+    assert!(r.unattributed.tcpsndpacks <= 1, "{:?}", r.unattributed);
+    // What arrived and was dropped is unattributed: exactly those packets
+    // (and a TIME_WAIT socket's, at most one).
+    let lost = r.unattributed.tcprcvpacks;
+    assert!(
+        lost == dropped || lost == dropped + 1,
+        "{dropped} dropped, {lost} unattributed on the way in"
+    );
+}
+
+/// The namespace's TCP segments retransmitted so far (nstat).
+fn retransmitted(e: &End) -> u64 {
+    let out = netatopd_tests::ok(std::process::Command::new("ip").args([
+        "netns",
+        "exec",
+        &e.netns,
+        "nstat",
+        "-a",
+        "-z",
+        "-j",
+        "TcpRetransSegs",
+    ]));
+    let v: serde_json::Value = serde_json::from_str(&out).expect("nstat -j output");
+    v["kernel"]["TcpRetransSegs"]
+        .as_u64()
+        .unwrap_or_else(|| panic!("no TcpRetransSegs in {out}"))
+}
+
+/// Real atop 2.11.1 (`atop -K -P PRN 2 3`) against netatopd counting the
+/// wire: what it prints for the generator, summed over its samples, is
+/// what netatopd counted for it, which adds up to what the wire carried
+/// (short connections: five times the packets of their calls).
+#[test]
+fn real_atop_shows_the_wire_counts() {
+    let atop = atop_binary();
+    let d = Daemon::builder()
+        .socket(netatop_protocol::DEFAULT_SOCKET)
+        .args(&["--count", "wire"])
+        .start();
+    let w = Wire::create("atop");
+    let before = Before::take(&d, &w);
+    let mut g = spawn_across(&w, "tcp-conns", 50, 200, &["--wait-go"]);
+    let mut child = std::process::Command::new(&atop)
+        .args(["-K", "-P", "PRN", "2", "3"])
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::inherit())
+        .spawn()
+        .expect("starting atop");
+    let out = std::io::BufReader::new(child.stdout.take().expect("atop's stdout"));
+    let mut seen: std::collections::HashMap<i32, Counters> = Default::default();
+    let mut samples = 0;
+    let mut report = None;
+    for line in std::io::BufRead::lines(out) {
+        let line = line.expect("reading atop's output");
+        if line == "SEP" {
+            samples += 1;
+            if samples == 1 {
+                // atop has taken its first sample: now the traffic.
+                g.go();
+                report = Some(g.report());
+            }
+        } else if let Some((pid, c)) = parse_prn(&line) {
+            seen.entry(pid).or_default().add(&c);
+        }
+    }
+    let status = child.wait().expect("waiting for atop");
+    assert!(status.success(), "atop failed: {status}");
+    assert_eq!(samples, 3, "atop printed {samples} samples");
+    let r = report.expect("the generator reported");
+    let all = before.settle(&d, &w, &[r.pid], "atop");
+    let shown = seen.get(&r.pid).copied().unwrap_or_default();
+    assert_eq!(
+        shown, all.process,
+        "atop's sums against netatopd's wire counts"
+    );
+    assert!(
+        shown.tcpsndpacks >= 5 * r.counters.tcpsndpacks,
+        "{shown:?}: not the wire's packets (the calls were {:?})",
+        r.counters
+    );
+    g.finish();
 }

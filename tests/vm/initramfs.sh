@@ -4,8 +4,9 @@
 # The VM tests' initramfs: a static busybox, tests/vm/init.sh as /init, and
 # the modules a Debian kernel needs for the 9p share of the host's / over
 # virtio-pci (virtio, virtio_pci, 9pnet_virtio, 9p are modules before 6.12),
-# decompressed, in insmod order. MODDIR holds lib/modules/KVER
-# (tests/vm/kernels.sh). EXTRA_MODULES="a b" adds more.
+# decompressed, in insmod order; and veth, for the wire tests' network
+# namespaces. MODDIR holds lib/modules/KVER (tests/vm/kernels.sh).
+# EXTRA_MODULES="a b" adds more.
 set -euo pipefail
 KVER=${1:?usage: mkinitramfs.sh KVER MODDIR OUT.cpio.gz}
 MODDIR=$(cd "${2:?}" && pwd)
@@ -27,7 +28,7 @@ install -m 0755 "$HERE/init.sh" "$work/init"
 # names after the first as module parameters unless given -a.
 : > "$work/etc/modules.order"
 # shellcheck disable=SC2086
-modprobe -d "$MODDIR" -S "$KVER" -a --show-depends virtio_pci 9pnet_virtio 9p overlay ${EXTRA_MODULES:-} |
+modprobe -d "$MODDIR" -S "$KVER" -a --show-depends virtio_pci 9pnet_virtio 9p overlay veth ${EXTRA_MODULES:-} |
 awk '$1 == "insmod" && !seen[$2]++ { print $2 }' |
 while read -r ko; do
     name=$(basename "$ko"); name=${name%.xz}; name=${name%.zst}; name=${name%.gz}

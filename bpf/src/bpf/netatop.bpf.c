@@ -30,6 +30,7 @@
 #include <bpf/bpf_helpers.h>
 #include <bpf/bpf_tracing.h>
 #include <bpf/bpf_core_read.h>
+#include <bpf/bpf_endian.h>
 #include "netatop.h"
 
 #define AF_INET 2
@@ -42,6 +43,13 @@
 #define MSG_PEEK 2
 #define MSG_ERRQUEUE 0x2000
 #define EEXIST 17
+#define ETH_P_IP 0x0800
+#define ETH_P_IPV6 0x86DD
+#define IPPROTO_FRAGMENT 44
+#define TCP_SYN_SENT 2
+#define TCP_TIME_WAIT 6
+#define TCP_LISTEN 10
+#define TCP_NEW_SYN_RECV 12
 
 char LICENSE[] SEC("license") = "Dual BSD/GPL";
 
@@ -57,6 +65,9 @@ const volatile bool kprobes = false;
  * in `threads`. The verifier drops the other branch, so the helpers of
  * task storage are never seen by a kernel that lacks them. */
 const volatile bool task_storage = false;
+/* Set by user space before load: count what the wire carries (IP packets
+ * and their bytes, per socket owner) instead of socket calls. */
+const volatile bool wire_mode = false;
 
 /* Each thread's counters (task storage; not created where unused). */
 struct {
@@ -126,6 +137,49 @@ struct {
 	__uint(max_entries, 32768);
 	__type(value, __u32);
 } walk_stale SEC(".maps");
+
+/* Wire counting: each socket's owner. This map and the wire's others are
+ * created only when counting the wire. */
+struct {
+	__uint(type, BPF_MAP_TYPE_SK_STORAGE);
+	__uint(map_flags, BPF_F_NO_PREALLOC | BPF_F_CLONE);
+	__type(key, int);
+	__type(value, struct sock_owner);
+} owners SEC(".maps");
+
+/* Wire counting: the owner of each listening socket, by its address: a
+ * SYN-ACK leaves on a request socket, whose listener only a plain read
+ * reaches (no socket storage through it). */
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(map_flags, BPF_F_NO_PREALLOC);
+	__uint(max_entries, 16384);
+	__type(key, __u64);
+	__type(value, struct sock_owner);
+} listeners SEC(".maps");
+
+/* Wire counting: per network namespace; see struct wire_netns. */
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(map_flags, BPF_F_NO_PREALLOC);
+	__uint(max_entries, 4096);
+	__type(key, __u32);
+	__type(value, struct wire_netns);
+} netns_wire SEC(".maps");
+
+/* Wire counting: IPv4 fragments awaiting their reassembled datagram's
+ * socket (an LRU map: the fragments of datagrams never delivered age
+ * out, and stay unattributed). */
+struct {
+	__uint(type, BPF_MAP_TYPE_LRU_HASH);
+	__uint(max_entries, 4096);
+	__type(key, struct frag_key);
+	__type(value, struct frag_val);
+} frags SEC(".maps");
+
+/* Entries ever put in `frags` less those claimed: while 0, sockets need
+ * not look for their datagram's fragments. */
+__u64 frags_waiting;
 
 struct netatop_stats stats;
 
@@ -236,6 +290,7 @@ static __always_inline struct thread_val *current_thread(void)
 	return thread_init(tid, id >> 32);
 }
 
+
 /* What a socket counts as: TCP is a stream socket of protocol TCP or MPTCP
  * (an MPTCP socket's data is counted once, on the socket the process uses:
  * its subflows' TCP sockets are driven by the kernel, not through these
@@ -256,6 +311,459 @@ static __always_inline enum kind classify(__u16 family, __u16 type, __u16 proto)
 	if (type == SOCK_DGRAM && proto == IPPROTO_UDP)
 		return UDP;
 	return NOT_COUNTED;
+}
+
+/* ---- wire counting: owners ------------------------------------------------- */
+
+/* Adds `src` into `dst`, atomically. */
+static __always_inline void fold(struct counters *dst, const struct counters *src)
+{
+	__sync_fetch_and_add(&dst->tcpsndpacks, src->tcpsndpacks);
+	__sync_fetch_and_add(&dst->tcpsndbytes, src->tcpsndbytes);
+	__sync_fetch_and_add(&dst->tcprcvpacks, src->tcprcvpacks);
+	__sync_fetch_and_add(&dst->tcprcvbytes, src->tcprcvbytes);
+	__sync_fetch_and_add(&dst->udpsndpacks, src->udpsndpacks);
+	__sync_fetch_and_add(&dst->udpsndbytes, src->udpsndbytes);
+	__sync_fetch_and_add(&dst->udprcvpacks, src->udprcvpacks);
+	__sync_fetch_and_add(&dst->udprcvbytes, src->udprcvbytes);
+}
+
+/* One IP packet as the wire carries it, or a GSO/GRO packet as the packets
+ * it stands for. */
+struct packet {
+	__u64 packets;
+	__u64 bytes;
+	bool tcp;
+};
+
+/* The first bytes of a packet from its IP header: room for the largest
+ * IPv4 header (60 bytes) and TCP's data offset after it. */
+#define HEADERS 80
+
+/*
+ * Reads the packet whose IP header is at `ip` (`len` bytes from there on,
+ * `shinfo` its shared info) into `pkt`: TCP or UDP, and its packets and
+ * bytes (a GSO/GRO packet of n segments is n packets, each with the
+ * headers); its first bytes into `h`, in one read. Returns false for
+ * anything else.
+ */
+static __always_inline bool read_packet(const unsigned char *ip, __u32 len, __be16 proto,
+					const unsigned char *shinfo, struct packet *pkt,
+					__u8 h[HEADERS])
+{
+	struct {
+		__u16 gso_size;
+		__u16 gso_segs;
+	} gso = {};
+	__u32 hdr;
+	__u8 l4;
+
+	if (bpf_probe_read_kernel(h, HEADERS, ip))
+		return false;
+	if (proto == bpf_htons(ETH_P_IP)) {
+		hdr = (h[0] & 0xf) * 4;
+		l4 = h[9];
+	} else if (proto == bpf_htons(ETH_P_IPV6)) {
+		hdr = 40;
+		l4 = h[6];
+		if (l4 == IPPROTO_FRAGMENT) {
+			l4 = h[40];
+			hdr += 8;
+		}
+	} else {
+		return false;
+	}
+	if (l4 == IPPROTO_TCP) {
+		pkt->tcp = true;
+		hdr += (h[hdr + 12] >> 4) * 4;
+	} else if (l4 == IPPROTO_UDP) {
+		pkt->tcp = false;
+		hdr += 8;
+	} else {
+		return false;
+	}
+	/* gso_size and gso_segs are neighbours: one read. */
+	bpf_probe_read_kernel(&gso, sizeof(gso),
+			      shinfo + bpf_core_field_offset(struct skb_shared_info, gso_size));
+	pkt->packets = gso.gso_size && gso.gso_segs > 1 ? gso.gso_segs : 1;
+	pkt->bytes = len + (pkt->packets - 1) * hdr;
+	return true;
+}
+
+/* Adds a packet to counters, sent or received, atomically or not. */
+static __always_inline void add_packet(struct counters *c, const struct packet *pkt, bool out,
+				       bool atomic)
+{
+	__u64 *p, *b;
+
+	if (pkt->tcp) {
+		p = out ? &c->tcpsndpacks : &c->tcprcvpacks;
+		b = out ? &c->tcpsndbytes : &c->tcprcvbytes;
+	} else {
+		p = out ? &c->udpsndpacks : &c->udprcvpacks;
+		b = out ? &c->udpsndbytes : &c->udprcvbytes;
+	}
+	if (atomic) {
+		__sync_fetch_and_add(p, pkt->packets);
+		__sync_fetch_and_add(b, pkt->bytes);
+	} else {
+		*p += pkt->packets;
+		*b += pkt->bytes;
+	}
+}
+
+/* The wire counters of network namespace `netns`, made if needed. */
+static __always_inline struct wire_netns *netns_entry(__u32 netns)
+{
+	struct wire_netns *w = bpf_map_lookup_elem(&netns_wire, &netns);
+	struct wire_netns zero = {};
+
+	if (w)
+		return w;
+	bpf_map_update_elem(&netns_wire, &netns, &zero, BPF_NOEXIST);
+	w = bpf_map_lookup_elem(&netns_wire, &netns);
+	if (!w)
+		stat_inc(wire_map_full);
+	return w;
+}
+
+/* Moves counters out of `from` into `to`, atomically on both sides:
+ * whatever is added to `from` meanwhile stays there. */
+static __always_inline void move_counters(struct counters *to, struct counters *from)
+{
+	__u64 v[8] = {
+		from->tcpsndpacks, from->tcpsndbytes, from->tcprcvpacks, from->tcprcvbytes,
+		from->udpsndpacks, from->udpsndbytes, from->udprcvpacks, from->udprcvbytes,
+	};
+
+	__sync_fetch_and_add(&from->tcpsndpacks, -v[0]);
+	__sync_fetch_and_add(&from->tcpsndbytes, -v[1]);
+	__sync_fetch_and_add(&from->tcprcvpacks, -v[2]);
+	__sync_fetch_and_add(&from->tcprcvbytes, -v[3]);
+	__sync_fetch_and_add(&from->udpsndpacks, -v[4]);
+	__sync_fetch_and_add(&from->udpsndbytes, -v[5]);
+	__sync_fetch_and_add(&from->udprcvpacks, -v[6]);
+	__sync_fetch_and_add(&from->udprcvbytes, -v[7]);
+	__sync_fetch_and_add(&to->tcpsndpacks, v[0]);
+	__sync_fetch_and_add(&to->tcpsndbytes, v[1]);
+	__sync_fetch_and_add(&to->tcprcvpacks, v[2]);
+	__sync_fetch_and_add(&to->tcprcvbytes, v[3]);
+	__sync_fetch_and_add(&to->udpsndpacks, v[4]);
+	__sync_fetch_and_add(&to->udpsndbytes, v[5]);
+	__sync_fetch_and_add(&to->udprcvpacks, v[6]);
+	__sync_fetch_and_add(&to->udprcvbytes, v[7]);
+}
+
+/* The first owner of a socket takes what it carried before: into the
+ * thread's counters, and what it received into its namespace's claims. */
+static __noinline void claim(struct sock_owner *o, struct thread_val *t, __u32 netns)
+{
+	struct counters got = {};
+	struct wire_netns *w;
+
+	if (!o || !t)
+		return;
+	move_counters(&got, &o->pending);
+	w = netns_entry(netns);
+	if (w) {
+		__sync_fetch_and_add(&w->attributed_in.tcprcvpacks, got.tcprcvpacks);
+		__sync_fetch_and_add(&w->attributed_in.tcprcvbytes, got.tcprcvbytes);
+		__sync_fetch_and_add(&w->attributed_in.udprcvpacks, got.udprcvpacks);
+		__sync_fetch_and_add(&w->attributed_in.udprcvbytes, got.udprcvbytes);
+	}
+	fold(&t->c, &got);
+}
+
+/*
+ * Makes the calling thread the owner of socket `sk` (it sends, receives,
+ * connects or listens on it): the packets the socket sends or receives
+ * from now on are its own, or its process's when they pass outside its
+ * context. Its process's and thread's entries are made here, in its own
+ * context, so that a packet only ever adds to entries that exist.
+ */
+static __always_inline void tag(struct sock *sk)
+{
+	struct sock_owner *o;
+	__u64 id = bpf_get_current_pid_tgid();
+	struct task_struct *task;
+	struct thread_val *t;
+	__u32 netns;
+
+	o = bpf_sk_storage_get(&owners, sk, 0, BPF_SK_STORAGE_GET_F_CREATE);
+	if (!o) {
+		stat_inc(owner_failed);
+		return;
+	}
+	if (o->tid == (__u32)id && o->tgid == id >> 32)
+		return;
+	t = current_thread();
+	if (!t)
+		return;
+	task = bpf_get_current_task_btf();
+	netns = sk->__sk_common.skc_net.net->ns.inum;
+	if (!o->tgid)
+		claim(o, t, netns);
+	o->tgid = id >> 32;
+	o->tid = (__u32)id;
+	o->start_ns = task->group_leader->start_boottime;
+	o->netns = netns;
+}
+
+/* The process entry of a socket's owner, if that process still runs (a
+ * later process with the same pid is not it). */
+static __always_inline struct proc_val *owner_proc(const struct sock_owner *o)
+{
+	__u32 tgid = o->tgid;
+	struct proc_val *p = bpf_map_lookup_elem(&procs, &tgid);
+
+	if (!p || p->start_ns != o->start_ns)
+		return NULL;
+	return p;
+}
+
+/* connect() and listen() make their caller the owner before any packet
+ * leaves (a SYN, or SYN-ACKs for the listener); a listener's owner is
+ * also kept by address for its SYN-ACKs. */
+SEC("tp_btf/inet_sock_set_state")
+int BPF_PROG(netatop_state, struct sock *sk, int oldstate, int newstate)
+{
+	struct sock_owner *o;
+	__u64 key = (__u64)sk;
+
+	if (oldstate == TCP_LISTEN) {
+		bpf_map_delete_elem(&listeners, &key);
+		return 0;
+	}
+	if (newstate != TCP_SYN_SENT && newstate != TCP_LISTEN)
+		return 0;
+	if (!classify(sk->__sk_common.skc_family, sk->sk_type, sk->sk_protocol))
+		return 0;
+	tag(sk);
+	if (newstate == TCP_LISTEN) {
+		o = bpf_sk_storage_get(&owners, sk, 0, 0);
+		if (o && bpf_map_update_elem(&listeners, &key, o, BPF_ANY))
+			stat_inc(owner_failed);
+	}
+	return 0;
+}
+
+/* ---- wire counting: packets ------------------------------------------------ */
+
+/*
+ * Every packet an interface sends (after segmentation and fragmentation:
+ * the packets as they leave). It is its socket owner's: its thread's when
+ * it leaves in that thread's own context, else its process's. A packet
+ * of no process's socket is counted to its namespace, unattributed.
+ */
+SEC("tp_btf/net_dev_start_xmit")
+int BPF_PROG(netatop_xmit, struct sk_buff *skb, struct net_device *dev)
+{
+	unsigned char *head = skb->head;
+	unsigned char *ip = head + skb->network_header;
+	struct sock_owner *o = NULL, *lo;
+	struct sock *sk = skb->sk;
+	struct packet pkt = {};
+	struct wire_netns *w;
+	struct proc_val *p;
+	__u8 h[HEADERS];
+
+	if (!read_packet(ip, skb->len - (__u32)(ip - skb->data), skb->protocol, head + skb->end,
+			 &pkt, h))
+		return 0;
+	if (sk) {
+		__u8 state = sk->__sk_common.skc_state;
+
+		if (state == TCP_NEW_SYN_RECV) {
+			/* A SYN-ACK: its listener's. */
+			__u64 key = (__u64)BPF_CORE_READ(sk, __sk_common.skc_listener);
+
+			lo = bpf_map_lookup_elem(&listeners, &key);
+			o = lo;
+		} else if (state != TCP_TIME_WAIT) {
+			o = bpf_sk_storage_get(&owners, sk, 0, 0);
+			if ((!o || !o->tgid) &&
+			    !BPF_CORE_READ_BITFIELD_PROBED(sk, sk_kern_sock)) {
+				/* A process's socket before its first call: kept
+				 * for that call to claim. */
+				if (!o)
+					o = bpf_sk_storage_get(&owners, sk, 0,
+							       BPF_SK_STORAGE_GET_F_CREATE);
+				if (o) {
+					add_packet(&o->pending, &pkt, true, true);
+					return 0;
+				}
+			}
+		}
+	}
+	if (o && o->tgid) {
+		p = owner_proc(o);
+		if (p) {
+			__u64 id = bpf_get_current_pid_tgid();
+			struct thread_val *t = NULL;
+
+			if ((__u32)id == o->tid && id >> 32 == o->tgid) {
+				if (task_storage) {
+					t = bpf_task_storage_get(&tstore, bpf_get_current_task_btf(),
+								 0, 0);
+					if (t && !t->linked)
+						t = NULL;
+				} else {
+					__u32 tid = o->tid;
+
+					t = bpf_map_lookup_elem(&threads, &tid);
+				}
+			}
+			if (t)
+				add_packet(&t->c, &pkt, true, true);
+			else
+				add_packet(&p->exited, &pkt, true, true);
+			return 0;
+		}
+	}
+	w = netns_entry(dev->nd_net.net->ns.inum);
+	if (w)
+		add_packet(&w->unattributed_out, &pkt, true, true);
+	return 0;
+}
+
+/* The key of an IPv4 UDP datagram's fragments, from its header `h`. */
+static __always_inline void frag_key_of(struct frag_key *key, const __u8 *h)
+{
+	__builtin_memcpy(&key->id, h + 4, 2);
+	__builtin_memcpy(&key->saddr, h + 12, 4);
+	__builtin_memcpy(&key->daddr, h + 16, 4);
+	key->proto = IPPROTO_UDP;
+}
+
+/* An IPv4 UDP fragment (its header in `h`), noted for its datagram's
+ * socket to claim. */
+static __always_inline void note_fragment(const __u8 h[HEADERS], const struct packet *pkt)
+{
+	struct frag_key key = {};
+	struct frag_val one = {}, *v;
+
+	/* More fragments, or an offset: a fragment. */
+	if (!(h[6] & 0x3f) && !h[7])
+		return;
+	frag_key_of(&key, h);
+	v = bpf_map_lookup_elem(&frags, &key);
+	if (!v) {
+		if (!bpf_map_update_elem(&frags, &key, &one, BPF_NOEXIST))
+			__sync_fetch_and_add(&frags_waiting, 1);
+		v = bpf_map_lookup_elem(&frags, &key);
+		if (!v)
+			return;
+	}
+	__sync_fetch_and_add(&v->packets, pkt->packets);
+	__sync_fetch_and_add(&v->bytes, pkt->bytes);
+}
+
+/* Every packet an interface receives (after GRO), per namespace: what the
+ * sockets do not claim is unattributed. */
+SEC("tp_btf/netif_receive_skb")
+int BPF_PROG(netatop_rx, struct sk_buff *skb)
+{
+	struct packet pkt = {};
+	struct wire_netns *w;
+	__u8 h[HEADERS];
+
+	if (!read_packet(skb->data, skb->len, skb->protocol, skb->head + skb->end, &pkt, h))
+		return 0;
+	w = netns_entry(skb->dev->nd_net.net->ns.inum);
+	if (w)
+		add_packet(&w->received, &pkt, false, true);
+	if (!pkt.tcp && skb->protocol == bpf_htons(ETH_P_IP))
+		note_fragment(h, &pkt);
+	return 0;
+}
+
+/* A reassembled IPv4 datagram is the fragments that arrived: their count
+ * and bytes replace its own. */
+static __always_inline void claim_fragments(struct __sk_buff *skb, struct packet *pkt)
+{
+	struct frag_key key = {};
+	struct frag_val *v;
+	__u8 h[20];
+
+	if (bpf_skb_load_bytes(skb, 0, h, sizeof(h)))
+		return;
+	frag_key_of(&key, h);
+	v = bpf_map_lookup_elem(&frags, &key);
+	if (!v)
+		return;
+	pkt->packets = v->packets;
+	pkt->bytes = v->bytes;
+	if (!bpf_map_delete_elem(&frags, &key))
+		__sync_fetch_and_add(&frags_waiting, -1);
+}
+
+/*
+ * Every packet a socket receives (cgroup_skb on the root cgroup: every
+ * socket's), counted to its owner's process and to what its namespace's
+ * sockets claimed. Packets of TIME_WAIT sockets and of no socket never
+ * get here. Always lets the packet through.
+ */
+SEC("cgroup_skb/ingress")
+int netatop_sock_in(struct __sk_buff *skb)
+{
+	struct bpf_sock *sk = skb->sk;
+	struct packet pkt = {};
+	struct sock_owner *o;
+	struct wire_netns *w;
+	struct proc_val *p;
+	__u32 segs, hdr = 0;
+	__u8 b[2];
+
+	if (!sk)
+		return 1;
+	sk = bpf_sk_fullsock(sk);
+	if (!sk)
+		return 1;
+	if (sk->type == SOCK_STREAM && sk->protocol == IPPROTO_TCP)
+		pkt.tcp = true;
+	else if (sk->type != SOCK_DGRAM || sk->protocol != IPPROTO_UDP)
+		return 1;
+	o = bpf_sk_storage_get(&owners, sk, 0, BPF_SK_STORAGE_GET_F_CREATE);
+	if (!o)
+		return 1;
+	p = o->tgid ? owner_proc(o) : NULL;
+	if (o->tgid && !p)
+		return 1;
+	segs = skb->gso_segs;
+	if (segs < 1)
+		segs = 1;
+	if (segs > 1) {
+		/* Headers of each segment: IP, then TCP's data offset. */
+		if (skb->protocol == bpf_htons(ETH_P_IP)) {
+			if (bpf_skb_load_bytes(skb, 0, b, 1))
+				return 1;
+			hdr = (b[0] & 0xf) * 4;
+		} else {
+			hdr = 40;
+		}
+		if (pkt.tcp) {
+			if (bpf_skb_load_bytes(skb, hdr + 12, b, 1))
+				return 1;
+			hdr += (b[0] >> 4) * 4;
+		} else {
+			hdr += 8;
+		}
+	}
+	pkt.packets = segs;
+	pkt.bytes = skb->len + (__u64)(segs - 1) * hdr;
+	if (!pkt.tcp && segs == 1 && skb->protocol == bpf_htons(ETH_P_IP) &&
+	    *(volatile __u64 *)&frags_waiting)
+		claim_fragments(skb, &pkt);
+	if (!p) {
+		/* Before the socket's first call: kept for that call. */
+		add_packet(&o->pending, &pkt, false, true);
+		return 1;
+	}
+	add_packet(&p->exited, &pkt, false, true);
+	w = netns_entry(o->netns);
+	if (w)
+		add_packet(&w->attributed_in, &pkt, false, true);
+	return 1;
 }
 
 /* Whether a call that returned `ret` with `flags` moved traffic: failed and
@@ -301,6 +809,11 @@ static __always_inline int count(enum kind kind, long ret, bool send)
  * fexit programs): its fields are read directly. */
 static __always_inline int account(struct sock *sk, long ret, int flags, bool send)
 {
+	if (wire_mode) {
+		if (sk && classify(sk->__sk_common.skc_family, sk->sk_type, sk->sk_protocol))
+			tag(sk);
+		return 0;
+	}
 	if (!moved(ret, flags, send) || !sk)
 		return 0;
 	return count(classify(sk->__sk_common.skc_family, sk->sk_type, sk->sk_protocol), ret,
@@ -492,18 +1005,6 @@ int BPF_KRETPROBE(netatop_kr_splice, long ret)
 }
 
 /* ---- every tier: process exit, exec and rename ----------------------------- */
-
-static __always_inline void fold(struct counters *dst, const struct counters *src)
-{
-	__sync_fetch_and_add(&dst->tcpsndpacks, src->tcpsndpacks);
-	__sync_fetch_and_add(&dst->tcpsndbytes, src->tcpsndbytes);
-	__sync_fetch_and_add(&dst->tcprcvpacks, src->tcprcvpacks);
-	__sync_fetch_and_add(&dst->tcprcvbytes, src->tcprcvbytes);
-	__sync_fetch_and_add(&dst->udpsndpacks, src->udpsndpacks);
-	__sync_fetch_and_add(&dst->udpsndbytes, src->udpsndbytes);
-	__sync_fetch_and_add(&dst->udprcvpacks, src->udprcvpacks);
-	__sync_fetch_and_add(&dst->udprcvbytes, src->udprcvbytes);
-}
 
 /* An exited thread's counters, taken out of its entry, into its process. */
 static __always_inline void fold_thread(struct proc_val *p, const struct counters *c)

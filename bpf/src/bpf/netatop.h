@@ -79,6 +79,53 @@ struct exit_val {
 	char comm[TASK_COMM_LEN];
 };
 
+/* owners map (socket-local storage, wire counting): the thread that last
+ * sent or received on the socket, or created it (connect, listen), or
+ * whose listener accepted it (the storage is cloned). */
+struct sock_owner {
+	__u32 tgid;
+	__u32 tid;
+	/* The process's start (its group leader's start_boottime): a later
+	 * process with the same pid is not this one. */
+	__u64 start_ns;
+	/* The socket's network namespace (its inode number). */
+	__u32 netns;
+	__u32 _pad;
+	/* Packets of the socket before it had an owner (tgid 0): a UDP
+	 * socket's first datagram leaves, and a server socket's first one
+	 * arrives, before the call that returns it. The first call claims
+	 * them. */
+	struct counters pending;
+};
+
+/* wire map (wire counting): per network namespace (key: its inode
+ * number, __u32), IP packets and bytes of TCP and UDP, in the send (out)
+ * and receive (in) fields of struct counters. */
+struct wire_netns {
+	/* Sent by no process's socket (kernel control sockets: resets,
+	 * TIME_WAIT ACKs; forwarded packets; sockets of exited processes). */
+	struct counters unattributed_out;
+	/* Received by the namespace's interfaces. */
+	struct counters received;
+	/* Of those, delivered to a process's socket and counted to it. */
+	struct counters attributed_in;
+};
+
+/* frags map (wire counting): the IPv4 fragments of one datagram as they
+ * arrived, until the datagram, reassembled, reaches its socket. */
+struct frag_key {
+	__u32 saddr;
+	__u32 daddr;
+	__u16 id;
+	__u8 proto;
+	__u8 _pad;
+};
+
+struct frag_val {
+	__u64 packets;
+	__u64 bytes;
+};
+
 /* Rare-path event counters, a global in .bss that user space reads. */
 struct netatop_stats {
 	/* Events not counted because the threads or procs map was full. */
@@ -94,6 +141,12 @@ struct netatop_stats {
 	__u64 exits;
 	/* Socket calls counted for threads that have exited. */
 	__u64 exited_events;
+	/* Wire counting: sockets whose owner could not be recorded (no
+	 * memory for its storage, or the listeners map full). */
+	__u64 owner_failed;
+	/* Wire counting: packets not counted per namespace because the wire
+	 * map was full (they are still counted to their process). */
+	__u64 wire_map_full;
 	/* kprobe tier: calls whose return was never seen (a kretprobe has a
 	 * bounded number of calls in flight); they are not counted. */
 	__u64 kretprobe_missed;

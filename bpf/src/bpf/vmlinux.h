@@ -37,6 +37,8 @@ enum bpf_map_type {
 	BPF_MAP_TYPE_HASH = 1,
 	BPF_MAP_TYPE_ARRAY = 2,
 	BPF_MAP_TYPE_QUEUE = 22,
+	BPF_MAP_TYPE_LRU_HASH = 9,
+	BPF_MAP_TYPE_SK_STORAGE = 24,
 	BPF_MAP_TYPE_TASK_STORAGE = 29,
 };
 
@@ -45,6 +47,63 @@ enum {
 	BPF_NOEXIST = 1,
 	BPF_F_NO_PREALLOC = 1,
 	BPF_LOCAL_STORAGE_GET_F_CREATE = 1,
+	BPF_SK_STORAGE_GET_F_CREATE = 1,
+	/* A socket's storage is copied to the sockets cloned from it (a
+	 * listener's to the connections it accepts). */
+	BPF_F_CLONE = 1 << 9,
+};
+
+/* The context of a cgroup_skb program (include/uapi/linux/bpf.h): a
+ * stable ABI, its offsets rewritten by the verifier, so no CO-RE. */
+struct __sk_buff {
+	__u32 len;
+	__u32 pkt_type;
+	__u32 mark;
+	__u32 queue_mapping;
+	__u32 protocol;
+	__u32 vlan_present;
+	__u32 vlan_tci;
+	__u32 vlan_proto;
+	__u32 priority;
+	__u32 ingress_ifindex;
+	__u32 ifindex;
+	__u32 tc_index;
+	__u32 cb[5];
+	__u32 hash;
+	__u32 tc_classid;
+	__u32 data;
+	__u32 data_end;
+	__u32 napi_id;
+	__u32 family;
+	__u32 remote_ip4;
+	__u32 local_ip4;
+	__u32 remote_ip6[4];
+	__u32 local_ip6[4];
+	__u32 remote_port;
+	__u32 local_port;
+	__u32 data_meta;
+	union {
+		struct bpf_flow_keys *flow_keys;
+		__u64 :64;
+	} __attribute__((aligned(8)));
+	__u64 tstamp;
+	__u32 wire_len;
+	__u32 gso_segs;
+	union {
+		struct bpf_sock *sk;
+		__u64 :64;
+	} __attribute__((aligned(8)));
+	__u32 gso_size;
+};
+
+struct bpf_flow_keys;
+
+/* A socket as a cgroup_skb program sees it (stable ABI). */
+struct bpf_sock {
+	__u32 bound_dev_if;
+	__u32 family;
+	__u32 type;
+	__u32 protocol;
 };
 
 #pragma clang attribute push(__attribute__((preserve_access_index)), apply_to = record)
@@ -53,8 +112,24 @@ typedef struct {
 	int counter;
 } atomic_t;
 
+struct ns_common {
+	unsigned int inum;
+};
+
+struct net {
+	struct ns_common ns;
+};
+
+typedef struct {
+	struct net *net;
+} possible_net_t;
+
 struct sock_common {
 	unsigned short skc_family;
+	volatile unsigned char skc_state;
+	possible_net_t skc_net;
+	/* A request socket's listener (in a union with skc_flags). */
+	struct sock *skc_listener;
 };
 
 struct sock {
@@ -62,10 +137,45 @@ struct sock {
 	/* Plain u16 fields since Linux 5.6 (bitfields before). */
 	__u16 sk_type;
 	__u16 sk_protocol;
+	/* A socket the kernel made for itself (tunnels, control sockets). */
+	__u8 sk_kern_sock : 1;
 };
 
 struct socket {
 	struct sock *sk;
+};
+
+struct net_device {
+	int ifindex;
+	possible_net_t nd_net;
+};
+
+/* sk_buff_data_t is an offset from head on 64-bit kernels. */
+struct sk_buff {
+	struct sock *sk;
+	struct net_device *dev;
+	unsigned int len;
+	__be16 protocol;
+	__u16 transport_header;
+	__u16 network_header;
+	unsigned char *head;
+	unsigned char *data;
+	unsigned int end;
+};
+
+/* The counters TCP keeps per socket (tcp_info), read by the benchmarks'
+ * other way of counting the wire (tcpinfo.bpf.c). */
+struct tcp_sock {
+	__u16 tcp_header_len;
+	__u32 segs_in;
+	__u32 segs_out;
+	__u64 bytes_sent;
+	__u64 bytes_received;
+};
+
+struct skb_shared_info {
+	unsigned short gso_size;
+	unsigned short gso_segs;
 };
 
 struct pipe_inode_info;

@@ -7,6 +7,7 @@ use std::time::{Duration, Instant};
 
 use log::{debug, warn};
 use netatop_protocol::control::Stats;
+use netatop_protocol::Counters;
 
 use super::client::Client;
 use super::{Core, Server};
@@ -378,6 +379,29 @@ impl Core {
             closed_idle: st.closed_idle,
             thread_storage_failed: k.thread_storage_failed,
             thread_storage_bytes: tracer.thread_storage_memory(census.threads),
+            count: tracer.attached().count.name().to_owned(),
+            unattributed: unattributed(&tracer.read_wire()?),
+            owner_failed: k.owner_failed,
+            wire_map_full: k.wire_map_full,
         })
     }
+}
+
+/// Per network namespace, what its interfaces carried that no process is
+/// counted for: sent by no process's socket, and received but not
+/// delivered to one (the sockets' claims subtracted from what arrived).
+fn unattributed(wire: &[(u32, netatopd_bpf::types::wire_netns)]) -> Vec<(u32, Counters)> {
+    let mut out: Vec<(u32, Counters)> = wire
+        .iter()
+        .map(|(netns, w)| {
+            let mut c = crate::collect::counters(&w.unattributed_out);
+            c.add(
+                &crate::collect::counters(&w.received)
+                    .since(&crate::collect::counters(&w.attributed_in)),
+            );
+            (*netns, c)
+        })
+        .collect();
+    out.sort_by_key(|(netns, _)| *netns);
+    out
 }

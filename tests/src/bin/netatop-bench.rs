@@ -35,6 +35,8 @@ struct Scale {
     large_procs: usize,
     large_farms: usize,
     large_threads_per_farm: usize,
+    /// The wire section's traffic, divided by this.
+    wire_divisor: usize,
 }
 
 impl Scale {
@@ -52,6 +54,7 @@ impl Scale {
             large_procs: 40_000,
             large_farms: 50,
             large_threads_per_farm: 2_000,
+            wire_divisor: 1,
         }
     }
 
@@ -69,6 +72,7 @@ impl Scale {
             large_procs: 500,
             large_farms: 2,
             large_threads_per_farm: 1_000,
+            wire_divisor: 10,
         }
     }
 }
@@ -135,6 +139,9 @@ fn load_forced(
             .and_then(|v| netatopd_bpf::SnapshotMethod::from_name(&v)),
         threads: var("NETATOPD_TEST_THREADS")
             .and_then(|v| netatopd_bpf::ThreadStore::from_name(&v)),
+        count: var("NETATOPD_TEST_COUNT")
+            .and_then(|v| netatopd_bpf::Count::from_name(&v))
+            .unwrap_or_default(),
     };
     netatopd_bpf::Tracer::load_on(&netatopd_bpf::Kernel::probe(), &opts, dir)
 }
@@ -158,12 +165,16 @@ impl NetatopdPrograms {
         let Some(store) = store else {
             return Self::load();
         };
-        let dir =
-            std::path::PathBuf::from(format!("/sys/fs/bpf/netatop-bench-{}", std::process::id()));
-        let opts = netatopd_bpf::LoadOptions {
+        Self::load_opts(netatopd_bpf::LoadOptions {
             threads: Some(store),
             ..Default::default()
-        };
+        })
+    }
+
+    /// As the daemon loads them with options `opts`.
+    fn load_opts(opts: netatopd_bpf::LoadOptions) -> Self {
+        let dir =
+            std::path::PathBuf::from(format!("/sys/fs/bpf/netatop-bench-{}", std::process::id()));
         let (tracer, _) =
             netatopd_bpf::Tracer::load_on(&netatopd_bpf::Kernel::probe(), &opts, &dir)
                 .expect("loading netatopd's programs");
@@ -271,6 +282,134 @@ fn calls(s: &Scale) {
     if storage {
         kernel_figure(s, &["--thread-counters", "hash-map"]);
     }
+}
+
+/// Counting the wire against counting calls: the ping-pong of section 1
+/// sends and receives one packet per call, so the wire's figure is the
+/// added cost of a call and of a packet each way.
+fn wire(s: &Scale) {
+    println!(
+        "## 9. Counting the wire: added cost per call and packet (the ping-pong of section 1)\n"
+    );
+    let counting = |count| {
+        let _programs = NetatopdPrograms::load_opts(netatopd_bpf::LoadOptions {
+            count,
+            ..Default::default()
+        });
+        ping_pong(s.round_trips, 0)
+    };
+    let [off, empty, calls, wire, tcpinfo] = interleaved(s.rounds, |which| match which {
+        0 => ping_pong(s.round_trips, 0),
+        1 => {
+            let _probe = netatopd_bpf::EmptyProbe::attach().expect("empty programs");
+            ping_pong(s.round_trips, 0)
+        }
+        2 => counting(netatopd_bpf::Count::Calls),
+        3 => counting(netatopd_bpf::Count::Wire),
+        _ => {
+            let _probe = netatopd_bpf::TcpInfoProbe::attach().expect("the tcp_info programs");
+            ping_pong(s.round_trips, 0)
+        }
+    });
+    println!(
+        "{} rounds of {} round trips (2 calls, 2 loopback packets each), interleaved, medians:\n",
+        s.rounds, s.round_trips
+    );
+    println!("| attached | ns per call | added ns | ratio |\n|---|---|---|---|");
+    for (what, v) in [
+        ("nothing (netatopd stopped)", off),
+        ("empty tp_btf programs", empty),
+        ("netatopd --count calls", calls),
+        ("netatopd --count wire", wire),
+        (
+            "the other design: TCP's counters at calls, UDP per call",
+            tcpinfo,
+        ),
+    ] {
+        println!("| {what} | {v:.1} | {:.1} | {:.3} |", v - off, v / off);
+    }
+    println!(
+        "\n--count wire beyond --count calls: {:.1} ns per call and its packet\n",
+        wire - calls
+    );
+    kernel_figure(s, &["--count", "wire"]);
+    wire_accuracy(s);
+}
+
+/// Each way of counting against what the interfaces carried, between two
+/// network namespaces (tests/src/netns.rs): netatopd --count wire, the
+/// other design (TCP's own counters read at calls, `TcpInfoProbe`) and
+/// netatopd's calls, for the same traffic at once.
+fn wire_accuracy(s: &Scale) {
+    use netatopd_tests::netns::{start_across, Before, Wire};
+    println!(
+        "\n### Against the interfaces: packets and IP bytes sent (both ends are the \
+         generator's; each packet is sent once)\n"
+    );
+    let d = Daemon::start(&["--count", "wire"]);
+    let tcpinfo = netatopd_bpf::TcpInfoProbe::attach().expect("loading the tcp_info programs");
+    let w = Wire::create("bench");
+    println!(
+        "| traffic | the wire carried | --count wire (processes + unattributed) | TCP's counters at calls | calls |\n|---|---|---|---|---|"
+    );
+    let n = s.wire_divisor;
+    let cases: [(&str, &str, usize, usize, &[&str]); 5] = [
+        (
+            "TCP, request/response of 32 B on one connection",
+            "tcp-rr",
+            5000 / n,
+            32,
+            &[],
+        ),
+        (
+            "TCP, short connections, one exchange of 32 B each",
+            "tcp-conns",
+            500 / n,
+            32,
+            &[],
+        ),
+        (
+            "TCP, one way, 64 KiB sends",
+            "tcp-bulk",
+            800 / n,
+            65536,
+            &[],
+        ),
+        ("UDP, exchanges of 200 B", "udp-rr", 1000 / n, 200, &[]),
+        (
+            "UDP, exchanges of 3,000 B (IP fragments)",
+            "udp-rr",
+            200 / n,
+            3000,
+            &[],
+        ),
+    ];
+    for (what, scenario, count, size, extra) in cases {
+        let before = Before::take(&d, &w);
+        let (g, r) = start_across(&w, scenario, count, size, extra);
+        let rk = before.settle(&d, &w, &[r.pid], what);
+        let b = tcpinfo.counted(r.pid as u32);
+        let mut a = rk.process;
+        a.add(&rk.unattributed);
+        let cell = |packets: u64, bytes: u64| {
+            let err = |x: u64, of: u64| 100.0 * (x as f64 - of as f64) / of as f64;
+            format!(
+                "{packets} pk ({:+.1}%), {bytes} B ({:+.1}%)",
+                err(packets, rk.carried.packets),
+                err(bytes, rk.carried.bytes)
+            )
+        };
+        println!(
+            "| {what} ({count} x {size} B) | {} pk, {} B | {} | {} | {} |",
+            rk.carried.packets,
+            rk.carried.bytes,
+            cell(a.send_packets(), a.send_bytes()),
+            cell(b.tcpsndpacks + b.udpsndpacks, b.tcpsndbytes + b.udpsndbytes),
+            cell(r.counters.send_packets(), r.counters.send_bytes()),
+        );
+        g.finish();
+    }
+    println!();
 }
 
 /// netatopd's programs attached the way `mode` says, in this process;
@@ -930,8 +1069,9 @@ fn main() {
         })
         .map(|(_, a)| a.as_str())
         .collect();
-    const ALL: [&str; 9] = [
+    const ALL: [&str; 10] = [
         "calls", "ways", "threads", "snapshot", "memory", "maps", "churn", "startup", "large",
+        "wire",
     ];
     for s in &sections {
         if !ALL.contains(s) && *s != "others" {
@@ -965,6 +1105,7 @@ fn main() {
             "churn" => churn(&scale),
             "startup" => startup(&scale),
             "large" => large(&scale),
+            "wire" => wire(&scale),
             _ => others(&scale),
         }
     }

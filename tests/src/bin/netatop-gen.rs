@@ -3,7 +3,7 @@
 //!
 //! Usage: netatop-gen SCENARIO [--wait-go] [--linger] [--count N] [--size N] [--threads N]
 //!        [--pace-us N] [--name NAME] [--rename NAME] [--carry C1,...,C8]
-//!        [--peer-netns PATH --peer-addr IPV4]
+//!        [--peer-netns PATH --peer-addr IPV4] [--gso N]
 //!
 //! With --wait-go it reads one line from stdin before any traffic. It then
 //! prints one JSON object on stdout (pid, the eight counters, failed calls,
@@ -277,6 +277,50 @@ fn tcp_write_all(t: &mut Truth, fd: RawFd, buf: &[u8]) -> io::Result<()> {
     Ok(())
 }
 
+/// A TCP server on a thread inside the peer's namespace, listening on
+/// its address: `serve` gets the listener and counts its calls into the
+/// thread's truth. Returns the port (once it listens) and the thread.
+fn tcp_server(
+    peer: &Peer,
+    serve: impl FnOnce(&mut Truth, TcpListener) -> io::Result<()> + Send + 'static,
+) -> io::Result<(u16, std::thread::JoinHandle<io::Result<Truth>>)> {
+    let (port_tx, port_rx) = std::sync::mpsc::channel();
+    let addr = peer.addr;
+    let server = in_netns(&peer.netns, move || {
+        let mut st = Truth::default();
+        let l = TcpListener::bind((addr, 0))?;
+        port_tx
+            .send(l.local_addr()?.port())
+            .expect("the client waits for the port");
+        serve(&mut st, l)?;
+        Ok(st)
+    });
+    match port_rx.recv() {
+        Ok(port) => Ok((port, server)),
+        Err(_) => Err(server
+            .join()
+            .expect("server thread panicked")
+            .err()
+            .unwrap_or_else(|| io::Error::other("the server thread ended before listening"))),
+    }
+}
+
+/// Runs `client` against a server of [`tcp_server`] and adds the
+/// server's truth to `t` once both are done.
+fn with_tcp_server(
+    t: &mut Truth,
+    peer: &Peer,
+    serve: impl FnOnce(&mut Truth, TcpListener) -> io::Result<()> + Send + 'static,
+    client: impl FnOnce(&mut Truth, u16) -> io::Result<()>,
+) -> io::Result<()> {
+    let (port, server) = tcp_server(peer, serve)?;
+    let done = client(t, port);
+    let served = server.join().expect("server thread panicked");
+    done?;
+    t.add(&served?);
+    Ok(())
+}
+
 /// `conns` TCP connections to the peer, one after the other, each with
 /// `exchanges` request/response pairs of `size` bytes; the client closes
 /// first. Both ends are this process's.
@@ -287,31 +331,22 @@ fn tcp_exchanges(
     exchanges: usize,
     size: usize,
 ) -> io::Result<()> {
-    let (port_tx, port_rx) = std::sync::mpsc::channel();
     let addr = peer.addr;
-    let server = in_netns(&peer.netns, move || {
-        let mut st = Truth::default();
-        let l = TcpListener::bind((addr, 0))?;
-        port_tx
-            .send(l.local_addr()?.port())
-            .expect("the client waits for the port");
+    let serve = move |st: &mut Truth, l: TcpListener| {
         let mut buf = vec![0u8; size];
         for _ in 0..conns {
             let (s, _) = l.accept()?;
             for _ in 0..exchanges {
-                tcp_read_exact(&mut st, s.as_raw_fd(), &mut buf)?;
-                tcp_write_all(&mut st, s.as_raw_fd(), &buf)?;
+                tcp_read_exact(st, s.as_raw_fd(), &mut buf)?;
+                tcp_write_all(st, s.as_raw_fd(), &buf)?;
             }
             // The client's close: a read that returns 0 (not counted).
             let n = recv(s.as_raw_fd(), &mut buf, 0);
             st.call(Proto::Tcp, false, n);
         }
-        Ok(st)
-    });
-    let port = port_rx
-        .recv()
-        .map_err(|_| io::Error::other("the server thread ended before listening"));
-    let client = port.and_then(|port| {
+        Ok(())
+    };
+    with_tcp_server(t, peer, serve, |t, port| {
         let msg = vec![0x3cu8; size];
         let mut buf = vec![0u8; size];
         for _ in 0..conns {
@@ -322,12 +357,365 @@ fn tcp_exchanges(
             }
         }
         Ok(())
-    });
-    let served = server.join().expect("server thread panicked");
-    client?;
-    t.add(&served?);
+    })
+}
+
+/// `count` sends of `size` bytes to the peer on one connection, one way;
+/// the server reads until the client closes. Both ends are this
+/// process's.
+fn tcp_bulk(t: &mut Truth, peer: &Peer, count: usize, size: usize) -> io::Result<()> {
+    let addr = peer.addr;
+    let serve = |st: &mut Truth, l: TcpListener| {
+        let (s, _) = l.accept()?;
+        let mut buf = vec![0u8; 1 << 16];
+        loop {
+            let n = recv(s.as_raw_fd(), &mut buf, 0);
+            st.call(Proto::Tcp, false, n);
+            if n <= 0 {
+                return Ok(());
+            }
+        }
+    };
+    with_tcp_server(t, peer, serve, |t, port| {
+        let c = TcpStream::connect((addr, port))?;
+        let msg = vec![0x42u8; size];
+        for _ in 0..count {
+            tcp_write_all(t, c.as_raw_fd(), &msg)?;
+        }
+        Ok(())
+    })
+}
+
+/// An echo server on a thread in the peer's namespace: one connection,
+/// echoed until the client closes. Returns the port and the thread.
+fn echo_server(
+    peer: &Peer,
+    size: usize,
+) -> io::Result<(u16, std::thread::JoinHandle<io::Result<Truth>>)> {
+    tcp_server(peer, move |st, l| {
+        let (s, _) = l.accept()?;
+        let mut buf = vec![0u8; size];
+        loop {
+            let n = recv(s.as_raw_fd(), &mut buf, 0);
+            st.call(Proto::Tcp, false, n);
+            if n <= 0 {
+                return Ok(());
+            }
+            tcp_write_all(st, s.as_raw_fd(), &buf[..n as usize])?;
+        }
+    })
+}
+
+/// `n` request/response exchanges of `size` bytes on `fd` (async-signal
+/// safe: no allocation, for a forked child). False when one failed.
+fn exchanges_raw(fd: RawFd, n: usize, buf: &mut [u8]) -> bool {
+    for _ in 0..n {
+        let mut sent = 0;
+        while sent < buf.len() {
+            let r = send(fd, &buf[sent..], 0);
+            if r <= 0 {
+                return false;
+            }
+            sent += r as usize;
+        }
+        let mut got = 0;
+        while got < buf.len() {
+            let r = recv(fd, &mut buf[got..], 0);
+            if r <= 0 {
+                return false;
+            }
+            got += r as usize;
+        }
+    }
+    true
+}
+
+fn write_byte(fd: RawFd) -> bool {
+    write(fd, b"x") == 1
+}
+
+fn read_byte(fd: RawFd) -> bool {
+    let mut b = [0u8; 1];
+    read(fd, &mut b) == 1
+}
+
+/// One connection used by two processes in turn: a child makes `count`
+/// exchanges, then the generator one; the generator then prints a first
+/// report (its pid, and its child's in `children`) and waits for a line
+/// on stdin, makes `count - 1` more exchanges and closes the connection.
+/// With `scm` the child connects and passes the socket to the generator
+/// with SCM_RIGHTS; else the generator connects and forks the child with
+/// it. The child closes its copy after its turn. The echo server runs on
+/// a thread of the generator (its traffic is the generator's).
+fn handover(children: &mut Vec<i32>, peer: &Peer, o: &Opts, scm: bool) -> io::Result<()> {
+    let (port, server) = echo_server(peer, o.size)?;
+    // Child to parent: its turn is over.
+    let (done_r, done_w) = pipe()?;
+    // Parent to child: closed when the generator exits.
+    let (hold_r, hold_w) = pipe()?;
+    let mut pair = [0; 2];
+    // SAFETY: `pair` has room for the two descriptors.
+    if unsafe {
+        libc::socketpair(
+            libc::AF_UNIX,
+            libc::SOCK_STREAM | libc::SOCK_CLOEXEC,
+            0,
+            pair.as_mut_ptr(),
+        )
+    } != 0
+    {
+        return Err(io::Error::last_os_error());
+    }
+    let conn = if scm {
+        None
+    } else {
+        Some(TcpStream::connect((peer.addr, port))?)
+    };
+    // SAFETY: all-zero is a valid sockaddr_in; the fields are set below.
+    let mut sa: libc::sockaddr_in = unsafe { zeroed() };
+    sa.sin_family = libc::AF_INET as libc::sa_family_t;
+    sa.sin_port = port.to_be();
+    sa.sin_addr.s_addr = u32::from(peer.addr).to_be();
+    let mut buf = vec![0x5eu8; o.size];
+    let count = o.count;
+    // SAFETY: the child makes only async-signal-safe calls (socket,
+    // connect, send, recv, sendmsg, read, write, close, _exit) on buffers
+    // allocated before.
+    let pid = unsafe { libc::fork() };
+    if pid < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    if pid == 0 {
+        // SAFETY: the parent's ends and the test's pipe (stdout): the
+        // child keeps none of them open; then its turn.
+        let ok = unsafe {
+            libc::close(done_r);
+            libc::close(hold_w);
+            libc::close(pair[0]);
+            libc::close(1);
+            let fd = match &conn {
+                Some(c) => c.as_raw_fd(),
+                None => {
+                    let fd = libc::socket(libc::AF_INET, libc::SOCK_STREAM, 0);
+                    let len = size_of::<libc::sockaddr_in>() as libc::socklen_t;
+                    if fd < 0
+                        || libc::connect(fd, (&sa as *const libc::sockaddr_in).cast(), len) != 0
+                    {
+                        libc::_exit(1);
+                    }
+                    fd
+                }
+            };
+            exchanges_raw(fd, count, &mut buf)
+                && (!scm || send_fd(pair[1], fd))
+                && libc::close(fd) == 0
+                && write_byte(done_w)
+        };
+        // Stays until the generator exits.
+        while read_byte(hold_r) {}
+        // SAFETY: exits the child without unwinding.
+        unsafe { libc::_exit(if ok { 0 } else { 1 }) };
+    }
+    children.push(pid);
+    // SAFETY: the parent's copies of the child's ends.
+    unsafe {
+        libc::close(done_w);
+        libc::close(hold_r);
+        libc::close(pair[1]);
+    }
+    let fail = |what: &str| io::Error::other(format!("handover: {what}"));
+    if !read_byte(done_r) {
+        return Err(fail("the child's turn failed"));
+    }
+    let c = match conn {
+        Some(c) => c,
+        None => {
+            let fd = recv_fd(pair[0]);
+            if fd < 0 {
+                return Err(fail("no socket came over SCM_RIGHTS"));
+            }
+            // SAFETY: a descriptor just received, owned by nothing else.
+            TcpStream::from(unsafe { OwnedFd::from_raw_fd(fd) })
+        }
+    };
+    if !exchanges_raw(c.as_raw_fd(), 1, &mut buf) {
+        return Err(fail("the generator's first exchange failed"));
+    }
+    let first = Report {
+        pid: std::process::id(),
+        truth: Truth::default(),
+        tids: Vec::new(),
+        children: children.clone(),
+        threads: Vec::new(),
+    };
+    println!(
+        "{}",
+        serde_json::to_string(&first).expect("serialising the report")
+    );
+    let mut line = String::new();
+    io::stdin().lock().read_line(&mut line)?;
+    if !exchanges_raw(c.as_raw_fd(), count - 1, &mut buf) {
+        return Err(fail("the generator's last exchanges failed"));
+    }
+    drop(c);
+    server.join().expect("server thread panicked")?;
+    // `hold_w` stays open: the child stays until the generator exits.
     Ok(())
 }
+
+/// Runs `f` with a one-byte message that has room for one descriptor's
+/// control data (8-byte aligned, on the stack), for [`send_fd`] and
+/// [`recv_fd`]: async-signal safe.
+fn with_fd_message<R>(f: impl FnOnce(&mut libc::msghdr) -> R) -> R {
+    let mut byte = [0u8; 1];
+    let mut control = [0u64; 4];
+    let mut iov = libc::iovec {
+        iov_base: byte.as_mut_ptr().cast(),
+        iov_len: 1,
+    };
+    // SAFETY: all-zero is a valid msghdr; its pointers are set below.
+    let mut msg: libc::msghdr = unsafe { zeroed() };
+    msg.msg_iov = &mut iov;
+    msg.msg_iovlen = 1;
+    msg.msg_control = control.as_mut_ptr().cast();
+    msg.msg_controllen = size_of_val(&control);
+    f(&mut msg)
+}
+
+/// Sends descriptor `fd` over the Unix socket `over`. Async-signal safe
+/// (a forked child calls it).
+fn send_fd(over: RawFd, fd: RawFd) -> bool {
+    with_fd_message(|msg| {
+        // SAFETY: CMSG_SPACE only computes a size (24 bytes here, within
+        // the message's control buffer); the header and data written are
+        // within it.
+        unsafe {
+            msg.msg_controllen = libc::CMSG_SPACE(size_of::<RawFd>() as u32) as usize;
+            let cmsg = libc::CMSG_FIRSTHDR(msg);
+            (*cmsg).cmsg_level = libc::SOL_SOCKET;
+            (*cmsg).cmsg_type = libc::SCM_RIGHTS;
+            (*cmsg).cmsg_len = libc::CMSG_LEN(size_of::<RawFd>() as u32) as usize;
+            std::ptr::write_unaligned(libc::CMSG_DATA(cmsg).cast::<RawFd>(), fd);
+            libc::sendmsg(over, msg, 0) == 1
+        }
+    })
+}
+
+/// Receives a descriptor sent with [`send_fd`]; -1 on failure. Async-
+/// signal safe (a forked child calls it).
+fn recv_fd(over: RawFd) -> RawFd {
+    with_fd_message(|msg| {
+        // SAFETY: `msg` points to buffers that live through the call; the
+        // control message is read only when the kernel says it is there.
+        unsafe {
+            if libc::recvmsg(over, msg, 0) != 1 {
+                return -1;
+            }
+            let cmsg = libc::CMSG_FIRSTHDR(msg);
+            if cmsg.is_null() || (*cmsg).cmsg_type != libc::SCM_RIGHTS {
+                return -1;
+            }
+            std::ptr::read_unaligned(libc::CMSG_DATA(cmsg).cast::<RawFd>())
+        }
+    })
+}
+
+/// `count` UDP exchanges with the peer: the client sends `size` bytes (in
+/// one datagram, fragmented by IP when it is larger than the path's MTU;
+/// or with `gso` > 0 in one call that the kernel cuts into datagrams of
+/// `gso` bytes, UDP_SEGMENT), the server reads them all and sends `size`
+/// bytes back in one datagram. Both ends are this process's.
+fn udp_exchanges(
+    t: &mut Truth,
+    peer: &Peer,
+    count: usize,
+    size: usize,
+    gso: usize,
+) -> io::Result<()> {
+    let addr = peer.addr;
+    let (port_tx, port_rx) = std::sync::mpsc::channel();
+    let (client_tx, client_rx) = std::sync::mpsc::channel::<SocketAddr>();
+    let server = in_netns(&peer.netns, move || {
+        let mut st = Truth::default();
+        let s = UdpSocket::bind((addr, 0))?;
+        port_tx
+            .send(s.local_addr()?.port())
+            .expect("the client waits for the port");
+        let client = client_rx
+            .recv()
+            .map_err(|_| io::Error::other("the client never said where it is"))?;
+        s.connect(client)?;
+        let mut buf = vec![0u8; size.max(1) + 1];
+        for _ in 0..count {
+            let mut got = 0;
+            while got < size {
+                let n = recv(s.as_raw_fd(), &mut buf, 0);
+                st.call(Proto::Udp, false, n);
+                if n <= 0 {
+                    return Err(io::Error::last_os_error());
+                }
+                got += n as usize;
+            }
+            let n = send(s.as_raw_fd(), &buf[..size], 0);
+            st.call(Proto::Udp, true, n);
+            if n <= 0 {
+                return Err(io::Error::last_os_error());
+            }
+        }
+        Ok(st)
+    });
+    let client = port_rx
+        .recv()
+        .map_err(|_| io::Error::other("the server thread ended before binding"))
+        .and_then(|port| {
+            let c = UdpSocket::bind((Ipv4Addr::UNSPECIFIED, 0))?;
+            c.connect((addr, port))?;
+            client_tx
+                .send(c.local_addr()?)
+                .map_err(|_| io::Error::other("the server thread ended"))?;
+            if gso > 0 {
+                let seg = gso as libc::c_int;
+                // SAFETY: `seg` is a valid int option value for the call.
+                let r = unsafe {
+                    libc::setsockopt(
+                        c.as_raw_fd(),
+                        libc::SOL_UDP,
+                        UDP_SEGMENT,
+                        (&seg as *const libc::c_int).cast(),
+                        size_of_val(&seg) as libc::socklen_t,
+                    )
+                };
+                if r != 0 {
+                    return Err(io::Error::last_os_error());
+                }
+            }
+            let msg = vec![0x77u8; size];
+            let mut buf = vec![0u8; size + 1];
+            for _ in 0..count {
+                let n = send(c.as_raw_fd(), &msg, 0);
+                t.call(Proto::Udp, true, n);
+                if n <= 0 {
+                    return Err(io::Error::last_os_error());
+                }
+                let n = recv(c.as_raw_fd(), &mut buf, 0);
+                t.call(Proto::Udp, false, n);
+                if n as usize != size {
+                    return Err(io::Error::other(format!(
+                        "a reply of {n} bytes, not {size}"
+                    )));
+                }
+            }
+            Ok(())
+        });
+    // A failed client leaves the server waiting: it is not joined then
+    // (the process exits with the error).
+    client?;
+    t.add(&server.join().expect("server thread panicked")?);
+    Ok(())
+}
+
+/// UDP_SEGMENT (linux/udp.h): the size of the datagrams a send is cut into.
+const UDP_SEGMENT: libc::c_int = 103;
 
 /// sendmmsg/recvmmsg in batches of 8 datagrams.
 fn mmsg(t: &mut Truth, o: &Opts) -> io::Result<()> {
@@ -1221,7 +1609,7 @@ fn main() -> ExitCode {
         "churn" => churn(&mut children, &o),
         // Across the namespaces of a test's wire: --peer-netns PATH
         // --peer-addr IPV4 (where the server listens).
-        "tcp-rr" | "tcp-conns" => {
+        "tcp-rr" | "tcp-conns" | "tcp-bulk" | "tcp-fork" | "tcp-scm" | "udp-rr" => {
             let text = |f: &str| {
                 args.iter()
                     .position(|a| a == f)
@@ -1233,10 +1621,13 @@ fn main() -> ExitCode {
                 netns: text("--peer-netns"),
                 addr: text("--peer-addr").parse().expect("an IPv4 --peer-addr"),
             };
-            if scenario == "tcp-rr" {
-                tcp_exchanges(&mut t, &peer, 1, o.count, o.size)
-            } else {
-                tcp_exchanges(&mut t, &peer, o.count, 1, o.size)
+            match scenario.as_str() {
+                "tcp-rr" => tcp_exchanges(&mut t, &peer, 1, o.count, o.size),
+                "tcp-conns" => tcp_exchanges(&mut t, &peer, o.count, 1, o.size),
+                "tcp-bulk" => tcp_bulk(&mut t, &peer, o.count, o.size),
+                "tcp-fork" => handover(&mut children, &peer, &o, false),
+                "tcp-scm" => handover(&mut children, &peer, &o, true),
+                _ => udp_exchanges(&mut t, &peer, o.count, o.size, num("--gso", 0)),
             }
         }
         other => {

@@ -119,6 +119,7 @@ pub fn run(args: &Args, o: &Opts) -> Result<()> {
         _ => None,
     };
     let mut source = Source::open(args, need)?;
+    let wire = !o.json && source.counts_wire()?;
     let mut procs = source.processes(o.threads, o.exited)?;
     select(&mut procs, o);
     let stdout = io::stdout();
@@ -131,7 +132,12 @@ pub fn run(args: &Args, o: &Opts) -> Result<()> {
             rows.push(process_row(p, o.raw));
             rows.extend(p.threads.iter().map(|t| thread_row(t, o.raw)));
         }
-        table::write(&mut out, &columns(), &rows)
+        (if wire {
+            writeln!(out, "{}", crate::WIRE_NOTE)
+        } else {
+            Ok(())
+        })
+        .and_then(|()| table::write(&mut out, &columns(), &rows))
     })
 }
 

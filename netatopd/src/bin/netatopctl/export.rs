@@ -83,7 +83,14 @@ fn series(procs: &[Process], by: By) -> Vec<(String, Counters)> {
     }
 }
 
-pub fn write_openmetrics(procs: &[Process], by: By, out: &mut impl Write) -> io::Result<()> {
+/// The OpenMetrics text; with `wire`, each family's help says that its
+/// packets are IP packets and its bytes their IP length.
+pub fn write_openmetrics(
+    procs: &[Process],
+    by: By,
+    wire: bool,
+    out: &mut impl Write,
+) -> io::Result<()> {
     let series = series(procs, by);
     for (i, f) in FIELDS.iter().enumerate() {
         let name = f.metric();
@@ -91,7 +98,15 @@ pub fn write_openmetrics(procs: &[Process], by: By, out: &mut impl Write) -> io:
         if f.bytes {
             writeln!(out, "# UNIT {name} bytes")?;
         }
-        writeln!(out, "# HELP {name} {}", f.help)?;
+        if wire {
+            writeln!(
+                out,
+                "# HELP {name} {} (counting the wire: IP packets, bytes with headers)",
+                f.help
+            )?;
+        } else {
+            writeln!(out, "# HELP {name} {}", f.help)?;
+        }
         for (labels, c) in &series {
             writeln!(out, "{name}_total{{{labels}}} {}", c.fields()[i])?;
         }
@@ -102,9 +117,10 @@ pub fn write_openmetrics(procs: &[Process], by: By, out: &mut impl Write) -> io:
 pub fn run(args: &Args, o: &Opts) -> Result<()> {
     let Format::Openmetrics = o.format;
     let mut source = Source::open(args, None)?;
+    let wire = source.counts_wire()?;
     let procs = source.processes(false, false)?;
     let mut text = Vec::new();
-    write_openmetrics(&procs, o.by, &mut text).expect("writing to memory");
+    write_openmetrics(&procs, o.by, wire, &mut text).expect("writing to memory");
     match &o.output {
         None => output(io::stdout().lock().write_all(&text)),
         Some(path) => {
@@ -142,7 +158,7 @@ mod tests {
     fn families_series_and_eof() {
         let procs = [proc(20, "a\"b", 5), proc(10, "x", 7), proc(30, "x", 1)];
         let mut out = Vec::new();
-        write_openmetrics(&procs, By::Pid, &mut out).unwrap();
+        write_openmetrics(&procs, By::Pid, false, &mut out).unwrap();
         let text = String::from_utf8(out).unwrap();
         assert!(text.starts_with(
             "# TYPE netatop_tcp_send_packets counter\n# HELP netatop_tcp_send_packets "
@@ -159,7 +175,7 @@ mod tests {
         assert_eq!(text.matches("_total{").count(), 24);
 
         let mut out = Vec::new();
-        write_openmetrics(&procs, By::Command, &mut out).unwrap();
+        write_openmetrics(&procs, By::Command, false, &mut out).unwrap();
         let text = String::from_utf8(out).unwrap();
         assert!(text.contains("netatop_tcp_send_bytes_total{command=\"x\"} 8\n"));
         assert_eq!(text.matches("_total{").count(), 16);

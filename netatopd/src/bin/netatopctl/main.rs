@@ -189,6 +189,19 @@ impl Source {
         }
     }
 
+    /// Whether netatopd counts the wire (IP packets and their bytes) rather
+    /// than calls: asked of the control socket; a plain netatop service
+    /// counts calls.
+    pub fn counts_wire(&mut self) -> Result<bool> {
+        match self {
+            Source::Control(..) => match self.call(&Request::Stats)? {
+                Response::Stats(s) => Ok(s.count == "wire"),
+                other => bail!("unexpected response {other:?}"),
+            },
+            Source::Atop(..) => Ok(false),
+        }
+    }
+
     /// Every process, as the source can tell, each once.
     pub fn processes(&mut self, threads: bool, exited: bool) -> Result<Vec<Process>> {
         match self {
@@ -276,3 +289,7 @@ fn main() -> ExitCode {
         }
     }
 }
+
+/// The line that tells, above a table, that the counters count the wire.
+pub const WIRE_NOTE: &str =
+    "counting the wire: packets are IP packets, bytes their IP length, headers included";

@@ -4,6 +4,7 @@ use std::io::{self, Write};
 
 use anyhow::{bail, Result};
 use netatop_protocol::control::{Request, Response, Stats};
+use netatop_protocol::Counters;
 
 use crate::table;
 use crate::{output, Args, Source};
@@ -27,6 +28,28 @@ fn by_uid(clients: &[(u32, u64)]) -> String {
     each.join(", ")
 }
 
+/// One line per network namespace: what no process is counted for.
+fn unattributed(per_netns: &[(u32, Counters)]) -> Vec<(&'static str, String)> {
+    if per_netns.is_empty() {
+        return vec![("unattributed", "none".into())];
+    }
+    per_netns
+        .iter()
+        .map(|(netns, c)| {
+            (
+                "unattributed",
+                format!(
+                    "net:[{netns}] sent {} packets ({}), received {} packets ({})",
+                    c.send_packets(),
+                    table::bytes(c.send_bytes() as f64),
+                    c.recv_packets(),
+                    table::bytes(c.recv_bytes() as f64)
+                ),
+            )
+        })
+        .collect()
+}
+
 fn print_text(s: &Stats, out: &mut impl Write) -> io::Result<()> {
     let lines = [
         ("version", s.version.clone()),
@@ -34,6 +57,14 @@ fn print_text(s: &Stats, out: &mut impl Write) -> io::Result<()> {
         ("counting for", duration(s.counting_secs)),
         ("kernel", s.kernel.clone()),
         ("attach mode", s.attach_mode.clone()),
+        (
+            "counting",
+            match s.count.as_str() {
+                "wire" => "wire: IP packets and their bytes, headers included".to_owned(),
+                "calls" => "calls: socket calls and their payload bytes".to_owned(),
+                other => other.to_owned(),
+            },
+        ),
         (
             "pinned under",
             format!("{} ({} at start)", s.pin_dir, s.pinned),
@@ -100,6 +131,17 @@ fn print_text(s: &Stats, out: &mut impl Write) -> io::Result<()> {
         ),
         ("kretprobe misses", s.kretprobe_missed.to_string()),
     ];
+    let mut lines = lines.to_vec();
+    if s.count == "wire" {
+        lines.push((
+            "wire drops",
+            format!(
+                "{} sockets without an owner recorded, {} namespace-map full",
+                s.owner_failed, s.wire_map_full
+            ),
+        ));
+        lines.extend(unattributed(&s.unattributed));
+    }
     let w = lines.iter().map(|(k, _)| k.len()).max().unwrap_or(0);
     for (k, v) in lines {
         writeln!(out, "{:<w$}  {v}", format!("{k}:"), w = w + 1)?;

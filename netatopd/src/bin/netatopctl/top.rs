@@ -242,6 +242,7 @@ pub fn run(args: &Args, o: &Opts) -> Result<()> {
             .map_err(|e| anyhow!("cannot handle signals: {e}"))?;
     }
     let mut source = Source::open(args, None)?;
+    let wire = source.counts_wire()?;
     let tty = !o.json && io::stdout().is_terminal();
     let _screen = if tty {
         Some(Screen::enter().map_err(|e| anyhow!("cannot set up the terminal: {e}"))?)
@@ -273,12 +274,12 @@ pub fn run(args: &Args, o: &Opts) -> Result<()> {
         then = now;
         deadline = (deadline + interval).max(now);
         shown += 1;
-        output(show(&sample, o, tty))?;
+        output(show(&sample, o, tty, wire))?;
     }
     Ok(())
 }
 
-fn show(sample: &Sample, o: &Opts, tty: bool) -> io::Result<()> {
+fn show(sample: &Sample, o: &Opts, tty: bool, wire: bool) -> io::Result<()> {
     let mut out = io::stdout().lock();
     if o.json {
         serde_json::to_writer(&mut out, sample)?;
@@ -291,11 +292,15 @@ fn show(sample: &Sample, o: &Opts, tty: bool) -> io::Result<()> {
     if tty {
         text.extend_from_slice(b"\x1b[H\x1b[2J");
         if let Some(n) = terminal_rows() {
-            // The header line, the column line, and a last line kept free.
-            rows.truncate(n.saturating_sub(3));
+            // The header line(s), the column line, and a last line kept
+            // free.
+            rows.truncate(n.saturating_sub(3 + usize::from(wire)));
         }
     }
     writeln!(text, "{}", header(sample))?;
+    if wire {
+        writeln!(text, "{}", crate::WIRE_NOTE)?;
+    }
     table::write(&mut text, columns, &rows)?;
     if !tty {
         writeln!(text)?;
