@@ -87,8 +87,8 @@ pub enum LoadError {
     NoTaskIterator { kernel: String },
     #[error("--thread-counters task-storage: {why}; use hash-map")]
     NoTaskStorage { why: String },
-    #[error("--count wire: this kernel (Linux {kernel}) cannot: {why}; use --count calls")]
-    NoWire { kernel: String, why: String },
+    #[error("--count wire: {why}; use --count calls")]
+    NoWire { why: String },
     #[error("cannot use {dir} to pin netatopd's maps and programs: {why}")]
     PinDir { dir: PathBuf, why: String },
     #[error("{stage} the BPF programs: {source}")]

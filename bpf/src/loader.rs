@@ -390,27 +390,37 @@ impl Tracer {
             None if iterator => SnapshotMethod::TaskIterator,
             None => SnapshotMethod::MapWalk,
         };
-        let store = match opts.threads {
-            Some(ThreadStore::TaskStorage) => match kernel.task_storage_unavailable() {
-                None => ThreadStore::TaskStorage,
-                Some(why) => return Err(LoadError::NoTaskStorage { why }),
-            },
-            Some(s) => s,
-            None => ThreadStore::best(kernel),
+        let store = match (opts.threads, opts.count) {
+            // Packets count to their socket's owner thread from any
+            // context, which reaches a thread's counters by tid only in
+            // the hash map.
+            (Some(ThreadStore::TaskStorage), Count::Wire) => {
+                return Err(LoadError::NoWire {
+                    why: "wire counting keeps threads' counters in a hash map, where packets \
+                          outside a thread's own calls reach them; use --thread-counters \
+                          hash-map or auto"
+                        .into(),
+                })
+            }
+            (_, Count::Wire) => ThreadStore::HashMap,
+            (Some(ThreadStore::TaskStorage), Count::Calls) => {
+                match kernel.task_storage_unavailable() {
+                    None => ThreadStore::TaskStorage,
+                    Some(why) => return Err(LoadError::NoTaskStorage { why }),
+                }
+            }
+            (Some(s), Count::Calls) => s,
+            (None, Count::Calls) => ThreadStore::best(kernel),
         };
         let count = opts.count;
         if count == Count::Wire {
             if let Some(why) = wire::unavailable(kernel, mode) {
-                return Err(LoadError::NoWire {
-                    kernel: release(),
-                    why,
-                });
+                return Err(LoadError::NoWire { why });
             }
         }
         let cgroup = match count {
             Count::Calls => None,
             Count::Wire => Some(wire::cgroup2_root().map_err(|e| LoadError::NoWire {
-                kernel: release(),
                 why: format!("cannot open the root of the cgroup v2 hierarchy: {e}"),
             })?),
         };

@@ -81,16 +81,25 @@ pub fn unavailable(kernel: &Kernel, mode: Mode) -> Option<String> {
         "inet_sock_set_state",
     ] {
         if kernel.has_tracepoint(tp) != Some(true) {
-            return Some(format!("the tracepoint {tp} is not in this kernel's BTF"));
+            return Some(format!(
+                "this kernel (Linux {}) has no BTF for the tracepoint {tp}",
+                kernel.release
+            ));
         }
     }
     if !crate::kernel::net_admin() {
         return Some(
-            "its socket program (cgroup_skb) needs CAP_NET_ADMIN, which this process lacks".into(),
+            "its socket program (cgroup_skb) needs CAP_NET_ADMIN, which this process lacks \
+             (add it to the unit's AmbientCapabilities and CapabilityBoundingSet)"
+                .into(),
         );
     }
     if kernel.has_func("bpf_sk_storage_tracing_allowed") != Some(true) {
-        return Some("tracing programs cannot use socket-local storage before Linux 5.11".into());
+        return Some(format!(
+            "this kernel (Linux {}) cannot: tracing programs cannot use socket-local storage \
+             before Linux 5.11",
+            kernel.release
+        ));
     }
     None
 }

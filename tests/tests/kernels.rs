@@ -10,9 +10,9 @@
 //! storage for threads' counters from Linux 5.13), once forced to each
 //! other way it takes, and once with threads' counters in a hash map.
 //! Where the kernel can count the wire (Linux 5.11 and later) the wire
-//! suite (`tests/tests/wire.rs`: TCP, UDP and shared sockets between two
-//! network namespaces) runs too; where it cannot, `--count wire` must be
-//! refused, saying why.
+//! suite (`tests/tests/wire.rs`: TCP, UDP, shared sockets and threads
+//! between two network namespaces) runs too; where it cannot, `--count
+//! wire` must be refused, saying why.
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -58,7 +58,7 @@ fn suite_on(prefix: &str, auto: &str, threads: &str, forced: &[&str], wire: bool
     }
     if wire {
         script += &format!(
-            "'{}' --test-threads 1 tcp_counted udp_counted shared_socket\n",
+            "'{}' --test-threads 1 tcp_counted udp_counted shared_socket packets_count\n",
             test_binary("wire").display()
         );
     } else {
@@ -113,7 +113,7 @@ fn suite_on(prefix: &str, auto: &str, threads: &str, forced: &[&str], wire: bool
     assert_eq!(runs, 1 + forced.len() + usize::from(storage), "{console}");
     if wire {
         assert!(
-            console.contains("test result: ok. 3 passed"),
+            console.contains("test result: ok. 4 passed"),
             "the wire suite did not pass on Linux {prefix}:\n{console}"
         );
     } else {

@@ -454,14 +454,14 @@ static __always_inline void move_counters(struct counters *to, struct counters *
 	__sync_fetch_and_add(&to->udprcvbytes, v[7]);
 }
 
-/* The first owner of a socket takes what it carried before: into the
- * thread's counters, and what it received into its namespace's claims. */
-static __noinline void claim(struct sock_owner *o, struct thread_val *t, __u32 netns)
+/* The first owner of a socket takes what it carried before: into its
+ * counters `to`, and what it received into its namespace's claims. */
+static __noinline void claim(struct sock_owner *o, struct counters *to, __u32 netns)
 {
 	struct counters got = {};
 	struct wire_netns *w;
 
-	if (!o || !t)
+	if (!o || !to)
 		return;
 	move_counters(&got, &o->pending);
 	w = netns_entry(netns);
@@ -471,7 +471,7 @@ static __noinline void claim(struct sock_owner *o, struct thread_val *t, __u32 n
 		__sync_fetch_and_add(&w->attributed_in.udprcvpacks, got.udprcvpacks);
 		__sync_fetch_and_add(&w->attributed_in.udprcvbytes, got.udprcvbytes);
 	}
-	fold(&t->c, &got);
+	fold(to, &got);
 }
 
 /*
@@ -487,7 +487,8 @@ static __always_inline void tag(struct sock *sk)
 	__u64 id = bpf_get_current_pid_tgid();
 	struct task_struct *task;
 	struct thread_val *t;
-	__u32 netns;
+	struct proc_val *p;
+	__u32 netns, tgid;
 
 	o = bpf_sk_storage_get(&owners, sk, 0, BPF_SK_STORAGE_GET_F_CREATE);
 	if (!o) {
@@ -496,13 +497,17 @@ static __always_inline void tag(struct sock *sk)
 	}
 	if (o->tid == (__u32)id && o->tgid == id >> 32)
 		return;
+	/* The thread's entry, and its process's; with the threads map full,
+	 * its packets count to its process. */
 	t = current_thread();
-	if (!t)
+	tgid = id >> 32;
+	p = bpf_map_lookup_elem(&procs, &tgid);
+	if (!p)
 		return;
 	task = bpf_get_current_task_btf();
 	netns = sk->__sk_common.skc_net.net->ns.inum;
 	if (!o->tgid)
-		claim(o, t, netns);
+		claim(o, t ? &t->c : &p->exited, netns);
 	o->tgid = id >> 32;
 	o->tid = (__u32)id;
 	o->start_ns = task->group_leader->start_boottime;
@@ -519,6 +524,25 @@ static __always_inline struct proc_val *owner_proc(const struct sock_owner *o)
 	if (!p || p->start_ns != o->start_ns)
 		return NULL;
 	return p;
+}
+
+/*
+ * Where a packet of a socket owned by `o` (of process `p`) counts: its
+ * owner thread's counters, whatever context the packet passes in (the
+ * threads' counters are in the threads hash map when counting the wire,
+ * reachable by tid from anywhere), or its process's when the thread has
+ * none (it exited, or the map was full when it made its first call).
+ * Several contexts add to them: atomically.
+ */
+static __always_inline struct counters *owner_counters(const struct sock_owner *o,
+							struct proc_val *p)
+{
+	__u32 tid = o->tid;
+	struct thread_val *t = bpf_map_lookup_elem(&threads, &tid);
+
+	if (t && t->tgid == o->tgid)
+		return &t->c;
+	return &p->exited;
 }
 
 /* connect() and listen() make their caller the owner before any packet
@@ -598,25 +622,7 @@ int BPF_PROG(netatop_xmit, struct sk_buff *skb, struct net_device *dev)
 	if (o && o->tgid) {
 		p = owner_proc(o);
 		if (p) {
-			__u64 id = bpf_get_current_pid_tgid();
-			struct thread_val *t = NULL;
-
-			if ((__u32)id == o->tid && id >> 32 == o->tgid) {
-				if (task_storage) {
-					t = bpf_task_storage_get(&tstore, bpf_get_current_task_btf(),
-								 0, 0);
-					if (t && !t->linked)
-						t = NULL;
-				} else {
-					__u32 tid = o->tid;
-
-					t = bpf_map_lookup_elem(&threads, &tid);
-				}
-			}
-			if (t)
-				add_packet(&t->c, &pkt, true, true);
-			else
-				add_packet(&p->exited, &pkt, true, true);
+			add_packet(owner_counters(o, p), &pkt, true, true);
 			return 0;
 		}
 	}
@@ -759,7 +765,7 @@ int netatop_sock_in(struct __sk_buff *skb)
 		add_packet(&o->pending, &pkt, false, true);
 		return 1;
 	}
-	add_packet(&p->exited, &pkt, false, true);
+	add_packet(owner_counters(o, p), &pkt, false, true);
 	w = netns_entry(o->netns);
 	if (w)
 		add_packet(&w->attributed_in, &pkt, false, true);
@@ -1059,8 +1065,15 @@ int BPF_PROG(netatop_exit, struct task_struct *task)
 	} else {
 		t = bpf_map_lookup_elem(&threads, &tid);
 		if (t) {
-			struct counters c = t->c;
+			struct counters c;
 
+			/* Disowned first: counting the wire, packets of the
+			 * thread's sockets (which any CPU may be counting now)
+			 * go to its process from here on, so that what is read
+			 * next is all the entry gets, but for an add already
+			 * past this check. */
+			*(volatile __u32 *)&t->tgid = 0;
+			c = t->c;
 			bpf_map_delete_elem(&threads, &tid);
 			fold_thread(p, &c);
 		}

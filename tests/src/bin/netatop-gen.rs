@@ -984,6 +984,93 @@ fn parked_threads(
     Ok(())
 }
 
+/// `threads` client threads (named client-i) in the generator's own
+/// namespace, each with its own echo server thread in the peer's (named
+/// server-i), each client making `count` exchanges of `size` bytes on its
+/// connection and closing it; then every thread stays alive (parked) until
+/// the process exits. Reports each thread.
+fn tcp_threads(out: &mut Vec<ThreadReport>, peer: &Peer, o: &Opts) -> io::Result<()> {
+    let (tx, rx) = std::sync::mpsc::channel::<io::Result<ThreadReport>>();
+    let park = || loop {
+        std::thread::park();
+    };
+    for i in 0..o.threads {
+        let (count, size, addr) = (o.count, o.size, peer.addr);
+        let (port_tx, port_rx) = std::sync::mpsc::channel();
+        let server_tx = tx.clone();
+        let netns = peer.netns.clone();
+        let name = format!("server-{i}");
+        std::thread::Builder::new()
+            .name(name.clone())
+            .spawn(move || {
+                let served = (|| {
+                    let ns = std::fs::File::open(&netns)?;
+                    // SAFETY: `ns` is an open namespace file; setns changes only
+                    // this thread's network namespace.
+                    if unsafe { libc::setns(ns.as_raw_fd(), libc::CLONE_NEWNET) } != 0 {
+                        return Err(io::Error::last_os_error());
+                    }
+                    let l = TcpListener::bind((addr, 0))?;
+                    let _ = port_tx.send(l.local_addr()?.port());
+                    let (s, _) = l.accept()?;
+                    let mut truth = Truth::default();
+                    let mut buf = vec![0u8; size];
+                    loop {
+                        let n = recv(s.as_raw_fd(), &mut buf, 0);
+                        truth.call(Proto::Tcp, false, n);
+                        if n <= 0 {
+                            break;
+                        }
+                        tcp_write_all(&mut truth, s.as_raw_fd(), &buf[..n as usize])?;
+                    }
+                    // SAFETY: gettid has no preconditions.
+                    Ok(ThreadReport {
+                        tid: unsafe { libc::gettid() },
+                        name,
+                        truth,
+                    })
+                })();
+                let _ = server_tx.send(served);
+                park()
+            })?;
+        let port = port_rx
+            .recv()
+            .map_err(|_| io::Error::other("a server thread ended before listening"))?;
+        let client_tx = tx.clone();
+        let name = format!("client-{i}");
+        std::thread::Builder::new()
+            .name(name.clone())
+            .spawn(move || {
+                let done = (|| {
+                    let mut truth = Truth::default();
+                    let c = TcpStream::connect((addr, port))?;
+                    let msg = vec![0x61u8; size];
+                    let mut buf = vec![0u8; size];
+                    for _ in 0..count {
+                        tcp_write_all(&mut truth, c.as_raw_fd(), &msg)?;
+                        tcp_read_exact(&mut truth, c.as_raw_fd(), &mut buf)?;
+                    }
+                    drop(c);
+                    // SAFETY: gettid has no preconditions.
+                    Ok(ThreadReport {
+                        tid: unsafe { libc::gettid() },
+                        name,
+                        truth,
+                    })
+                })();
+                let _ = client_tx.send(done);
+                park()
+            })?;
+    }
+    drop(tx);
+    // Each thread keeps its sender while parked: one message from each.
+    for _ in 0..2 * o.threads {
+        out.push(rx.recv().map_err(io::Error::other)??);
+    }
+    out.sort_by_key(|t| t.tid);
+    Ok(())
+}
+
 /// exec by a thread that is not the leader: the leader makes `count` UDP
 /// round trips, then a second thread makes as many and execs this program
 /// again (it takes over the process's pid), which makes `count` more as
@@ -1609,7 +1696,7 @@ fn main() -> ExitCode {
         "churn" => churn(&mut children, &o),
         // Across the namespaces of a test's wire: --peer-netns PATH
         // --peer-addr IPV4 (where the server listens).
-        "tcp-rr" | "tcp-conns" | "tcp-bulk" | "tcp-fork" | "tcp-scm" | "udp-rr" => {
+        "tcp-rr" | "tcp-conns" | "tcp-bulk" | "tcp-fork" | "tcp-scm" | "tcp-threads" | "udp-rr" => {
             let text = |f: &str| {
                 args.iter()
                     .position(|a| a == f)
@@ -1627,6 +1714,7 @@ fn main() -> ExitCode {
                 "tcp-bulk" => tcp_bulk(&mut t, &peer, o.count, o.size),
                 "tcp-fork" => handover(&mut children, &peer, &o, false),
                 "tcp-scm" => handover(&mut children, &peer, &o, true),
+                "tcp-threads" => tcp_threads(&mut live, &peer, &o),
                 _ => udp_exchanges(&mut t, &peer, o.count, o.size, num("--gso", 0)),
             }
         }

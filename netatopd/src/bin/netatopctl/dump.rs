@@ -119,7 +119,7 @@ pub fn run(args: &Args, o: &Opts) -> Result<()> {
         _ => None,
     };
     let mut source = Source::open(args, need)?;
-    let wire = !o.json && source.counts_wire()?;
+    let wire = !o.json && source.wire()?.is_some();
     let mut procs = source.processes(o.threads, o.exited)?;
     select(&mut procs, o);
     let stdout = io::stdout();

@@ -83,12 +83,14 @@ fn series(procs: &[Process], by: By) -> Vec<(String, Counters)> {
     }
 }
 
-/// The OpenMetrics text; with `wire`, each family's help says that its
-/// packets are IP packets and its bytes their IP length.
+/// The OpenMetrics text. Counting the wire (`wire`: what is unattributed
+/// per network namespace), each family's help says that its packets are
+/// IP packets and its bytes their IP length, and the unattributed
+/// families follow, labelled by namespace.
 pub fn write_openmetrics(
     procs: &[Process],
     by: By,
-    wire: bool,
+    wire: Option<&[(u32, Counters)]>,
     out: &mut impl Write,
 ) -> io::Result<()> {
     let series = series(procs, by);
@@ -98,7 +100,7 @@ pub fn write_openmetrics(
         if f.bytes {
             writeln!(out, "# UNIT {name} bytes")?;
         }
-        if wire {
+        if wire.is_some() {
             writeln!(
                 out,
                 "# HELP {name} {} (counting the wire: IP packets, bytes with headers)",
@@ -111,16 +113,33 @@ pub fn write_openmetrics(
             writeln!(out, "{name}_total{{{labels}}} {}", c.fields()[i])?;
         }
     }
+    if let Some(unattributed) = wire {
+        for (i, f) in FIELDS.iter().enumerate() {
+            let name = format!("netatop_unattributed_{}", f.key);
+            writeln!(out, "# TYPE {name} counter")?;
+            if f.bytes {
+                writeln!(out, "# UNIT {name} bytes")?;
+            }
+            writeln!(
+                out,
+                "# HELP {name} {} for no process, per network namespace (counting the wire)",
+                f.help
+            )?;
+            for (netns, c) in unattributed {
+                writeln!(out, "{name}_total{{netns=\"{netns}\"}} {}", c.fields()[i])?;
+            }
+        }
+    }
     writeln!(out, "# EOF")
 }
 
 pub fn run(args: &Args, o: &Opts) -> Result<()> {
     let Format::Openmetrics = o.format;
     let mut source = Source::open(args, None)?;
-    let wire = source.counts_wire()?;
+    let wire = source.wire()?;
     let procs = source.processes(false, false)?;
     let mut text = Vec::new();
-    write_openmetrics(&procs, o.by, wire, &mut text).expect("writing to memory");
+    write_openmetrics(&procs, o.by, wire.as_deref(), &mut text).expect("writing to memory");
     match &o.output {
         None => output(io::stdout().lock().write_all(&text)),
         Some(path) => {
@@ -158,7 +177,7 @@ mod tests {
     fn families_series_and_eof() {
         let procs = [proc(20, "a\"b", 5), proc(10, "x", 7), proc(30, "x", 1)];
         let mut out = Vec::new();
-        write_openmetrics(&procs, By::Pid, false, &mut out).unwrap();
+        write_openmetrics(&procs, By::Pid, None, &mut out).unwrap();
         let text = String::from_utf8(out).unwrap();
         assert!(text.starts_with(
             "# TYPE netatop_tcp_send_packets counter\n# HELP netatop_tcp_send_packets "
@@ -175,7 +194,7 @@ mod tests {
         assert_eq!(text.matches("_total{").count(), 24);
 
         let mut out = Vec::new();
-        write_openmetrics(&procs, By::Command, false, &mut out).unwrap();
+        write_openmetrics(&procs, By::Command, None, &mut out).unwrap();
         let text = String::from_utf8(out).unwrap();
         assert!(text.contains("netatop_tcp_send_bytes_total{command=\"x\"} 8\n"));
         assert_eq!(text.matches("_total{").count(), 16);

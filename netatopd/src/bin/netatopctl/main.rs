@@ -189,16 +189,17 @@ impl Source {
         }
     }
 
-    /// Whether netatopd counts the wire (IP packets and their bytes) rather
-    /// than calls: asked of the control socket; a plain netatop service
-    /// counts calls.
-    pub fn counts_wire(&mut self) -> Result<bool> {
+    /// When netatopd counts the wire (IP packets and their bytes) rather
+    /// than calls, what is unattributed per network namespace; None when
+    /// it counts calls, or for a plain netatop service (which counts
+    /// calls). Asked of the control socket.
+    pub fn wire(&mut self) -> Result<Option<Vec<(u32, Counters)>>> {
         match self {
             Source::Control(..) => match self.call(&Request::Stats)? {
-                Response::Stats(s) => Ok(s.count == "wire"),
+                Response::Stats(s) => Ok((s.count == "wire").then_some(s.unattributed)),
                 other => bail!("unexpected response {other:?}"),
             },
-            Source::Atop(..) => Ok(false),
+            Source::Atop(..) => Ok(None),
         }
     }
 

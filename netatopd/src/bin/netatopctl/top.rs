@@ -242,7 +242,7 @@ pub fn run(args: &Args, o: &Opts) -> Result<()> {
             .map_err(|e| anyhow!("cannot handle signals: {e}"))?;
     }
     let mut source = Source::open(args, None)?;
-    let wire = source.counts_wire()?;
+    let wire = source.wire()?.is_some();
     let tty = !o.json && io::stdout().is_terminal();
     let _screen = if tty {
         Some(Screen::enter().map_err(|e| anyhow!("cannot set up the terminal: {e}"))?)
