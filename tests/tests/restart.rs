@@ -212,6 +212,34 @@ fn incompatible_pinned_state_is_discarded_with_a_log_line() {
     g.finish();
 }
 
+/// A netatopd started with `option first`, a lingering generator counted
+/// by it, then that netatopd killed and another started with `option
+/// then`, which must discard the pinned state saying `why`. Returns the
+/// new netatopd, the generator, its report, and what the first counted.
+fn restarted_the_other_way(
+    option: &str,
+    first: &str,
+    then: &str,
+    why: &str,
+) -> (
+    Daemon,
+    Gen,
+    netatopd_tests::Report,
+    netatop_protocol::Counters,
+) {
+    let mut d = Daemon::start(&[option, first]);
+    let (g, r) = run_lingering("udp4", &["--count", "30"]);
+    let before = record_for(&d.query(), r.pid).counters;
+    d.kill9();
+    d.restart_with(&[option, then]);
+    let log = d.log();
+    assert!(
+        log.contains(why) && log.contains("counters start from zero"),
+        "{option} {first} then {then}: {log}"
+    );
+    (d, g, r, before)
+}
+
 #[test]
 fn threads_counters_kept_the_other_way_start_clean() {
     for (first, then, why) in [
@@ -226,16 +254,8 @@ fn threads_counters_kept_the_other_way_start_clean() {
             "its threads' counters are in task-local storage; this start keeps them in a hash map",
         ),
     ] {
-        let mut d = Daemon::start(&["--thread-counters", first]);
-        let (g, r) = run_lingering("udp4", &["--count", "30"]);
-        assert_eq!(record_for(&d.query(), r.pid).counters, r.counters);
-        d.kill9();
-        d.restart_with(&["--thread-counters", then]);
-        let log = d.log();
-        assert!(
-            log.contains(why) && log.contains("counters start from zero"),
-            "{first} then {then}: {log}"
-        );
+        let (d, g, r, before) = restarted_the_other_way("--thread-counters", first, then, why);
+        assert_eq!(before, r.counters);
         let mode = netatopd_tests::json(d.ctl().args(["stats", "--json"]))["attach_mode"]
             .as_str()
             .unwrap_or_default()
@@ -271,16 +291,8 @@ fn counting_the_other_thing_starts_clean() {
             "its counters count what the wire carries; this start counts socket calls",
         ),
     ] {
-        let mut d = Daemon::start(&["--count", first]);
-        let (g, r) = run_lingering("udp4", &["--count", "30"]);
-        assert!(record_for(&d.query(), r.pid).counters.udpsndpacks >= 30);
-        d.kill9();
-        d.restart_with(&["--count", then]);
-        let log = d.log();
-        assert!(
-            log.contains(why) && log.contains("counters start from zero"),
-            "{first} then {then}: {log}"
-        );
+        let (d, g, r, before) = restarted_the_other_way("--count", first, then, why);
+        assert!(before.udpsndpacks >= 30);
         let stats = netatopd_tests::json(d.ctl().args(["stats", "--json"]));
         assert_eq!(stats["count"], then, "{stats}");
         assert!(records_for(&d.query(), r.pid).is_empty());

@@ -390,9 +390,9 @@ static __always_inline bool read_packet(const unsigned char *ip, __u32 len, __be
 	return true;
 }
 
-/* Adds a packet to counters, sent or received, atomically or not. */
-static __always_inline void add_packet(struct counters *c, const struct packet *pkt, bool out,
-				       bool atomic)
+/* Adds a packet to counters, sent or received, atomically: every context
+ * that sees a socket's packet may add to its owner's counters. */
+static __always_inline void add_packet(struct counters *c, const struct packet *pkt, bool out)
 {
 	__u64 *p, *b;
 
@@ -403,13 +403,8 @@ static __always_inline void add_packet(struct counters *c, const struct packet *
 		p = out ? &c->udpsndpacks : &c->udprcvpacks;
 		b = out ? &c->udpsndbytes : &c->udprcvbytes;
 	}
-	if (atomic) {
-		__sync_fetch_and_add(p, pkt->packets);
-		__sync_fetch_and_add(b, pkt->bytes);
-	} else {
-		*p += pkt->packets;
-		*b += pkt->bytes;
-	}
+	__sync_fetch_and_add(p, pkt->packets);
+	__sync_fetch_and_add(b, pkt->bytes);
 }
 
 /* The wire counters of network namespace `netns`, made if needed. */
@@ -427,43 +422,33 @@ static __always_inline struct wire_netns *netns_entry(__u32 netns)
 	return w;
 }
 
-/* Moves counters out of `from` into `to`, atomically on both sides:
- * whatever is added to `from` meanwhile stays there. */
-static __always_inline void move_counters(struct counters *to, struct counters *from)
+/* Takes what `from` holds now out of it (atomically: whatever is added
+ * meanwhile stays there) and returns it. */
+static __always_inline struct counters take_counters(struct counters *from)
 {
-	__u64 v[8] = {
-		from->tcpsndpacks, from->tcpsndbytes, from->tcprcvpacks, from->tcprcvbytes,
-		from->udpsndpacks, from->udpsndbytes, from->udprcvpacks, from->udprcvbytes,
-	};
+	struct counters v = *from;
 
-	__sync_fetch_and_add(&from->tcpsndpacks, -v[0]);
-	__sync_fetch_and_add(&from->tcpsndbytes, -v[1]);
-	__sync_fetch_and_add(&from->tcprcvpacks, -v[2]);
-	__sync_fetch_and_add(&from->tcprcvbytes, -v[3]);
-	__sync_fetch_and_add(&from->udpsndpacks, -v[4]);
-	__sync_fetch_and_add(&from->udpsndbytes, -v[5]);
-	__sync_fetch_and_add(&from->udprcvpacks, -v[6]);
-	__sync_fetch_and_add(&from->udprcvbytes, -v[7]);
-	__sync_fetch_and_add(&to->tcpsndpacks, v[0]);
-	__sync_fetch_and_add(&to->tcpsndbytes, v[1]);
-	__sync_fetch_and_add(&to->tcprcvpacks, v[2]);
-	__sync_fetch_and_add(&to->tcprcvbytes, v[3]);
-	__sync_fetch_and_add(&to->udpsndpacks, v[4]);
-	__sync_fetch_and_add(&to->udpsndbytes, v[5]);
-	__sync_fetch_and_add(&to->udprcvpacks, v[6]);
-	__sync_fetch_and_add(&to->udprcvbytes, v[7]);
+	__sync_fetch_and_add(&from->tcpsndpacks, -v.tcpsndpacks);
+	__sync_fetch_and_add(&from->tcpsndbytes, -v.tcpsndbytes);
+	__sync_fetch_and_add(&from->tcprcvpacks, -v.tcprcvpacks);
+	__sync_fetch_and_add(&from->tcprcvbytes, -v.tcprcvbytes);
+	__sync_fetch_and_add(&from->udpsndpacks, -v.udpsndpacks);
+	__sync_fetch_and_add(&from->udpsndbytes, -v.udpsndbytes);
+	__sync_fetch_and_add(&from->udprcvpacks, -v.udprcvpacks);
+	__sync_fetch_and_add(&from->udprcvbytes, -v.udprcvbytes);
+	return v;
 }
 
 /* The first owner of a socket takes what it carried before: into its
  * counters `to`, and what it received into its namespace's claims. */
 static __noinline void claim(struct sock_owner *o, struct counters *to, __u32 netns)
 {
-	struct counters got = {};
+	struct counters got;
 	struct wire_netns *w;
 
 	if (!o || !to)
 		return;
-	move_counters(&got, &o->pending);
+	got = take_counters(&o->pending);
 	w = netns_entry(netns);
 	if (w) {
 		__sync_fetch_and_add(&w->attributed_in.tcprcvpacks, got.tcprcvpacks);
@@ -477,9 +462,9 @@ static __noinline void claim(struct sock_owner *o, struct counters *to, __u32 ne
 /*
  * Makes the calling thread the owner of socket `sk` (it sends, receives,
  * connects or listens on it): the packets the socket sends or receives
- * from now on are its own, or its process's when they pass outside its
- * context. Its process's and thread's entries are made here, in its own
- * context, so that a packet only ever adds to entries that exist.
+ * from now on are its own, in whatever context they pass. Its process's
+ * and thread's entries are made here, in its own context, so that a
+ * packet only ever adds to entries that exist.
  */
 static __always_inline void tag(struct sock *sk)
 {
@@ -508,7 +493,7 @@ static __always_inline void tag(struct sock *sk)
 	netns = sk->__sk_common.skc_net.net->ns.inum;
 	if (!o->tgid)
 		claim(o, t ? &t->c : &p->exited, netns);
-	o->tgid = id >> 32;
+	o->tgid = tgid;
 	o->tid = (__u32)id;
 	o->start_ns = task->group_leader->start_boottime;
 	o->netns = netns;
@@ -575,16 +560,16 @@ int BPF_PROG(netatop_state, struct sock *sk, int oldstate, int newstate)
 
 /*
  * Every packet an interface sends (after segmentation and fragmentation:
- * the packets as they leave). It is its socket owner's: its thread's when
- * it leaves in that thread's own context, else its process's. A packet
- * of no process's socket is counted to its namespace, unattributed.
+ * the packets as they leave), counted to its socket's owner (see
+ * owner_counters()). A packet of no process's socket is counted to its
+ * namespace, unattributed.
  */
 SEC("tp_btf/net_dev_start_xmit")
 int BPF_PROG(netatop_xmit, struct sk_buff *skb, struct net_device *dev)
 {
 	unsigned char *head = skb->head;
 	unsigned char *ip = head + skb->network_header;
-	struct sock_owner *o = NULL, *lo;
+	struct sock_owner *o = NULL;
 	struct sock *sk = skb->sk;
 	struct packet pkt = {};
 	struct wire_netns *w;
@@ -601,8 +586,7 @@ int BPF_PROG(netatop_xmit, struct sk_buff *skb, struct net_device *dev)
 			/* A SYN-ACK: its listener's. */
 			__u64 key = (__u64)BPF_CORE_READ(sk, __sk_common.skc_listener);
 
-			lo = bpf_map_lookup_elem(&listeners, &key);
-			o = lo;
+			o = bpf_map_lookup_elem(&listeners, &key);
 		} else if (state != TCP_TIME_WAIT) {
 			o = bpf_sk_storage_get(&owners, sk, 0, 0);
 			if ((!o || !o->tgid) &&
@@ -613,7 +597,7 @@ int BPF_PROG(netatop_xmit, struct sk_buff *skb, struct net_device *dev)
 					o = bpf_sk_storage_get(&owners, sk, 0,
 							       BPF_SK_STORAGE_GET_F_CREATE);
 				if (o) {
-					add_packet(&o->pending, &pkt, true, true);
+					add_packet(&o->pending, &pkt, true);
 					return 0;
 				}
 			}
@@ -622,13 +606,13 @@ int BPF_PROG(netatop_xmit, struct sk_buff *skb, struct net_device *dev)
 	if (o && o->tgid) {
 		p = owner_proc(o);
 		if (p) {
-			add_packet(owner_counters(o, p), &pkt, true, true);
+			add_packet(owner_counters(o, p), &pkt, true);
 			return 0;
 		}
 	}
 	w = netns_entry(dev->nd_net.net->ns.inum);
 	if (w)
-		add_packet(&w->unattributed_out, &pkt, true, true);
+		add_packet(&w->unattributed_out, &pkt, true);
 	return 0;
 }
 
@@ -677,7 +661,7 @@ int BPF_PROG(netatop_rx, struct sk_buff *skb)
 		return 0;
 	w = netns_entry(skb->dev->nd_net.net->ns.inum);
 	if (w)
-		add_packet(&w->received, &pkt, false, true);
+		add_packet(&w->received, &pkt, false);
 	if (!pkt.tcp && skb->protocol == bpf_htons(ETH_P_IP))
 		note_fragment(h, &pkt);
 	return 0;
@@ -705,8 +689,8 @@ static __always_inline void claim_fragments(struct __sk_buff *skb, struct packet
 
 /*
  * Every packet a socket receives (cgroup_skb on the root cgroup: every
- * socket's), counted to its owner's process and to what its namespace's
- * sockets claimed. Packets of TIME_WAIT sockets and of no socket never
+ * socket's), counted to its owner (see owner_counters()) and to what its
+ * namespace's sockets claimed. Packets of TIME_WAIT sockets and of no socket never
  * get here. Always lets the packet through.
  */
 SEC("cgroup_skb/ingress")
@@ -762,13 +746,13 @@ int netatop_sock_in(struct __sk_buff *skb)
 		claim_fragments(skb, &pkt);
 	if (!p) {
 		/* Before the socket's first call: kept for that call. */
-		add_packet(&o->pending, &pkt, false, true);
+		add_packet(&o->pending, &pkt, false);
 		return 1;
 	}
-	add_packet(owner_counters(o, p), &pkt, false, true);
+	add_packet(owner_counters(o, p), &pkt, false);
 	w = netns_entry(o->netns);
 	if (w)
-		add_packet(&w->attributed_in, &pkt, false, true);
+		add_packet(&w->attributed_in, &pkt, false);
 	return 1;
 }
 
