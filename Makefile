@@ -5,6 +5,9 @@ ATOP_DIR ?= target/atop
 ROOTFS_DIR ?= target/rootfs
 # Debian's 5.10, 6.1 and 6.12 kernels the VM tests boot (tests/vm/kernels.sh).
 KERNELS_DIR ?= target/kernels
+# Debian's promtool and node_exporter, unpacked for the cgroup tests
+# (tests/prometheus-tools.sh).
+PROMETHEUS_DIR ?= target/prometheus
 # The tests' private apt configuration (tests/debian-apt.sh), shared by every
 # download from other Debian releases.
 export NETATOPD_APT_DIR ?= $(abspath target/apt)
@@ -44,7 +47,8 @@ run: build
 	./$(OUT)/netatopd --foreground
 
 # Sets up (packages, a private atop 2.11.1, Debian 12 and 13 root file
-# systems with systemd, Debian's 5.10, 6.1 and 6.12 kernels) and passes every
+# systems with systemd, Debian's 5.10, 6.1 and 6.12 kernels, Debian's
+# promtool and node_exporter unpacked, not installed) and passes every
 # test: unit and kernel tests, every way of attaching on the kernels that
 # take it (booted under qemu), the unit under systemd, man pages, `make
 # install`, the Debian package and lintian. It leaves /etc/apt as it found
@@ -55,21 +59,25 @@ test:
 	bash tests/atop-setup.sh $(ATOP_DIR)
 	bash tests/rootfs.sh $(ROOTFS_DIR) bookworm trixie
 	bash tests/vm/kernels.sh $(KERNELS_DIR)
+	bash tests/prometheus-tools.sh $(PROMETHEUS_DIR)
 	$(CARGO) fmt --all --check
 	$(CARGO) clippy --workspace --all-targets -- -D warnings
 	$(CARGO) build --workspace --bins
 	NETATOPD_TEST_ATOP=$(abspath $(ATOP_DIR))/atop NETATOPD_TEST_ROOTFS=$(abspath $(ROOTFS_DIR)) \
-	    NETATOPD_TEST_KERNELS=$(abspath $(KERNELS_DIR)) $(CARGO) test --workspace
+	    NETATOPD_TEST_KERNELS=$(abspath $(KERNELS_DIR)) \
+	    NETATOPD_TEST_PROMETHEUS=$(abspath $(PROMETHEUS_DIR)) $(CARGO) test --workspace
 	# Snapshots as kernels before 6.7 take them (with threads' counters in
 	# task storage, as 5.13 to 6.6 keep them), on this kernel: the suites
 	# that read counters, again; then with threads' counters in a hash map
-	# as well, as before 5.13 (and the wire's, but for real atop).
+	# as well, as before 5.13 (and the wire's, but for real atop, and the
+	# cgroups').
 	NETATOPD_TEST_SNAPSHOT=map-walk $(CARGO) test -p netatopd-tests --test tiers \
 	    --test accounting --test threads --test pid_reuse --test restart --test scale \
 	    --test clients --test hostile
-	NETATOPD_TEST_SNAPSHOT=map-walk NETATOPD_TEST_THREADS=hash-map $(CARGO) test \
+	NETATOPD_TEST_SNAPSHOT=map-walk NETATOPD_TEST_THREADS=hash-map \
+	    NETATOPD_TEST_PROMETHEUS=$(abspath $(PROMETHEUS_DIR)) $(CARGO) test \
 	    -p netatopd-tests --test tiers --test accounting --test threads --test pid_reuse \
-	    --test scale --test wire -- --skip real_atop
+	    --test scale --test wire --test cgroups -- --skip real_atop
 	bash tests/package.sh
 	NETATOPD_TEST_KERNELS=$(abspath $(KERNELS_DIR)) NETATOPD_TEST_ROOTFS=$(abspath $(ROOTFS_DIR)) \
 	    bash tests/vm/package.sh

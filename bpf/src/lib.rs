@@ -116,6 +116,12 @@ pub fn route_libbpf_logs() {
     libbpf_rs::set_print(Some((PrintLevel::Debug, print)));
 }
 
+/// A NUL-terminated kernel string in an `i8` array, as bytes without the
+/// NUL and what follows.
+pub fn comm_like(s: &[i8]) -> Vec<u8> {
+    s.iter().map(|&c| c as u8).take_while(|&c| c != 0).collect()
+}
+
 /// A kernel `comm` array as bytes.
 pub fn comm_bytes(comm: &[i8; 16]) -> [u8; 16] {
     comm.map(|c| c as u8)

@@ -26,7 +26,15 @@ use crate::{libbpf, LoadError};
 /// The names the maps are pinned under; `meta` last (a directory without
 /// it is left over from an interrupted start). `threads` holds the
 /// threads' counters, wherever they live ([`ThreadStore`]).
-pub(crate) const PINS: [&str; 5] = ["threads", "procs", "exited", "stats", pin::META];
+pub(crate) const PINS: [&str; 7] = [
+    "threads",
+    "procs",
+    "exited",
+    "stats",
+    "cgroups",
+    "cgroups_gone",
+    pin::META,
+];
 
 /// The maps pinned only when counting the wire: sockets' owners,
 /// listeners' owners, and the counters per network namespace (whose pin
@@ -46,21 +54,24 @@ pub(crate) fn maps(store: ThreadStore, count: Count) -> Vec<(&'static str, &'sta
         ("procs", PINS[1]),
         ("exited", PINS[2]),
         (".bss", PINS[3]),
+        ("cgroups", PINS[4]),
+        ("cgroups_gone", PINS[5]),
     ];
     if count == Count::Wire {
         m.extend(WIRE_PINS);
     }
     // meta last.
-    m.push(("meta", PINS[4]));
+    m.push(("meta", PINS[6]));
     m
 }
 
 /// Maps of one start only, never pinned: nothing in them outlives a
 /// netatopd (calls in flight of the kprobe way, the map walk's sums, IPv4
-/// fragments awaiting their datagram). Each is sized for the way in use,
-/// and one entry where it is unused; so is the threads map when task
-/// storage holds the threads' counters.
-const AUX_MAPS: [&str; 4] = ["inflight", "walk", "walk_stale", "frags"];
+/// fragments awaiting their datagram, a removed cgroup's record being
+/// built). Each is sized for the way in use, and one entry where it is
+/// unused; so is the threads map when task storage holds the threads'
+/// counters.
+const AUX_MAPS: [&str; 5] = ["inflight", "walk", "walk_stale", "frags", "gone_scratch"];
 
 /// The maps only wire counting uses: not created when counting calls.
 const WIRE_MAPS: [&str; 4] = ["owners", "listeners", "netns_wire", "frags"];
@@ -126,6 +137,8 @@ fn walk(store: ThreadStore) -> [(&'static str, Option<&'static str>); 3] {
 }
 /// Every live thread with counters, from task storage.
 const THREAD_ITERATOR: &str = "netatop_threads";
+/// Each counted process's cgroup v2 (iter/task).
+const CGROUP_ITERATOR: &str = "netatop_cgroup_of";
 
 /// How snapshots are taken.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -184,6 +197,10 @@ pub struct MapSizes {
     pub threads: u32,
     pub procs: u32,
     pub exited: u32,
+    /// Cgroups with exited processes' totals, and removed cgroups' final
+    /// totals awaiting collection.
+    pub cgroups: u32,
+    pub removed_cgroups: u32,
 }
 
 impl Default for MapSizes {
@@ -194,6 +211,9 @@ impl Default for MapSizes {
             // Only counted processes publish exits: the size of `procs`
             // holds even all of them exiting at once.
             exited: 65536,
+            cgroups: 16384,
+            // Collected within a second of their removal.
+            removed_cgroups: 4096,
         }
     }
 }
@@ -216,6 +236,8 @@ impl MapSizes {
             "threads" => Some(1),
             "procs" => Some(self.procs),
             "exited" => Some(self.exited),
+            "cgroups" => Some(self.cgroups),
+            "cgroups_gone" => Some(self.removed_cgroups),
             "inflight" if mode == Mode::Kprobe => Some(self.threads),
             "walk" if walk => Some(self.procs.saturating_mul(2)),
             "walk_stale" if walk => Some(self.procs),
@@ -335,6 +357,8 @@ pub struct Tracer {
     links: Vec<Link>,
     snapshots: Snapshots,
     threads: ThreadReader,
+    /// The iterator of each counted process's cgroup.
+    cgroup_of: Link,
     /// Kernel memory one thread's task storage takes (0: hash map).
     storage_bytes: u64,
     pin_dir: PathBuf,
@@ -478,7 +502,8 @@ impl Tracer {
                 SnapshotMethod::TaskIterator => name == TASK_ITERATOR,
                 SnapshotMethod::MapWalk => walk(store).iter().any(|(p, _)| name == *p),
             };
-            let thread_prog = store == ThreadStore::TaskStorage && name == THREAD_ITERATOR;
+            let thread_prog = (store == ThreadStore::TaskStorage && name == THREAD_ITERATOR)
+                || name == CGROUP_ITERATOR;
             let wanted = snapshot_prog
                 || thread_prog
                 || (load_hooks && hooks.iter().any(|h| h.prog == name));
@@ -515,9 +540,13 @@ impl Tracer {
                     .map_err(libbpf("attaching the thread iterator of"))?,
             ),
         };
+        let cgroup_of = find_prog(&skel, CGROUP_ITERATOR)
+            .attach()
+            .map_err(libbpf("attaching the cgroup iterator of"))?;
         let mut tracer = Self {
             skel,
             links: Vec::new(),
+            cgroup_of,
             cgroup: cgroup.map(|(fd, _)| fd),
             snapshots,
             threads,
@@ -800,6 +829,52 @@ impl Tracer {
         Ok(keys.into_iter().zip(vals).collect())
     }
 
+    /// Each exited process's cgroup total so far (appended): the cgroup's
+    /// id and the final totals of its processes that have exited.
+    pub fn read_cgroups(
+        &self,
+        keys: &mut Vec<u64>,
+        vals: &mut Vec<types::counters>,
+    ) -> std::io::Result<()> {
+        read_batched(self.skel.maps.cgroups.as_fd(), false, keys, vals)
+    }
+
+    /// Cgroups in the accumulator map now.
+    pub fn cgroup_count(&self) -> std::io::Result<usize> {
+        Ok(self.skel.maps.cgroups.keys().count())
+    }
+
+    /// Takes removed cgroups' final totals out of the kernel (appended);
+    /// each is returned exactly once.
+    pub fn drain_cgroups_gone(
+        &self,
+        keys: &mut Vec<u64>,
+        vals: &mut Vec<types::cgroup_gone>,
+    ) -> std::io::Result<()> {
+        read_batched(self.skel.maps.cgroups_gone.as_fd(), true, keys, vals)
+    }
+
+    /// Each counted live process and its cgroup v2 id.
+    pub fn cgroup_of(&self) -> std::io::Result<Vec<types::cgroup_rec>> {
+        use std::io::Read;
+        const REC: usize = size_of::<types::cgroup_rec>();
+        let mut bytes = Vec::new();
+        iter_file(&self.cgroup_of)?.read_to_end(&mut bytes)?;
+        if bytes.len() % REC != 0 {
+            return Err(std::io::Error::new(
+                std::io::ErrorKind::InvalidData,
+                format!(
+                    "the cgroup iterator ended within a record ({} bytes)",
+                    bytes.len()
+                ),
+            ));
+        }
+        Ok(bytes
+            .chunks_exact(REC)
+            .map(crate::skel::from_bytes)
+            .collect())
+    }
+
     /// Rare-event counters kept by the programs.
     pub fn stats(&self) -> KernelStats {
         match self.skel.maps.bss_data.as_deref() {
@@ -854,6 +929,8 @@ impl Tracer {
             },
             procs: m.procs.max_entries(),
             exited: m.exited.max_entries(),
+            cgroups: m.cgroups.max_entries(),
+            removed_cgroups: m.cgroups_gone.max_entries(),
         }
     }
 }

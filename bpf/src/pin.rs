@@ -258,6 +258,12 @@ fn check(dir: &Path, sizes: MapSizes, store: ThreadStore, count: Count) -> Resul
     let expect = [
         ("procs", sizes.procs, "--max-processes"),
         ("exited", sizes.exited, "--max-pending-exits"),
+        ("cgroups", sizes.cgroups, "--max-cgroups"),
+        (
+            "cgroups_gone",
+            sizes.removed_cgroups,
+            "--max-removed-cgroups",
+        ),
         ("stats", 1, ""),
     ];
     for (name, entries, option) in expect {

@@ -49,6 +49,12 @@ unsafe impl Pod for u32 {}
 unsafe impl Pod for types::thread_rec {}
 // SAFETY: generated from netatop.h; integer fields only.
 unsafe impl Pod for types::counters {}
+// SAFETY: generated from netatop.h; integer fields and a char array.
+unsafe impl Pod for types::cgroup_gone {}
+// SAFETY: generated from netatop.h; integer fields only.
+unsafe impl Pod for types::cgroup_rec {}
+// SAFETY: an integer.
+unsafe impl Pod for u64 {}
 // SAFETY: generated from netatop.h; integer fields only (counters).
 unsafe impl Pod for types::wire_netns {}
 

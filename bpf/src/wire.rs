@@ -107,7 +107,7 @@ pub fn unavailable(kernel: &Kernel, mode: Mode) -> Option<String> {
 /// The root of the cgroup v2 hierarchy, opened: where the system mounts
 /// it, else from a mount of netatopd's own, undone at once (the open
 /// directory is all an attachment needs). Says which.
-pub(crate) fn cgroup2_root() -> io::Result<(OwnedFd, String)> {
+pub fn cgroup2_root() -> io::Result<(OwnedFd, String)> {
     if let Some(dir) = mounted_cgroup2_root()? {
         let f = File::open(&dir)?;
         return Ok((f.into(), dir.display().to_string()));
@@ -132,7 +132,7 @@ pub(crate) fn cgroup2_root() -> io::Result<(OwnedFd, String)> {
 
 /// The mount point of a cgroup v2 file system that shows the whole
 /// hierarchy (its root is "/"), from /proc/self/mountinfo.
-fn mounted_cgroup2_root() -> io::Result<Option<PathBuf>> {
+pub fn mounted_cgroup2_root() -> io::Result<Option<PathBuf>> {
     let info = fs::read_to_string("/proc/self/mountinfo")?;
     Ok(info.lines().find_map(|line| {
         // ID PARENT MAJ:MIN ROOT MOUNTPOINT OPTIONS [OPTIONAL...] - FSTYPE SOURCE SUPER

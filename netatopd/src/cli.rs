@@ -102,6 +102,14 @@ pub struct Args {
     /// every counted process exiting at once fits.
     #[arg(long, value_name = "N")]
     pub max_pending_exits: Option<u32>,
+    /// Kernel map size: cgroups whose exited processes' totals are kept
+    /// (a cgroup's total is these and its live processes').
+    #[arg(long, value_name = "N", default_value_t = MapSizes::default().cgroups)]
+    pub max_cgroups: u32,
+    /// Kernel map size: removed cgroups' final totals awaiting collection
+    /// (collected within a second of their removal).
+    #[arg(long, value_name = "N", default_value_t = MapSizes::default().removed_cgroups)]
+    pub max_removed_cgroups: u32,
     /// How the send and receive calls are hooked: tracepoint (BTF raw
     /// tracepoints, Linux 6.3+), fexit (BPF trampolines on the inet socket
     /// operations), kprobe (kprobes on them), or auto: the first of these

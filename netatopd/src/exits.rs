@@ -67,6 +67,11 @@ impl ExitLog {
         self.recs.push_back(Exited { exit_ns, rec });
     }
 
+    /// How long after an exit a newly connected client still gets it.
+    pub fn grace_ns(&self) -> u64 {
+        self.grace_ns
+    }
+
     /// Records dropped because the log was full.
     pub fn dropped(&self) -> u64 {
         self.dropped

@@ -6,6 +6,7 @@
 //! every client, `server` is the event loop that answers atop and
 //! netatopctl, `version` the `--version` text of both binaries.
 
+pub mod cgroups;
 pub mod collect;
 pub mod exits;
 pub mod server;

@@ -207,6 +207,8 @@ fn run(args: &Args) -> Result<()> {
         threads: args.max_threads,
         procs: args.max_processes,
         exited: args.max_pending_exits.unwrap_or(args.max_processes),
+        cgroups: args.max_cgroups,
+        removed_cgroups: args.max_removed_cgroups,
     };
     let opts = LoadOptions {
         sizes,

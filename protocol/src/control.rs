@@ -18,8 +18,9 @@ use serde::{Deserialize, Serialize};
 use crate::Counters;
 
 /// The version this crate speaks (2: `Stats` gained `kretprobe_missed`;
-/// 3: the connections per uid, the refusals and idle closes).
-pub const VERSION: u32 = 4;
+/// 3: the connections per uid, the refusals and idle closes; 4: the
+/// counting mode and the unattributed traffic; 5: the cgroups).
+pub const VERSION: u32 = 5;
 /// Where netatopd serves the control protocol unless told otherwise.
 pub const DEFAULT_CONTROL_SOCKET: &str = "/run/netatopd/control.sock";
 /// Largest request frame a server accepts (bytes after the length).
@@ -37,6 +38,11 @@ pub enum Request {
     Processes { threads: bool, exited: bool },
     /// The daemon's statistics.
     Stats,
+    /// Every cgroup v2 with counted traffic: its processes that exited and
+    /// its live ones; with `removed`, also the cgroups removed since this
+    /// connection's previous request (on its first request: within the
+    /// daemon's exit grace period), with their final totals.
+    Cgroups { removed: bool },
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -46,6 +52,21 @@ pub enum Response {
     Processes(Vec<Process>),
     /// Boxed: far larger than the other variants (serde encodes it the same).
     Stats(Box<Stats>),
+    Cgroups(Vec<Cgroup>),
+}
+
+/// A cgroup v2 and what its processes sent and received, monotonic for as
+/// long as it exists.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Cgroup {
+    /// Its id (the inode number of its directory on cgroup2).
+    pub id: u64,
+    /// Its path from the root of the hierarchy ("/system.slice/x.service"),
+    /// or empty where it cannot be found (no cgroup2 mounted).
+    pub path: String,
+    pub counters: Counters,
+    /// The cgroup was removed; these are its final totals.
+    pub removed: bool,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -166,6 +187,20 @@ pub struct Stats {
     /// namespace map was full.
     pub owner_failed: u64,
     pub wire_map_full: u64,
+    /// Cgroups whose exited processes' totals the kernel keeps now, and
+    /// the sizes of its cgroup maps (--max-cgroups, --max-removed-cgroups).
+    pub cgroups: u64,
+    pub max_cgroups: u64,
+    pub max_removed_cgroups: u64,
+    /// Exited processes whose totals no cgroup got because the cgroup map
+    /// was full, and removed cgroups' final totals lost because the
+    /// removed-cgroup map was full.
+    pub cgroup_map_full: u64,
+    pub cgroup_gone_full: u64,
+    /// Cgroups removed since counting started (their totals moved to their
+    /// parent's), and removed cgroups' final totals kept for clients now.
+    pub cgroups_removed: u64,
+    pub removed_cgroups_kept: u64,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -281,13 +316,17 @@ mod tests {
     /// The byte-level examples of netatop-protocol(5).
     #[test]
     fn documented_encoding() {
-        assert_eq!(encode(&Request::Stats), [2, 0, 0, 0, 4, 1]);
+        assert_eq!(encode(&Request::Stats), [2, 0, 0, 0, 5, 1]);
         assert_eq!(
             encode(&Request::Processes {
                 threads: true,
                 exited: false
             }),
-            [4, 0, 0, 0, 4, 0, 1, 0]
+            [4, 0, 0, 0, 5, 0, 1, 0]
+        );
+        assert_eq!(
+            encode(&Request::Cgroups { removed: true }),
+            [3, 0, 0, 0, 5, 2, 1]
         );
         // Zigzag signed integers, 251-prefixed u16, length-prefixed strings.
         let frame = encode(&Thread {
@@ -296,7 +335,7 @@ mod tests {
             name: "ab".into(),
             counters: Counters::default(),
         });
-        assert_eq!(&frame[4..12], [4, 1, 251, 88, 2, 2, b'a', b'b']);
+        assert_eq!(&frame[4..12], [5, 1, 251, 88, 2, 2, b'a', b'b']);
     }
 
     #[test]

@@ -10,6 +10,7 @@ use std::mem::{offset_of, size_of};
 
 use zerocopy::{FromBytes, FromZeros, Immutable, IntoBytes, KnownLayout};
 
+pub mod cgroup;
 pub mod control;
 mod counters;
 

@@ -284,6 +284,8 @@ pub struct Daemon {
     extra: Vec<String>,
     /// The descriptor limit it starts with (soft, hard), if not inherited.
     nofile: Option<(u64, u64)>,
+    /// It starts in a mount namespace of its own without cgroup2 mounts.
+    without_cgroup2: bool,
 }
 
 /// How to start a [`Daemon`]: `Daemon::builder()`, its settings, `start()`.
@@ -296,6 +298,7 @@ pub struct DaemonBuilder {
     dir: Option<PathBuf>,
     socket: Option<PathBuf>,
     nofile: Option<(u64, u64)>,
+    without_cgroup2: bool,
 }
 
 impl DaemonBuilder {
@@ -336,6 +339,13 @@ impl DaemonBuilder {
         self
     }
 
+    /// It starts in a mount namespace of its own, in which no cgroup2 is
+    /// mounted (as on a system without cgroup v2 mounted).
+    pub fn without_cgroup2(mut self) -> Self {
+        self.without_cgroup2 = true;
+        self
+    }
+
     /// Starts netatopd and waits until it answers on its socket.
     pub fn start(self) -> Daemon {
         require_bpf_machine();
@@ -349,6 +359,7 @@ impl DaemonBuilder {
             dir,
             extra: self.extra,
             nofile: self.nofile,
+            without_cgroup2: self.without_cgroup2,
         };
         d.restart();
         d
@@ -383,6 +394,13 @@ impl Daemon {
             // SAFETY: set_nofile only calls setrlimit, which is
             // async-signal-safe, on values copied into the closure.
             unsafe { cmd.pre_exec(move || set_nofile(soft, hard)) };
+        }
+        if self.without_cgroup2 {
+            use std::os::unix::process::CommandExt;
+            let points = cgroup2_mount_points();
+            // SAFETY: the closure only makes syscalls (unshare, mount,
+            // umount2) on C strings built before the fork.
+            unsafe { cmd.pre_exec(move || unmount_in_new_namespace(&points)) };
         }
         let child = cmd
             .stdin(Stdio::null())
@@ -963,4 +981,42 @@ pub fn atop_binary() -> PathBuf {
     ));
     assert!(atop.exists(), "{} does not exist", atop.display());
     atop
+}
+
+/// The mount points of every cgroup2 file system this process sees.
+fn cgroup2_mount_points() -> Vec<std::ffi::CString> {
+    fs::read_to_string("/proc/self/mountinfo")
+        .expect("reading mountinfo")
+        .lines()
+        .filter_map(|line| {
+            let (left, right) = line.split_once(" - ")?;
+            (right.split(' ').next()? == "cgroup2")
+                .then(|| std::ffi::CString::new(left.split(' ').nth(4)?).ok())?
+        })
+        .collect()
+}
+
+/// In a new mount namespace (private from here on), detaches `points`.
+fn unmount_in_new_namespace(points: &[std::ffi::CString]) -> std::io::Result<()> {
+    let root = c"/";
+    // SAFETY: plain syscalls on NUL-terminated strings that outlive them.
+    unsafe {
+        if libc::unshare(libc::CLONE_NEWNS) != 0
+            || libc::mount(
+                std::ptr::null(),
+                root.as_ptr(),
+                std::ptr::null(),
+                libc::MS_REC | libc::MS_PRIVATE,
+                std::ptr::null(),
+            ) != 0
+        {
+            return Err(std::io::Error::last_os_error());
+        }
+        for p in points {
+            if libc::umount2(p.as_ptr(), libc::MNT_DETACH) != 0 {
+                return Err(std::io::Error::last_os_error());
+            }
+        }
+    }
+    Ok(())
 }

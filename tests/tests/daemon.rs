@@ -36,7 +36,10 @@ fn socket_is_private_and_removed_on_sigterm_with_programs_detached() {
     // Threads' counters in task storage (`tstore`) unless forced into the
     // hash map; the hash map exists either way, of one entry when unused.
     let mut want = vec![
+        "cgroups",
+        "cgroups_gone",
         "exited",
+        "gone_scratch",
         "inflight",
         "meta",
         "netatop_.bss",

@@ -12,7 +12,8 @@
 //! Where the kernel can count the wire (Linux 5.11 and later) the wire
 //! suite (`tests/tests/wire.rs`: TCP, UDP, shared sockets and threads
 //! between two network namespaces) runs too; where it cannot, `--count
-//! wire` must be refused, saying why.
+//! wire` must be refused, saying why. The per-cgroup suite
+//! (`tests/tests/cgroups.rs`, its `kernel_` tests) runs on each.
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -56,6 +57,10 @@ fn suite_on(prefix: &str, auto: &str, threads: &str, forced: &[&str], wire: bool
             tiers.display()
         );
     }
+    script += &format!(
+        "'{}' --test-threads 1 kernel_\n",
+        test_binary("cgroups").display()
+    );
     if wire {
         script += &format!(
             "'{}' --test-threads 1 tcp_counted udp_counted shared_socket packets_count\n",
@@ -111,6 +116,13 @@ fn suite_on(prefix: &str, auto: &str, threads: &str, forced: &[&str], wire: bool
     );
     let runs = console.matches("test result: ok. 2 passed").count();
     assert_eq!(runs, 1 + forced.len() + usize::from(storage), "{console}");
+    // The cgroup suite's four, and the wire suite's four.
+    assert_eq!(
+        console.matches("test result: ok. 4 passed").count(),
+        1 + usize::from(wire),
+        "the cgroup suite{} did not pass on Linux {prefix}:\n{console}",
+        if wire { " or the wire suite" } else { "" }
+    );
     if wire {
         assert!(
             console.contains("test result: ok. 4 passed"),

@@ -145,8 +145,9 @@ fn unload_removes_every_pinned_object_and_refuses_while_running() {
         String::from_utf8_lossy(&out.stderr)
     );
     assert!(
-        // 5 maps, and 5 links: send, receive, exit, exec, rename.
-        String::from_utf8_lossy(&out.stderr).contains("removed 10 pinned objects"),
+        // 7 maps (with the two of the cgroups), and 6 links: send,
+        // receive, exit, exec, rename, cgroup removal.
+        String::from_utf8_lossy(&out.stderr).contains("removed 13 pinned objects"),
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );

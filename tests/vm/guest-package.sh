@@ -102,6 +102,40 @@ check "a generator's traffic reads back exactly through the atop socket" \
     exact "$O/udp1.json" "$O/udp1.dump"
 finish
 
+# ---- 1b. totals per systemd unit: a transient service, its cgroup named by systemd ----
+# Two generators in one unit: the first exits (its totals stay the unit's),
+# the second lingers until the hold pipe closes; then the unit stops and
+# systemd removes its cgroup: its final totals come once, marked removed.
+rm -f /run/vmtest/web.hold
+mkfifo /run/vmtest/web.hold
+systemd-run --quiet --unit=netatop-web --service-type=exec sh -c \
+    "'$GEN' udp4 --count 25 --size 120 >'$O/web1.json' && \
+     exec '$GEN' udp4 --count 10 --size 300 --linger <'/run/vmtest/web.hold' >'$O/web2.json'"
+exec 8>/run/vmtest/web.hold
+report web1
+report web2
+want=$(for k in $COUNTERS; do
+    echo $(($(value "$O/web1.json" "$k") + $(value "$O/web2.json" "$k")))
+done | xargs)
+# The counters of the row labelled $1 in `netatopctl dump --by $2 --raw $3`.
+row() { netatopctl dump --by "$2" --raw ${3:-} | awk -v l="$1" '$1 == l { $1 = ""; print }' | xargs; }
+web_exact() { [ "$(row netatop-web.service unit)" = "$want" ]; }
+check "dump --by unit: the transient service's two generators, exactly" web_exact
+netatopctl dump --by cgroup --raw >"$O/web.cgroups"
+check "dump --by cgroup: its path as systemd names it" \
+    grep -q '^/system.slice/netatop-web.service ' "$O/web.cgroups"
+exec 8>&-
+removed=""
+i=0
+while [ $i -lt 50 ]; do
+    removed=$(netatopctl dump --by unit --exited --raw |
+        awk '$1 == "netatop-web.service" && $2 == "(removed)" { $1 = ""; $2 = ""; print }' | xargs)
+    [ -n "$removed" ] && break
+    i=$((i + 1))
+    sleep 0.1
+done
+check "the stopped unit's final totals, marked removed" [ "$removed" = "$want" ]
+
 # ---- 2. the sandbox over a minute of traffic, queries and a client flood -------------
 start steady udp4 --count 30000 --size 200 --pace-us 2000 --name steady
 n=0

@@ -7,6 +7,9 @@
 # (tests/vm/run.sh, VM_SYSTEMD), and runs tests/vm/guest-package.sh there:
 #   1. `apt install ./netatopd_*.deb`: enabled, started through READY=1,
 #      netatopctl answers, a generator's traffic reads back exactly;
+#      a transient service's traffic reads back exactly per unit
+#      (`dump --by unit`), and its final totals come marked removed once
+#      it stops;
 #   2. the sandbox: capabilities and filter as the unit says, no warning or
 #      denial over a minute of traffic, queries and a 200-client flood,
 #      `systemd-analyze security` recorded;

@@ -41,11 +41,13 @@ pub(crate) const INET_FUNCS: [&str; 4] = [
     "inet6_recvmsg",
 ];
 
-/// Programs every way of attaching uses: a process's exit, exec and rename.
-pub(crate) const COMMON: [Hook; 3] = [
+/// Programs every way of attaching uses: a process's exit, exec and
+/// rename, and a cgroup's removal.
+pub(crate) const COMMON: [Hook; 4] = [
     Hook::new("netatop_exit", "link_exit"),
     Hook::new("netatop_exec", "link_exec"),
     Hook::new("netatop_rename", "link_rename"),
+    Hook::new("netatop_cgroup_rmdir", "link_cgroup_rmdir"),
 ];
 
 /// How the send and receive calls are hooked.

@@ -181,6 +181,34 @@ struct {
  * not look for their datagram's fragments. */
 __u64 frags_waiting;
 
+/* Per cgroup v2 (key: its id, the kernfs id of its directory): the final
+ * totals of its processes that have exited. A cgroup's total is this and
+ * its live processes'. Sized by user space. */
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(map_flags, BPF_F_NO_PREALLOC);
+	__uint(max_entries, 16384);
+	__type(key, __u64);
+	__type(value, struct counters);
+} cgroups SEC(".maps");
+
+/* A removed cgroup's record being built (too large for the stack). */
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, struct cgroup_gone);
+} gone_scratch SEC(".maps");
+
+/* Removed cgroups' final totals, until user space collects them. */
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(map_flags, BPF_F_NO_PREALLOC);
+	__uint(max_entries, 4096);
+	__type(key, __u64);
+	__type(value, struct cgroup_gone);
+} cgroups_gone SEC(".maps");
+
 struct netatop_stats stats;
 
 /* The generation of the snapshot being walked: a new one for each
@@ -996,6 +1024,22 @@ int BPF_KRETPROBE(netatop_kr_splice, long ret)
 
 /* ---- every tier: process exit, exec and rename ----------------------------- */
 
+/* An exited process's final totals into its cgroup's. */
+static __always_inline void cgroup_add(__u64 id, const struct counters *c)
+{
+	struct counters zero = {}, *acc = bpf_map_lookup_elem(&cgroups, &id);
+
+	if (!acc) {
+		bpf_map_update_elem(&cgroups, &id, &zero, BPF_NOEXIST);
+		acc = bpf_map_lookup_elem(&cgroups, &id);
+		if (!acc) {
+			stat_inc(cgroup_map_full);
+			return;
+		}
+	}
+	fold(acc, c);
+}
+
 /* An exited thread's counters, taken out of its entry, into its process. */
 static __always_inline void fold_thread(struct proc_val *p, const struct counters *c)
 {
@@ -1078,6 +1122,41 @@ int BPF_PROG(netatop_exit, struct task_struct *task)
 		stat_inc(exit_map_full);
 	else
 		stat_inc(exits);
+	cgroup_add(bpf_get_current_cgroup_id(), &val.c);
+	return 0;
+}
+
+/* A cgroup's removal (it has no process left): its final totals go to
+ * `cgroups_gone`, once, and into its parent's total, so that a unit, a
+ * container or a pod summed over its cgroups does not lose what a removed
+ * child counted. Its entry is dropped. */
+SEC("tp_btf/cgroup_rmdir")
+int BPF_PROG(netatop_cgroup_rmdir, struct cgroup *cgrp, const char *path)
+{
+	__u64 id = cgrp->kn->id, parent;
+	struct cgroup_subsys_state *up = cgrp->self.parent;
+	struct counters *c = bpf_map_lookup_elem(&cgroups, &id);
+	struct cgroup_gone *g;
+	__u32 zero = 0;
+
+	if (!c)
+		return 0;
+	g = bpf_map_lookup_elem(&gone_scratch, &zero);
+	if (!g)
+		return 0;
+	g->c = *c;
+	g->removed_ns = bpf_ktime_get_boot_ns();
+	bpf_probe_read_kernel_str(g->path, sizeof(g->path), path);
+	if (bpf_map_update_elem(&cgroups_gone, &id, g, BPF_ANY))
+		stat_inc(cgroup_gone_full);
+	if (up) {
+		parent = BPF_CORE_READ(up, cgroup, kn, id);
+		cgroup_add(parent, &g->c);
+	}
+	bpf_map_delete_elem(&cgroups, &id);
+	/* Last: a reader of the accumulators that sees this change knows it
+	 * may have read the child before and the parent after the move. */
+	stat_inc(cgroups_removed);
 	return 0;
 }
 
@@ -1353,5 +1432,32 @@ int netatop_threads(struct bpf_iter__task *ctx)
 	bpf_probe_read_kernel_str(r.comm, sizeof(r.comm), task->comm);
 	r.c = t->c;
 	emit_thread(ctx->meta->seq, &r);
+	return 0;
+}
+
+/* ---- per-cgroup records ---------------------------------------------------- */
+
+/* Out of line: its prototype puts struct cgroup_rec into the object's BTF. */
+static __noinline void emit_cgroup(struct seq_file *seq, struct cgroup_rec *r)
+{
+	bpf_seq_write(seq, r, sizeof(*r));
+}
+
+/* Each counted process and its cgroup v2 (its group leader's). */
+SEC("iter/task")
+int netatop_cgroup_of(struct bpf_iter__task *ctx)
+{
+	struct task_struct *task = ctx->task;
+	struct cgroup_rec r = {};
+	__u32 tgid;
+
+	if (!task || task->pid != task->tgid)
+		return 0;
+	tgid = task->tgid;
+	if (!bpf_map_lookup_elem(&procs, &tgid))
+		return 0;
+	r.tgid = tgid;
+	r.cgroup_id = BPF_CORE_READ(task, cgroups, dfl_cgrp, kn, id);
+	emit_cgroup(ctx->meta->seq, &r);
 	return 0;
 }

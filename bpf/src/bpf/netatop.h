@@ -126,6 +126,23 @@ struct frag_val {
 	__u64 bytes;
 };
 
+/* cgroups_gone map: a removed cgroup's final totals (key: its id), until
+ * user space collects them. */
+struct cgroup_gone {
+	struct counters c;
+	/* bpf_ktime_get_boot_ns() at the removal. */
+	__u64 removed_ns;
+	/* Its path, as the removal reported it (cut at 255 bytes). */
+	char path[256];
+};
+
+/* One live counted process's cgroup (iter/task output). */
+struct cgroup_rec {
+	__u32 tgid;
+	__u32 _pad;
+	__u64 cgroup_id;
+};
+
 /* Rare-path event counters, a global in .bss that user space reads. */
 struct netatop_stats {
 	/* Events not counted because the threads or procs map was full. */
@@ -147,6 +164,13 @@ struct netatop_stats {
 	/* Wire counting: packets not counted per namespace because the wire
 	 * map was full (they are still counted to their process). */
 	__u64 wire_map_full;
+	/* Exited processes whose totals no cgroup's total got because the
+	 * cgroups map was full, and removed cgroups whose final totals were
+	 * lost because cgroups_gone was full. */
+	__u64 cgroup_map_full;
+	__u64 cgroup_gone_full;
+	/* Removed cgroups whose totals moved to their parent. */
+	__u64 cgroups_removed;
 	/* kprobe tier: calls whose return was never seen (a kretprobe has a
 	 * bounded number of calls in flight); they are not counted. */
 	__u64 kretprobe_missed;

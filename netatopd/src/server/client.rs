@@ -125,6 +125,8 @@ pub(super) struct Client {
     /// Exited processes count on this client to get them: every atop
     /// client, and a control client once it has asked for them.
     pub follows_exits: bool,
+    /// The last removed cgroup this client was given (a sequence number).
+    pub cgroups_seen: u64,
     pub out: Vec<u8>,
     pub sent: usize,
     pub chunk: usize,
@@ -151,6 +153,7 @@ impl Client {
             stream,
             input,
             follows_exits,
+            cgroups_seen: 0,
             out: Vec::new(),
             sent: 0,
             cursor,

@@ -105,6 +105,8 @@ pub(super) struct Warned {
     proc_map_full: u64,
     exit_map_full: u64,
     exit_log_dropped: u64,
+    cgroup_map_full: u64,
+    cgroup_gone_full: u64,
     /// When connections refused for each cause were last warned about,
     /// and how many were refused since.
     refused_at: [Option<Instant>; 3],
@@ -116,11 +118,17 @@ impl Server {
     /// the housekeeping.
     pub(super) fn tick(&mut self) {
         let core = &mut self.core;
-        let published = core.collector.tracer().stats().exits;
-        if published != self.exits_seen {
-            self.exits_seen = published;
+        let k = core.collector.tracer().stats();
+        if k.exits != self.exits_seen {
+            self.exits_seen = k.exits;
             if let Err(e) = core.collector.drain(&mut core.exits) {
                 warn!("cannot collect exited processes: {e}");
+            }
+        }
+        if k.cgroups_removed != self.cgroups_removed_seen {
+            self.cgroups_removed_seen = k.cgroups_removed;
+            if let Err(e) = core.collect_removed_cgroups() {
+                warn!("cannot collect removed cgroups: {e}");
             }
         }
         if Instant::now() >= self.next_housekeeping {
@@ -137,6 +145,9 @@ impl Server {
                     .map(|c| &c.cursor),
             );
             core.warn_drops();
+            if let Err(e) = core.collect_removed_cgroups() {
+                warn!("cannot collect removed cgroups: {e}");
+            }
         }
     }
 
@@ -316,6 +327,20 @@ impl Core {
                 ),
             ),
             (
+                s.cgroup_map_full.saturating_sub(w.cgroup_map_full),
+                format!(
+                    "exited processes' totals lost to their cgroup's: the cgroup map is full ({} entries; raise --max-cgroups)",
+                    sizes.cgroups
+                ),
+            ),
+            (
+                s.cgroup_gone_full.saturating_sub(w.cgroup_gone_full),
+                format!(
+                    "removed cgroups' final totals lost: the removed-cgroup map is full ({} entries; raise --max-removed-cgroups)",
+                    sizes.removed_cgroups
+                ),
+            ),
+            (
                 dropped.saturating_sub(w.exit_log_dropped),
                 "exited-process records dropped before every client had them (raise --max-exited)"
                     .to_owned(),
@@ -333,6 +358,8 @@ impl Core {
             w.proc_map_full = s.proc_map_full;
             w.exit_map_full = s.exit_map_full;
             w.exit_log_dropped = dropped;
+            w.cgroup_map_full = s.cgroup_map_full;
+            w.cgroup_gone_full = s.cgroup_gone_full;
         }
     }
 
@@ -383,6 +410,13 @@ impl Core {
             unattributed: unattributed(&tracer.read_wire()?),
             owner_failed: k.owner_failed,
             wire_map_full: k.wire_map_full,
+            cgroups: tracer.cgroup_count()? as u64,
+            max_cgroups: sizes.cgroups.into(),
+            max_removed_cgroups: sizes.removed_cgroups.into(),
+            cgroup_map_full: k.cgroup_map_full,
+            cgroup_gone_full: k.cgroup_gone_full,
+            cgroups_removed: k.cgroups_removed,
+            removed_cgroups_kept: self.removed_cgroups.len() as u64,
         })
     }
 }

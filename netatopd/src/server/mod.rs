@@ -87,6 +87,14 @@ struct Core {
     streams: usize,
     stats: Statistics,
     warned: Warned,
+    /// What the last answer reported for each cgroup: answers never go
+    /// lower.
+    cgroup_floors: HashMap<u64, netatop_protocol::Counters>,
+    /// Removed cgroups' final totals, each with its sequence number and
+    /// when it was removed (CLOCK_BOOTTIME ns), kept for the exit grace.
+    removed_cgroups: VecDeque<(u64, u64, netatop_protocol::control::Cgroup)>,
+    cgroup_seq: u64,
+    cgroup_hierarchy: crate::cgroups::Hierarchy,
 }
 
 pub struct Server {
@@ -101,6 +109,8 @@ pub struct Server {
     core: Core,
     /// The programs' exit counter when exits were last collected.
     exits_seen: u64,
+    /// The kernel's count of removed cgroups when last collected.
+    cgroups_removed_seen: u64,
     next_housekeeping: Instant,
 }
 
@@ -136,6 +146,7 @@ impl Server {
             next_token: FIRST_CLIENT,
             next_housekeeping: Instant::now() + config.housekeeping,
             exits_seen: 0,
+            cgroups_removed_seen: 0,
             core: Core {
                 collector,
                 exits,
@@ -144,6 +155,10 @@ impl Server {
                 streams: 0,
                 stats: Statistics::new(),
                 warned: Warned::default(),
+                cgroup_floors: HashMap::new(),
+                removed_cgroups: VecDeque::new(),
+                cgroup_seq: 0,
+                cgroup_hierarchy: Default::default(),
             },
         })
     }

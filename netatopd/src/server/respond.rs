@@ -4,7 +4,7 @@
 //! records, no descriptor left). A control request: processes (with
 //! threads, exits) or statistics, one frame.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::io;
 
 use log::{debug, warn};
@@ -140,6 +140,13 @@ impl Core {
                         Response::Processes(self.processes(c, threads, exited)?)
                     }
                     control::Request::Stats => Response::Stats(Box::new(self.stats()?)),
+                    control::Request::Cgroups { removed } => {
+                        let mut all = self.cgroups()?;
+                        if removed {
+                            self.removed_cgroups_for(c, &mut all);
+                        }
+                        Response::Cgroups(all)
+                    }
                 };
                 c.out.extend_from_slice(&control::encode(&resp));
             }
@@ -280,6 +287,126 @@ impl Core {
         }
         self.release_records();
         Ok(once_each(procs))
+    }
+}
+
+impl Core {
+    /// Takes removed cgroups' final totals from the kernel into the log,
+    /// and forgets those past the exit grace.
+    pub(super) fn collect_removed_cgroups(&mut self) -> io::Result<()> {
+        let mut ids = Vec::new();
+        let mut gone = Vec::new();
+        self.collector
+            .tracer()
+            .drain_cgroups_gone(&mut ids, &mut gone)?;
+        for (id, g) in ids.into_iter().zip(gone) {
+            self.cgroup_seq += 1;
+            let path: Vec<u8> = netatopd_bpf::comm_like(&g.path);
+            self.removed_cgroups.push_back((
+                self.cgroup_seq,
+                g.removed_ns,
+                control::Cgroup {
+                    id,
+                    path: String::from_utf8_lossy(&path).into_owned(),
+                    counters: {
+                        let mut c = crate::collect::counters(&g.c);
+                        if let Some(floor) = self.cgroup_floors.remove(&id) {
+                            c.raise_to(&floor);
+                        }
+                        c
+                    },
+                    removed: true,
+                },
+            ));
+        }
+        let (now, grace) = (crate::collect::boottime_ns(), self.exits.grace_ns());
+        while self
+            .removed_cgroups
+            .front()
+            .is_some_and(|(_, at, _)| at.saturating_add(grace) < now)
+        {
+            self.removed_cgroups.pop_front();
+        }
+        Ok(())
+    }
+
+    /// The removed cgroups this client has not had and is due: removed
+    /// after its previous request, or on its first, within the exit grace
+    /// before it connected.
+    fn removed_cgroups_for(&mut self, c: &mut Client, out: &mut Vec<control::Cgroup>) {
+        let grace = self.exits.grace_ns();
+        for (seq, at, cg) in &self.removed_cgroups {
+            if *seq > c.cgroups_seen && c.cursor.connected_ns <= at.saturating_add(grace) {
+                out.push(cg.clone());
+            }
+        }
+        c.cgroups_seen = self.cgroup_seq;
+    }
+
+    /// Every cgroup with counted traffic: the final totals of its exited
+    /// processes (read first) and its live processes' (read after, so that
+    /// a process exiting in between is missed once, never counted twice),
+    /// raised to what the last answer reported. A cgroup that still
+    /// exists keeps its last total when no process of it is seen (its
+    /// last live process exited in between, or moved away).
+    fn cgroups(&mut self) -> io::Result<Vec<control::Cgroup>> {
+        let mut sums = self.cgroup_accumulators()?;
+        self.snapshot_whole()?;
+        let of: HashMap<u32, u64> = self
+            .collector
+            .tracer()
+            .cgroup_of()?
+            .into_iter()
+            .map(|r| (r.tgid, r.cgroup_id))
+            .collect();
+        for r in &self.records {
+            if let Some(id) = of.get(&(r.id as u32)) {
+                sums.entry(*id).or_default().add(&r.counters);
+            }
+        }
+        self.release_records();
+        self.collect_removed_cgroups()?;
+        let paths = self.cgroup_hierarchy.paths();
+        self.cgroup_floors
+            .retain(|id, _| sums.contains_key(id) || paths.contains_key(id));
+        for (id, floor) in &self.cgroup_floors {
+            sums.entry(*id).or_insert(*floor);
+        }
+        Ok(sums
+            .into_iter()
+            .map(|(id, mut c)| {
+                let floor = self.cgroup_floors.entry(id).or_default();
+                c.raise_to(floor);
+                *floor = c;
+                control::Cgroup {
+                    id,
+                    path: paths.get(&id).cloned().unwrap_or_default(),
+                    counters: c,
+                    removed: false,
+                }
+            })
+            .collect())
+    }
+
+    /// The kernel's per-cgroup totals of exited processes, read again
+    /// while a cgroup removal (which moves a child's total into its
+    /// parent's) happened during the read, so that no total is read both
+    /// in the child and in its parent, or in neither.
+    fn cgroup_accumulators(&self) -> io::Result<BTreeMap<u64, Counters>> {
+        let tracer = self.collector.tracer();
+        let mut tries = 0;
+        loop {
+            let before = tracer.stats().cgroups_removed;
+            let (mut ids, mut accs) = (Vec::new(), Vec::new());
+            tracer.read_cgroups(&mut ids, &mut accs)?;
+            tries += 1;
+            if tracer.stats().cgroups_removed == before || tries == 10 {
+                return Ok(ids
+                    .into_iter()
+                    .zip(accs.iter().map(crate::collect::counters))
+                    .collect());
+            }
+        }
     }
 }
 

@@ -737,7 +737,7 @@ fn snapshot(s: &Scale) {
         let sizes = netatopd_bpf::MapSizes {
             threads: 65536,
             procs: 65536,
-            exited: netatopd_bpf::MapSizes::default().exited,
+            ..Default::default()
         };
         let (tracer, _) = load_forced(sizes, &dir).expect("loading");
         let _ = netatopd_bpf::remove_pins(&dir);

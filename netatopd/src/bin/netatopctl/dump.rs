@@ -36,6 +36,11 @@ pub struct Opts {
     /// Exact integers in the table instead of human units.
     #[arg(long)]
     raw: bool,
+    /// Per cgroup v2, or summed per systemd unit, container or pod,
+    /// instead of per process (needs netatopd); with --exited, also the
+    /// cgroups removed recently, marked.
+    #[arg(long, value_enum, value_name = "GROUP", conflicts_with_all = ["threads", "pid", "command"])]
+    by: Option<crate::groups::Group>,
 }
 
 /// One process as `dump --json` prints it.
@@ -113,6 +118,9 @@ pub fn select(procs: &mut Vec<Process>, o: &Opts) {
 }
 
 pub fn run(args: &Args, o: &Opts) -> Result<()> {
+    if let Some(by) = o.by {
+        return run_groups(args, o, by);
+    }
     let need = match (o.threads, o.exited) {
         (true, _) => Some("--threads"),
         (_, true) => Some("--exited"),
@@ -164,4 +172,63 @@ fn print_json(procs: &[Process], threads: bool, out: &mut impl Write) -> io::Res
         .collect();
     serde_json::to_writer_pretty(&mut *out, &rows)?;
     writeln!(out)
+}
+
+/// `dump --by`: a row per group.
+fn run_groups(args: &Args, o: &Opts, by: crate::groups::Group) -> Result<()> {
+    let mut source = Source::open(args, Some("--by"))?;
+    let wire = !o.json && source.wire()?.is_some();
+    let cgroups = crate::groups::fetch(&mut source, o.exited)?;
+    let mut rows = crate::groups::rows(&cgroups, by);
+    // Counters descending, ties (and --sort pid or command) by the labels.
+    rows.sort_by(|a, b| {
+        o.sort
+            .value(&b.counters)
+            .cmp(&o.sort.value(&a.counters))
+            .then_with(|| a.labels.cmp(&b.labels))
+            .then(a.removed.cmp(&b.removed))
+    });
+    if let Some(n) = o.top {
+        rows.truncate(n);
+    }
+    let stdout = io::stdout();
+    let mut out = stdout.lock();
+    output(if o.json {
+        let objects: Vec<serde_json::Value> = rows
+            .iter()
+            .map(|r| {
+                let mut m = serde_json::Map::new();
+                for (k, v) in &r.labels {
+                    m.insert((*k).into(), v.clone().into());
+                }
+                if let serde_json::Value::Object(c) =
+                    serde_json::to_value(r.counters).expect("counters as JSON")
+                {
+                    m.extend(c);
+                }
+                m.insert("removed".into(), r.removed.into());
+                serde_json::Value::Object(m)
+            })
+            .collect();
+        serde_json::to_writer_pretty(&mut out, &objects)
+            .map_err(io::Error::from)
+            .and_then(|()| writeln!(out))
+    } else {
+        let mut columns = crate::groups::label_columns(rows.first().map(|r| &r.labels));
+        columns.extend(FIELDS.iter().map(|f| num(f.column)));
+        let cells: Vec<Vec<String>> = rows
+            .iter()
+            .map(|r| {
+                let mut row = crate::groups::label_cells(&r.labels, r.removed);
+                row.extend(counter_cells(&r.counters, o.raw));
+                row
+            })
+            .collect();
+        (if wire {
+            writeln!(out, "{}", crate::WIRE_NOTE)
+        } else {
+            Ok(())
+        })
+        .and_then(|()| table::write(&mut out, &columns, &cells))
+    })
 }

@@ -12,11 +12,15 @@ use netatop_protocol::{Counters, FIELDS};
 
 use crate::{output, Args, Source};
 
-#[derive(Debug, Clone, Copy, ValueEnum)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 pub enum Format {
-    /// OpenMetrics text (also read by Prometheus and node_exporter's
-    /// textfile collector).
+    /// OpenMetrics text (Prometheus scrapes it; families named without
+    /// `_total`, units, `# EOF`).
     Openmetrics,
+    /// The Prometheus text format, which node_exporter's textfile
+    /// collector and `promtool check metrics` read: families named with
+    /// `_total`, no units, no `# EOF`.
+    Prometheus,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -25,13 +29,37 @@ pub enum By {
     Pid,
     /// One series per command name: the sums over its processes.
     Command,
+    /// One series per cgroup v2: label cgroup (needs netatopd).
+    Cgroup,
+    /// One series per systemd unit: label unit (needs netatopd).
+    Unit,
+    /// One series per container: label container_id (needs netatopd).
+    Container,
+    /// One series per Kubernetes pod: labels pod_uid and qos (needs
+    /// netatopd).
+    Pod,
+}
+
+impl By {
+    /// The cgroup grouping it asks for, if any.
+    fn group(self) -> Option<crate::groups::Group> {
+        use crate::groups::Group;
+        match self {
+            By::Pid | By::Command => None,
+            By::Cgroup => Some(Group::Cgroup),
+            By::Unit => Some(Group::Unit),
+            By::Container => Some(Group::Container),
+            By::Pod => Some(Group::Pod),
+        }
+    }
 }
 
 #[derive(clap::Args, Debug)]
 pub struct Opts {
     #[arg(long, value_enum)]
     format: Format,
-    /// Series per process or per command name.
+    /// Series per process or command name, or per cgroup, systemd unit,
+    /// container or pod (counters that do not drop when a process exits).
     #[arg(long, value_enum, default_value = "pid")]
     by: By,
     /// Write here (atomically: a temporary file renamed into place)
@@ -54,9 +82,12 @@ fn escape(v: &str) -> String {
     out
 }
 
-/// Label sets and their counters.
+/// Label sets and their counters, per process or command.
 fn series(procs: &[Process], by: By) -> Vec<(String, Counters)> {
     match by {
+        By::Cgroup | By::Unit | By::Container | By::Pod => {
+            unreachable!("cgroup groupings come from group_series")
+        }
         By::Pid => {
             let mut v: Vec<(i32, String, Counters)> = procs
                 .iter()
@@ -83,63 +114,104 @@ fn series(procs: &[Process], by: By) -> Vec<(String, Counters)> {
     }
 }
 
-/// The OpenMetrics text. Counting the wire (`wire`: what is unattributed
-/// per network namespace), each family's help says that its packets are
-/// IP packets and its bytes their IP length, and the unattributed
-/// families follow, labelled by namespace.
-pub fn write_openmetrics(
-    procs: &[Process],
-    by: By,
+/// Label sets and their counters, per group of cgroups (removed ones
+/// left out: their totals were final).
+fn group_series(rows: &[crate::groups::Row]) -> Vec<(String, Counters)> {
+    rows.iter()
+        .filter(|r| !r.removed)
+        .map(|r| {
+            let labels: Vec<String> = r
+                .labels
+                .iter()
+                .map(|(k, v)| format!("{k}=\"{}\"", escape(v)))
+                .collect();
+            (labels.join(","), r.counters)
+        })
+        .collect()
+}
+
+/// One counter family: its metadata in `format`, then one sample per
+/// label set.
+fn family<'a>(
+    out: &mut impl Write,
+    format: Format,
+    name: &str,
+    bytes: bool,
+    help: &str,
+    samples: impl Iterator<Item = (&'a str, u64)>,
+) -> io::Result<()> {
+    // OpenMetrics names the family without the `_total` of its samples;
+    // the Prometheus text format names it as they are.
+    let family = match format {
+        Format::Openmetrics => name.to_owned(),
+        Format::Prometheus => format!("{name}_total"),
+    };
+    writeln!(out, "# TYPE {family} counter")?;
+    if bytes && format == Format::Openmetrics {
+        writeln!(out, "# UNIT {family} bytes")?;
+    }
+    writeln!(out, "# HELP {family} {help}")?;
+    for (labels, v) in samples {
+        writeln!(out, "{name}_total{{{labels}}} {v}")?;
+    }
+    Ok(())
+}
+
+/// The metrics text in `format`. Counting the wire (`wire`: what is
+/// unattributed per network namespace), each family's help says that its
+/// packets are IP packets and its bytes their IP length, and the
+/// unattributed families follow, labelled by namespace.
+pub fn write_metrics(
+    series: &[(String, Counters)],
     wire: Option<&[(u32, Counters)]>,
+    format: Format,
     out: &mut impl Write,
 ) -> io::Result<()> {
-    let series = series(procs, by);
     for (i, f) in FIELDS.iter().enumerate() {
-        let name = f.metric();
-        writeln!(out, "# TYPE {name} counter")?;
-        if f.bytes {
-            writeln!(out, "# UNIT {name} bytes")?;
-        }
-        if wire.is_some() {
-            writeln!(
-                out,
-                "# HELP {name} {} (counting the wire: IP packets, bytes with headers)",
+        let help = match wire {
+            Some(_) => format!(
+                "{} (counting the wire: IP packets, bytes with headers)",
                 f.help
-            )?;
-        } else {
-            writeln!(out, "# HELP {name} {}", f.help)?;
-        }
-        for (labels, c) in &series {
-            writeln!(out, "{name}_total{{{labels}}} {}", c.fields()[i])?;
-        }
+            ),
+            None => f.help.to_owned(),
+        };
+        let samples = series.iter().map(|(l, c)| (l.as_str(), c.fields()[i]));
+        family(out, format, &f.metric(), f.bytes, &help, samples)?;
     }
     if let Some(unattributed) = wire {
+        let labels: Vec<(String, Counters)> = unattributed
+            .iter()
+            .map(|(netns, c)| (format!("netns=\"{netns}\""), *c))
+            .collect();
         for (i, f) in FIELDS.iter().enumerate() {
-            let name = format!("netatop_unattributed_{}", f.key);
-            writeln!(out, "# TYPE {name} counter")?;
-            if f.bytes {
-                writeln!(out, "# UNIT {name} bytes")?;
-            }
-            writeln!(
-                out,
-                "# HELP {name} {} for no process, per network namespace (counting the wire)",
+            let help = format!(
+                "{} for no process, per network namespace (counting the wire)",
                 f.help
-            )?;
-            for (netns, c) in unattributed {
-                writeln!(out, "{name}_total{{netns=\"{netns}\"}} {}", c.fields()[i])?;
-            }
+            );
+            let samples = labels.iter().map(|(l, c)| (l.as_str(), c.fields()[i]));
+            let name = format!("netatop_unattributed_{}", f.key);
+            family(out, format, &name, f.bytes, &help, samples)?;
         }
     }
-    writeln!(out, "# EOF")
+    if format == Format::Openmetrics {
+        writeln!(out, "# EOF")?;
+    }
+    Ok(())
 }
 
 pub fn run(args: &Args, o: &Opts) -> Result<()> {
-    let Format::Openmetrics = o.format;
-    let mut source = Source::open(args, None)?;
+    let group = o.by.group();
+    let mut source = Source::open(args, group.map(|_| "--by with cgroups"))?;
     let wire = source.wire()?;
-    let procs = source.processes(false, false)?;
+    let series = match group {
+        None => series(&source.processes(false, false)?, o.by),
+        Some(g) => group_series(&crate::groups::rows(
+            &crate::groups::fetch(&mut source, false)?,
+            g,
+        )),
+    };
     let mut text = Vec::new();
-    write_openmetrics(&procs, o.by, wire.as_deref(), &mut text).expect("writing to memory");
+    write_metrics(&series, wire.as_deref(), o.format, &mut text).expect("writing to memory");
     match &o.output {
         None => output(io::stdout().lock().write_all(&text)),
         Some(path) => {
@@ -177,7 +249,13 @@ mod tests {
     fn families_series_and_eof() {
         let procs = [proc(20, "a\"b", 5), proc(10, "x", 7), proc(30, "x", 1)];
         let mut out = Vec::new();
-        write_openmetrics(&procs, By::Pid, None, &mut out).unwrap();
+        write_metrics(
+            &series(&procs, By::Pid),
+            None,
+            Format::Openmetrics,
+            &mut out,
+        )
+        .unwrap();
         let text = String::from_utf8(out).unwrap();
         assert!(text.starts_with(
             "# TYPE netatop_tcp_send_packets counter\n# HELP netatop_tcp_send_packets "
@@ -194,9 +272,44 @@ mod tests {
         assert_eq!(text.matches("_total{").count(), 24);
 
         let mut out = Vec::new();
-        write_openmetrics(&procs, By::Command, None, &mut out).unwrap();
+        write_metrics(
+            &series(&procs, By::Command),
+            None,
+            Format::Openmetrics,
+            &mut out,
+        )
+        .unwrap();
         let text = String::from_utf8(out).unwrap();
         assert!(text.contains("netatop_tcp_send_bytes_total{command=\"x\"} 8\n"));
         assert_eq!(text.matches("_total{").count(), 16);
+    }
+
+    #[test]
+    fn prometheus_format_names_families_as_their_samples() {
+        let procs = [proc(20, "a", 5), proc(10, "x", 7)];
+        let mut out = Vec::new();
+        let un = [(
+            4026531840u32,
+            Counters::from_fields([1, 60, 2, 120, 0, 0, 0, 0]),
+        )];
+        write_metrics(
+            &series(&procs, By::Pid),
+            Some(&un),
+            Format::Prometheus,
+            &mut out,
+        )
+        .unwrap();
+        let text = String::from_utf8(out).unwrap();
+        if let Some(path) = std::env::var_os("NETATOP_EXPORT_SAMPLE") {
+            std::fs::write(path, &text).unwrap();
+        }
+        assert!(text.starts_with(
+            "# TYPE netatop_tcp_send_packets_total counter\n# HELP netatop_tcp_send_packets_total "
+        ));
+        assert!(!text.contains("# UNIT") && !text.contains("# EOF"));
+        assert!(
+            text.contains("netatop_unattributed_tcp_send_bytes_total{netns=\"4026531840\"} 60\n")
+        );
+        assert_eq!(text.matches("# TYPE").count(), 16);
     }
 }

@@ -15,6 +15,7 @@ use netatop_protocol::{query, Counters, QueryError, ReadMode, DEFAULT_SOCKET, FI
 mod conns;
 mod dump;
 mod export;
+mod groups;
 mod stats;
 mod table;
 mod top;

@@ -81,12 +81,27 @@ fn print_text(s: &Stats, out: &mut impl Write) -> io::Result<()> {
                 format!("{} tracked (map of {})", s.threads, s.max_threads)
             },
         ),
+        (
+            "cgroups",
+            format!(
+                "{} with exited processes' totals (map of {}), {} removed, {} removed kept (map of {})",
+                s.cgroups, s.max_cgroups, s.cgroups_removed, s.removed_cgroups_kept,
+                s.max_removed_cgroups
+            ),
+        ),
         ("events counted", s.events.to_string()),
         (
             "map-full drops",
             format!(
                 "{} thread map, {} process map, {} pending-exit map (of {})",
                 s.thread_map_full, s.proc_map_full, s.exit_map_full, s.max_pending_exits
+            ),
+        ),
+        (
+            "cgroup-map drops",
+            format!(
+                "{} exited processes' totals (cgroup map), {} removed cgroups' final totals",
+                s.cgroup_map_full, s.cgroup_gone_full
             ),
         ),
         ("task-storage misses", s.thread_storage_failed.to_string()),

@@ -4,6 +4,7 @@ use std::io::{self, Write};
 
 /// A column: its header and whether its cells are text (left-aligned) or
 /// numbers (right-aligned).
+#[derive(Clone, Copy)]
 pub struct Column {
     pub header: &'static str,
     pub text: bool,

@@ -13,6 +13,7 @@ use serde::ser::SerializeMap;
 use serde::{Serialize, Serializer};
 
 use crate::conns::SocketCounts;
+use crate::groups::{self, Group, Row};
 use crate::table::{self, num, text, Column};
 use crate::{output, Args, Source};
 
@@ -30,6 +31,10 @@ pub struct Opts {
     /// TCP and UDP in separate columns.
     #[arg(long)]
     split: bool,
+    /// Per cgroup v2, or summed per systemd unit, container or pod,
+    /// instead of per process (needs netatopd).
+    #[arg(long, value_enum, value_name = "GROUP")]
+    by: Option<Group>,
 }
 
 /// One process's traffic in one interval, per second.
@@ -148,43 +153,149 @@ fn row(r: &Rate) -> Vec<String> {
         r.command.clone()
     };
     let mut row = vec![r.pid.to_string(), command];
-    match &r.split {
-        Some(s) => {
-            // Bytes per second, then packets; each TCP send, TCP receive,
-            // UDP send, UDP receive (SPLIT_COLUMNS).
-            for bytes in [true, false] {
-                for (_, v) in FIELDS.iter().zip(s.0).filter(|(f, _)| f.bytes == bytes) {
-                    row.push(if bytes {
-                        table::bytes(v)
-                    } else {
-                        table::count(v)
-                    });
-                }
-            }
-        }
-        None => {
-            row.push(table::bytes(r.send_bytes_per_sec));
-            row.push(table::bytes(r.recv_bytes_per_sec));
-            row.push(table::count(r.send_packets_per_sec));
-            row.push(table::count(r.recv_packets_per_sec));
-        }
-    }
+    row.extend(rate_cells(
+        [r.send_bytes_per_sec, r.recv_bytes_per_sec],
+        [r.send_packets_per_sec, r.recv_packets_per_sec],
+        r.split.as_ref(),
+    ));
     row.push(r.connections.to_string());
     row
+}
+
+/// The rate cells of a row: bytes sent and received, then packets; with
+/// `split`, each TCP send, TCP receive, UDP send, UDP receive
+/// (SPLIT_COLUMNS).
+fn rate_cells(bytes: [f64; 2], packets: [f64; 2], split: Option<&Split>) -> Vec<String> {
+    match split {
+        Some(s) => [true, false]
+            .into_iter()
+            .flat_map(|b| {
+                FIELDS
+                    .iter()
+                    .zip(s.0)
+                    .filter(move |(f, _)| f.bytes == b)
+                    .map(move |(_, v)| if b { table::bytes(v) } else { table::count(v) })
+            })
+            .collect(),
+        None => vec![
+            table::bytes(bytes[0]),
+            table::bytes(bytes[1]),
+            table::count(packets[0]),
+            table::count(packets[1]),
+        ],
+    }
 }
 
 fn header(s: &Sample) -> String {
     let send: f64 = s.processes.iter().map(|r| r.send_bytes_per_sec).sum();
     let recv: f64 = s.processes.iter().map(|r| r.recv_bytes_per_sec).sum();
-    let clock = table::local_time(s.time as u64);
-    format!(
-        "netatopctl top  {}  interval {:.2}s  send {}/s  recv {}/s  {} processes with traffic",
-        &clock[11..],
+    header_line(
+        s.time,
         s.interval,
+        send,
+        recv,
+        s.processes.len(),
+        "processes",
+    )
+}
+
+fn header_line(time: f64, interval: f64, send: f64, recv: f64, n: usize, what: &str) -> String {
+    let clock = table::local_time(time as u64);
+    format!(
+        "netatopctl top  {}  interval {interval:.2}s  send {}/s  recv {}/s  {n} {what} with traffic",
+        &clock[11..],
         table::bytes(send),
         table::bytes(recv),
-        s.processes.len()
     )
+}
+
+/// One group's traffic in one interval, per second; its labels first
+/// (`unit`, `container_id`, `pod_uid` and `qos`, or `cgroup`).
+struct GroupRate {
+    labels: Vec<(&'static str, String)>,
+    send_bytes_per_sec: f64,
+    recv_bytes_per_sec: f64,
+    send_packets_per_sec: f64,
+    recv_packets_per_sec: f64,
+    /// Its cgroup was removed during the interval; its final deltas.
+    removed: bool,
+    split: Option<Split>,
+}
+
+impl Serialize for GroupRate {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        let mut m = s.serialize_map(None)?;
+        for (k, v) in &self.labels {
+            m.serialize_entry(k, v)?;
+        }
+        m.serialize_entry("send_bytes_per_sec", &self.send_bytes_per_sec)?;
+        m.serialize_entry("recv_bytes_per_sec", &self.recv_bytes_per_sec)?;
+        m.serialize_entry("send_packets_per_sec", &self.send_packets_per_sec)?;
+        m.serialize_entry("recv_packets_per_sec", &self.recv_packets_per_sec)?;
+        m.serialize_entry("removed", &self.removed)?;
+        if let Some(split) = &self.split {
+            for (f, v) in FIELDS.iter().zip(split.0) {
+                m.serialize_entry(&format!("{}_per_sec", f.key), &v)?;
+            }
+        }
+        m.end()
+    }
+}
+
+#[derive(Serialize)]
+struct GroupSample {
+    time: f64,
+    interval: f64,
+    groups: Vec<GroupRate>,
+}
+
+/// Per-group readings of the previous sample (live groups only).
+type GroupReadings = HashMap<groups::Labels, Counters>;
+
+fn group_readings(rows: &[Row]) -> GroupReadings {
+    rows.iter()
+        .filter(|r| !r.removed)
+        .map(|r| (r.labels.clone(), r.counters))
+        .collect()
+}
+
+fn group_rates(rows: &[Row], before: &GroupReadings, secs: f64, split: bool) -> Vec<GroupRate> {
+    let per_sec = |v: u64| v as f64 / secs;
+    let mut out: Vec<GroupRate> = rows
+        .iter()
+        .filter_map(|r| {
+            // A group's counters never go back while its cgroups exist.
+            // A restarted unit's new cgroup starts again from zero: its
+            // old cgroup's final totals come as removed in the same
+            // sample, or its counters are lower than they were; then all
+            // of the new cgroup's counters are new.
+            let last = before.get(&r.labels).copied().unwrap_or_default();
+            let restarted = !r.removed
+                && (rows.iter().any(|o| o.removed && o.labels == r.labels)
+                    || r.counters
+                        .fields()
+                        .iter()
+                        .zip(last.fields())
+                        .any(|(n, b)| n < &b));
+            let d = if restarted {
+                r.counters
+            } else {
+                r.counters.since(&last)
+            };
+            (d != Counters::default()).then(|| GroupRate {
+                labels: r.labels.clone(),
+                send_bytes_per_sec: per_sec(d.send_bytes()),
+                recv_bytes_per_sec: per_sec(d.recv_bytes()),
+                send_packets_per_sec: per_sec(d.send_packets()),
+                recv_packets_per_sec: per_sec(d.recv_packets()),
+                removed: r.removed,
+                split: split.then(|| Split(d.fields().map(per_sec))),
+            })
+        })
+        .collect();
+    let total = |r: &GroupRate| r.send_bytes_per_sec + r.recv_bytes_per_sec;
+    out.sort_by(|a, b| total(b).total_cmp(&total(a)).then(a.labels.cmp(&b.labels)));
+    out
 }
 
 /// The terminal's rows, if stdout is one.
@@ -241,7 +352,7 @@ pub fn run(args: &Args, o: &Opts) -> Result<()> {
         signal_hook::flag::register(sig, Arc::clone(&stop))
             .map_err(|e| anyhow!("cannot handle signals: {e}"))?;
     }
-    let mut source = Source::open(args, None)?;
+    let mut source = Source::open(args, o.by.map(|_| "--by"))?;
     let wire = source.wire()?.is_some();
     let tty = !o.json && io::stdout().is_terminal();
     let _screen = if tty {
@@ -249,64 +360,174 @@ pub fn run(args: &Args, o: &Opts) -> Result<()> {
     } else {
         None
     };
+    let out = Output { o, tty, wire };
+    if let Some(by) = o.by {
+        // Removed cgroups are asked for from the first request on, so that
+        // each comes once, in the interval of its removal.
+        let fetch = |source: &mut Source| Ok(groups::rows(&groups::fetch(source, true)?, by));
+        let mut before = group_readings(&fetch(&mut source)?);
+        return every_interval(
+            o,
+            interval,
+            &stop,
+            || fetch(&mut source),
+            |rows, time, secs| {
+                let sample = GroupSample {
+                    time,
+                    interval: secs,
+                    groups: group_rates(&rows, &before, secs, o.split),
+                };
+                before = group_readings(&rows);
+                output(out.groups(&sample))
+            },
+        );
+    }
     let mut before = readings(&source.processes(false, true)?);
+    every_interval(
+        o,
+        interval,
+        &stop,
+        || source.processes(false, true),
+        |procs, time, secs| {
+            let mut sample = Sample {
+                time,
+                interval: secs,
+                processes: rates(&procs, &before, secs, o.split),
+            };
+            if !sample.processes.is_empty() {
+                let conns = SocketCounts::read().map_err(|e| anyhow!("cannot read /proc: {e}"))?;
+                for r in sample.processes.iter_mut().filter(|r| !r.exited) {
+                    r.connections = conns.get(r.pid);
+                }
+            }
+            before = readings(&procs);
+            output(out.processes(&sample))
+        },
+    )
+}
+
+/// Every interval until -n intervals were shown or a stop was requested:
+/// `fetch`es a reading, then `show`s it with the time (seconds since the
+/// epoch) and the interval's real length in seconds. The first reading is
+/// the caller's, just before.
+fn every_interval<T>(
+    o: &Opts,
+    interval: Duration,
+    stop: &AtomicBool,
+    mut fetch: impl FnMut() -> Result<T>,
+    mut show: impl FnMut(T, f64, f64) -> Result<()>,
+) -> Result<()> {
     let mut then = Instant::now();
     let mut deadline = then + interval;
     let mut shown = 0u64;
-    while o.count.is_none_or(|n| shown < n) && sleep_until(deadline, &stop) {
-        let procs = source.processes(false, true)?;
+    while o.count.is_none_or(|n| shown < n) && sleep_until(deadline, stop) {
+        let reading = fetch()?;
         let now = Instant::now();
-        let secs = (now - then).as_secs_f64();
-        let mut sample = Sample {
-            time: SystemTime::now()
-                .duration_since(UNIX_EPOCH)
-                .map_or(0.0, |d| d.as_secs_f64()),
-            interval: secs,
-            processes: rates(&procs, &before, secs, o.split),
-        };
-        if !sample.processes.is_empty() {
-            let conns = SocketCounts::read().map_err(|e| anyhow!("cannot read /proc: {e}"))?;
-            for r in sample.processes.iter_mut().filter(|r| !r.exited) {
-                r.connections = conns.get(r.pid);
-            }
-        }
-        before = readings(&procs);
+        let time = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map_or(0.0, |d| d.as_secs_f64());
+        show(reading, time, (now - then).as_secs_f64())?;
         then = now;
         deadline = (deadline + interval).max(now);
         shown += 1;
-        output(show(&sample, o, tty, wire))?;
     }
     Ok(())
 }
 
-fn show(sample: &Sample, o: &Opts, tty: bool, wire: bool) -> io::Result<()> {
-    let mut out = io::stdout().lock();
-    if o.json {
-        serde_json::to_writer(&mut out, sample)?;
-        writeln!(out)?;
-        return out.flush();
+/// Where and how samples are shown.
+struct Output<'a> {
+    o: &'a Opts,
+    tty: bool,
+    wire: bool,
+}
+
+impl Output<'_> {
+    fn processes(&self, sample: &Sample) -> io::Result<()> {
+        let columns: &[Column] = if self.o.split {
+            &SPLIT_COLUMNS
+        } else {
+            &COLUMNS
+        };
+        let rows = sample.processes.iter().map(row).collect();
+        self.emit(sample, header(sample), columns, rows)
     }
-    let mut rows: Vec<Vec<String>> = sample.processes.iter().map(row).collect();
-    let columns: &[Column] = if o.split { &SPLIT_COLUMNS } else { &COLUMNS };
-    let mut text = Vec::new();
-    if tty {
-        text.extend_from_slice(b"\x1b[H\x1b[2J");
-        if let Some(n) = terminal_rows() {
-            // The header line(s), the column line, and a last line kept
-            // free.
-            rows.truncate(n.saturating_sub(3 + usize::from(wire)));
+
+    fn groups(&self, sample: &GroupSample) -> io::Result<()> {
+        let mut columns = groups::label_columns(sample.groups.first().map(|g| &g.labels));
+        // The process table's rate columns, without PID, COMMAND and CONNS.
+        let all: &[Column] = if self.o.split {
+            &SPLIT_COLUMNS
+        } else {
+            &COLUMNS
+        };
+        columns.extend_from_slice(&all[2..all.len() - 1]);
+        let rows = sample
+            .groups
+            .iter()
+            .map(|g| {
+                let mut row = groups::label_cells(&g.labels, g.removed);
+                row.extend(rate_cells(
+                    [g.send_bytes_per_sec, g.recv_bytes_per_sec],
+                    [g.send_packets_per_sec, g.recv_packets_per_sec],
+                    g.split.as_ref(),
+                ));
+                row
+            })
+            .collect();
+        let send: f64 = sample.groups.iter().map(|g| g.send_bytes_per_sec).sum();
+        let recv: f64 = sample.groups.iter().map(|g| g.recv_bytes_per_sec).sum();
+        let what = by_name(sample).unwrap_or("groups");
+        let n = sample.groups.len();
+        let header = header_line(sample.time, sample.interval, send, recv, n, what);
+        self.emit(sample, header, &columns, rows)
+    }
+
+    /// One sample: a JSON line, or a table under its header (redrawn in
+    /// place on a terminal, as many rows as fit).
+    fn emit(
+        &self,
+        sample: &impl Serialize,
+        header: String,
+        columns: &[Column],
+        mut rows: Vec<Vec<String>>,
+    ) -> io::Result<()> {
+        let mut out = io::stdout().lock();
+        if self.o.json {
+            serde_json::to_writer(&mut out, sample)?;
+            writeln!(out)?;
+            return out.flush();
         }
+        let mut text = Vec::new();
+        if self.tty {
+            text.extend_from_slice(b"\x1b[H\x1b[2J");
+            if let Some(n) = terminal_rows() {
+                // The header line(s), the column line, and a last line
+                // kept free.
+                rows.truncate(n.saturating_sub(3 + usize::from(self.wire)));
+            }
+        }
+        writeln!(text, "{header}")?;
+        if self.wire {
+            writeln!(text, "{}", crate::WIRE_NOTE)?;
+        }
+        table::write(&mut text, columns, &rows)?;
+        if !self.tty {
+            writeln!(text)?;
+        }
+        out.write_all(&text)?;
+        out.flush()
     }
-    writeln!(text, "{}", header(sample))?;
-    if wire {
-        writeln!(text, "{}", crate::WIRE_NOTE)?;
-    }
-    table::write(&mut text, columns, &rows)?;
-    if !tty {
-        writeln!(text)?;
-    }
-    out.write_all(&text)?;
-    out.flush()
+}
+
+/// What the rows are, from their first label.
+fn by_name(sample: &GroupSample) -> Option<&'static str> {
+    Some(match sample.groups.first()?.labels.first()?.0 {
+        "cgroup" => "cgroups",
+        "unit" => "units",
+        "container_id" => "containers",
+        "pod_uid" => "pods",
+        _ => return None,
+    })
 }
 
 #[cfg(test)]
@@ -357,5 +578,62 @@ mod tests {
         assert_eq!(r[0].send_packets_per_sec, 10.0);
         // The exited process does not carry over to the next interval.
         assert!(!readings(&now).contains_key(&(2, 10)));
+    }
+
+    fn group(unit: &str, udpsndbytes: u64, removed: bool) -> Row {
+        Row {
+            labels: vec![("unit", unit.to_owned())],
+            counters: Counters {
+                udpsndpacks: udpsndbytes / 100,
+                udpsndbytes,
+                ..Default::default()
+            },
+            removed,
+        }
+    }
+
+    #[test]
+    fn group_rates_are_deltas_with_a_removed_group_once() {
+        let before = group_readings(&[
+            group("a.service", 1000, false),
+            group("b.service", 500, false),
+        ]);
+        let now = [
+            group("a.service", 1600, false),
+            // Removed in the interval: its final deltas, once.
+            group("b.service", 700, true),
+            // New: all of it.
+            group("c.service", 200, false),
+        ];
+        let r = group_rates(&now, &before, 2.0, false);
+        let got: Vec<(&str, f64, bool)> = r
+            .iter()
+            .map(|g| (g.labels[0].1.as_str(), g.send_bytes_per_sec, g.removed))
+            .collect();
+        assert_eq!(
+            got,
+            [
+                ("a.service", 300.0, false),
+                ("b.service", 100.0, true),
+                ("c.service", 100.0, false)
+            ]
+        );
+        assert!(!group_readings(&now).contains_key(&vec![("unit", "b.service".to_owned())]));
+        // a.service restarted: its old cgroup's last 100 bytes, and the
+        // new cgroup's 300 (lower than the old total).
+        let restarted = [
+            group("a.service", 1700, true),
+            group("a.service", 300, false),
+        ];
+        let again = group_rates(&restarted, &group_readings(&now), 1.0, false);
+        let got: Vec<(f64, bool)> = again
+            .iter()
+            .map(|g| (g.send_bytes_per_sec, g.removed))
+            .collect();
+        assert_eq!(got, [(300.0, false), (100.0, true)]);
+        let json = serde_json::to_value(&r[1]).unwrap();
+        assert_eq!(json["unit"], "b.service");
+        assert_eq!(json["send_packets_per_sec"], 1.0);
+        assert_eq!(json["removed"], true);
     }
 }
