@@ -353,12 +353,27 @@ pub fn reckon(
     size: usize,
     extra: &[&str],
 ) -> Reckoning {
+    reckon_with(d, w, scenario, count, size, extra, || {})
+}
+
+/// [`reckon`], running `before_attempt` before each attempt (to reset what
+/// a test measures per attempt).
+pub fn reckon_with(
+    d: &Daemon,
+    w: &Wire,
+    scenario: &str,
+    count: usize,
+    size: usize,
+    extra: &[&str],
+    mut before_attempt: impl FnMut(),
+) -> Reckoning {
     let what = format!("{scenario} x{count} of {size} B {extra:?}");
     let mut first = None;
     // A second attempt, after a first that did not add up: a packet sent
     // can go uncounted, rarely, for a reason not found yet (see the notes
     // of netatopd(8) on counting the wire). Both attempts failing fails.
     for attempt in 1..=2 {
+        before_attempt();
         let before = Before::take(d, w);
         let (g, r) = start_across(w, scenario, count, size, extra);
         let outcome = before.try_settle(d, w, &[r.pid], &what);

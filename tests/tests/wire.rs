@@ -6,7 +6,9 @@ use std::sync::{Mutex, MutexGuard};
 use std::time::Duration;
 
 use netatop_protocol::Counters;
-use netatopd_tests::netns::{across, reckon, spawn_across, start_across, Before, End, Wire};
+use netatopd_tests::netns::{
+    across, reckon, reckon_with, spawn_across, start_across, Before, End, Wire,
+};
 use netatopd_tests::{atop_binary, parse_prn, record_for, Daemon};
 
 /// One test at a time: a BPF program attaching to or detaching from a
@@ -220,12 +222,16 @@ fn bulk_tcp_and_retransmissions_counted_to_the_sender() {
         "in",
         "{ type filter hook prerouting priority 0; }",
     ]);
-    nft(&[
-        "add", "rule", "inet", "loss", "in", "meta", "l4proto", "tcp", "numgen", "random", "mod",
-        "20", "==", "0", "counter", "drop",
-    ]);
     let before = retransmitted(&w.a);
-    let r = reckon(&d, &w, "tcp-bulk", 80, 65536, &[]);
+    // The drop rule made again for each attempt: its counter counts that
+    // attempt's drops only.
+    let r = reckon_with(&d, &w, "tcp-bulk", 80, 65536, &[], || {
+        nft(&["flush", "chain", "inet", "loss", "in"]);
+        nft(&[
+            "add", "rule", "inet", "loss", "in", "meta", "l4proto", "tcp", "numgen", "random",
+            "mod", "20", "==", "0", "counter", "drop",
+        ]);
+    });
     let retrans = retransmitted(&w.a) - before;
     let listing: serde_json::Value =
         serde_json::from_str(&nft(&["-j", "list", "table", "inet", "loss"])).expect("nft -j");
