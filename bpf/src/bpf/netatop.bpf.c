@@ -467,15 +467,7 @@ static __always_inline struct counters take_counters(struct counters *from)
 	return v;
 }
 
-/* Whether anything waits in `c` (a socket's packets before it had an
- * owner). */
-static __always_inline bool waiting(const struct counters *c)
-{
-	return (c->tcpsndpacks | c->tcpsndbytes | c->tcprcvpacks | c->tcprcvbytes |
-		c->udpsndpacks | c->udpsndbytes | c->udprcvpacks | c->udprcvbytes) != 0;
-}
-
-/* The owner of a socket takes what it carried before it had one: into its
+/* The first owner of a socket takes what it carried before: into its
  * counters `to`, and what it received into its namespace's claims. */
 static __noinline void claim(struct sock_owner *o, struct counters *to, __u32 netns)
 {
@@ -516,7 +508,7 @@ static __always_inline void tag(struct sock *sk)
 		stat_inc(owner_failed);
 		return;
 	}
-	if (o->tid == (__u32)id && o->tgid == id >> 32 && !waiting(&o->pending))
+	if (o->tid == (__u32)id && o->tgid == id >> 32)
 		return;
 	/* The thread's entry, and its process's; with the threads map full,
 	 * its packets count to its process. */
@@ -527,19 +519,12 @@ static __always_inline void tag(struct sock *sk)
 		return;
 	task = bpf_get_current_task_btf();
 	netns = sk->__sk_common.skc_net.net->ns.inum;
-	/* The owner first, its process last (what the packet programs test),
-	 * then what the socket carried before: a packet counted from here on
-	 * goes to the owner; one that a packet program began to keep waiting
-	 * just before (a softirq can run on this CPU in the middle of this
-	 * program, and send a burst) is taken now, or by the owner's next
-	 * call, which takes whatever is still waiting. */
+	if (!o->tgid)
+		claim(o, t ? &t->c : &p->exited, netns);
+	o->tgid = tgid;
+	o->tid = (__u32)id;
 	o->start_ns = task->group_leader->start_boottime;
 	o->netns = netns;
-	o->tid = (__u32)id;
-	asm volatile("" ::: "memory");
-	*(volatile __u32 *)&o->tgid = tgid;
-	if (waiting(&o->pending))
-		claim(o, t ? &t->c : &p->exited, netns);
 }
 
 /* The process entry of a socket's owner, if that process still runs (a

@@ -93,8 +93,8 @@ struct sock_owner {
 	__u32 _pad;
 	/* Packets of the socket before it had an owner (tgid 0): a UDP
 	 * socket's first datagram leaves, and a server socket's first one
-	 * arrives, before the call that returns it. The owner's calls claim
-	 * them: the first, and any later one that finds some still here. */
+	 * arrives, before the call that returns it. The first call claims
+	 * them. */
 	struct counters pending;
 };
 
