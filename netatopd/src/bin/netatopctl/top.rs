@@ -233,10 +233,9 @@ impl Serialize for GroupRate {
         m.serialize_entry("send_packets_per_sec", &self.send_packets_per_sec)?;
         m.serialize_entry("recv_packets_per_sec", &self.recv_packets_per_sec)?;
         m.serialize_entry("removed", &self.removed)?;
+        // As in a process's rate: the eight rates in a `split` object.
         if let Some(split) = &self.split {
-            for (f, v) in FIELDS.iter().zip(split.0) {
-                m.serialize_entry(&format!("{}_per_sec", f.key), &v)?;
-            }
+            m.serialize_entry("split", split)?;
         }
         m.end()
     }
