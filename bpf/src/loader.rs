@@ -68,13 +68,20 @@ pub(crate) fn maps(store: ThreadStore, count: Count) -> Vec<(&'static str, &'sta
 /// Maps of one start only, never pinned: nothing in them outlives a
 /// netatopd (calls in flight of the kprobe way, the map walk's sums, IPv4
 /// fragments awaiting their datagram, a removed cgroup's record being
-/// built). Each is sized for the way in use, and one entry where it is
+/// built, each CPU's tally of packets received). Each is sized for the way in use, and one entry where it is
 /// unused; so is the threads map when task storage holds the threads'
 /// counters.
-const AUX_MAPS: [&str; 5] = ["inflight", "walk", "walk_stale", "frags", "gone_scratch"];
+const AUX_MAPS: [&str; 6] = [
+    "inflight",
+    "walk",
+    "walk_stale",
+    "frags",
+    "gone_scratch",
+    "rx_tally",
+];
 
 /// The maps only wire counting uses: not created when counting calls.
-const WIRE_MAPS: [&str; 4] = ["owners", "listeners", "netns_wire", "frags"];
+const WIRE_MAPS: [&str; 5] = ["owners", "listeners", "netns_wire", "frags", "rx_tally"];
 
 /// Where the threads' counters live.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

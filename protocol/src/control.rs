@@ -19,8 +19,9 @@ use crate::Counters;
 
 /// The version this crate speaks (2: `Stats` gained `kretprobe_missed`;
 /// 3: the connections per uid, the refusals and idle closes; 4: the
-/// counting mode and the unattributed traffic; 5: the cgroups).
-pub const VERSION: u32 = 5;
+/// counting mode and the unattributed traffic; 5: the cgroups; 6: the
+/// packets the receive program did not see).
+pub const VERSION: u32 = 6;
 /// Where netatopd serves the control protocol unless told otherwise.
 pub const DEFAULT_CONTROL_SOCKET: &str = "/run/netatopd/control.sock";
 /// Largest request frame a server accepts (bytes after the length).
@@ -187,6 +188,11 @@ pub struct Stats {
     /// namespace map was full.
     pub owner_failed: u64,
     pub wire_map_full: u64,
+    /// Wire counting: packets delivered to sockets that the kernel did
+    /// not run the receive program for (counted as received at the
+    /// socket instead): a sign that it skips the tracing programs in some
+    /// contexts, and so may skip them for packets sent too.
+    pub rx_unseen: u64,
     /// Cgroups whose exited processes' totals the kernel keeps now, and
     /// the sizes of its cgroup maps (--max-cgroups, --max-removed-cgroups).
     pub cgroups: u64,
@@ -316,17 +322,17 @@ mod tests {
     /// The byte-level examples of netatop-protocol(5).
     #[test]
     fn documented_encoding() {
-        assert_eq!(encode(&Request::Stats), [2, 0, 0, 0, 5, 1]);
+        assert_eq!(encode(&Request::Stats), [2, 0, 0, 0, 6, 1]);
         assert_eq!(
             encode(&Request::Processes {
                 threads: true,
                 exited: false
             }),
-            [4, 0, 0, 0, 5, 0, 1, 0]
+            [4, 0, 0, 0, 6, 0, 1, 0]
         );
         assert_eq!(
             encode(&Request::Cgroups { removed: true }),
-            [3, 0, 0, 0, 5, 2, 1]
+            [3, 0, 0, 0, 6, 2, 1]
         );
         // Zigzag signed integers, 251-prefixed u16, length-prefixed strings.
         let frame = encode(&Thread {
@@ -335,7 +341,7 @@ mod tests {
             name: "ab".into(),
             counters: Counters::default(),
         });
-        assert_eq!(&frame[4..12], [5, 1, 251, 88, 2, 2, b'a', b'b']);
+        assert_eq!(&frame[4..12], [6, 1, 251, 88, 2, 2, b'a', b'b']);
     }
 
     #[test]

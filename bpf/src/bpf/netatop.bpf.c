@@ -181,6 +181,14 @@ struct {
  * not look for their datagram's fragments. */
 __u64 frags_waiting;
 
+/* Wire counting: see struct rx_tally. */
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, struct rx_tally);
+} rx_tally SEC(".maps");
+
 /* Per cgroup v2 (key: its id, the kernfs id of its directory): the final
  * totals of its processes that have exited. A cgroup's total is this and
  * its live processes'. Sized by user space. */
@@ -469,20 +477,28 @@ static __always_inline struct counters take_counters(struct counters *from)
 
 /* The first owner of a socket takes what it carried before: into its
  * counters `to`, and what it received into its namespace's claims. */
-static __noinline void claim(struct sock_owner *o, struct counters *to, __u32 netns)
+static __noinline void claim(struct sock_owner *o, struct counters *to, __u32 netns, bool tcp)
 {
+	__u64 unseen = o ? o->unseen_packets : 0, unseen_bytes;
 	struct counters got;
 	struct wire_netns *w;
 
 	if (!o || !to)
 		return;
 	got = take_counters(&o->pending);
+	unseen_bytes = o->unseen_bytes;
+	__sync_fetch_and_add(&o->unseen_packets, -unseen);
+	__sync_fetch_and_add(&o->unseen_bytes, -unseen_bytes);
 	w = netns_entry(netns);
 	if (w) {
 		__sync_fetch_and_add(&w->attributed_in.tcprcvpacks, got.tcprcvpacks);
 		__sync_fetch_and_add(&w->attributed_in.tcprcvbytes, got.tcprcvbytes);
 		__sync_fetch_and_add(&w->attributed_in.udprcvpacks, got.udprcvpacks);
 		__sync_fetch_and_add(&w->attributed_in.udprcvbytes, got.udprcvbytes);
+		__sync_fetch_and_add(tcp ? &w->received.tcprcvpacks : &w->received.udprcvpacks,
+				     unseen);
+		__sync_fetch_and_add(tcp ? &w->received.tcprcvbytes : &w->received.udprcvbytes,
+				     unseen_bytes);
 	}
 	fold(to, &got);
 }
@@ -520,7 +536,7 @@ static __always_inline void tag(struct sock *sk)
 	task = bpf_get_current_task_btf();
 	netns = sk->__sk_common.skc_net.net->ns.inum;
 	if (!o->tgid)
-		claim(o, t ? &t->c : &p->exited, netns);
+		claim(o, t ? &t->c : &p->exited, netns, sk->sk_type == SOCK_STREAM);
 	o->tgid = tgid;
 	o->tid = (__u32)id;
 	o->start_ns = task->group_leader->start_boottime;
@@ -681,12 +697,17 @@ static __always_inline void note_fragment(const __u8 h[HEADERS], const struct pa
 SEC("tp_btf/netif_receive_skb")
 int BPF_PROG(netatop_rx, struct sk_buff *skb)
 {
+	struct rx_tally *tally;
 	struct packet pkt = {};
+	__u32 zero = 0;
 	struct wire_netns *w;
 	__u8 h[HEADERS];
 
 	if (!read_packet(skb->data, skb->len, skb->protocol, skb->head + skb->end, &pkt, h))
 		return 0;
+	tally = bpf_map_lookup_elem(&rx_tally, &zero);
+	if (tally)
+		__sync_fetch_and_add(&tally->seen, pkt.packets);
 	w = netns_entry(skb->dev->nd_net.net->ns.inum);
 	if (w)
 		add_packet(&w->received, &pkt, false);
@@ -715,6 +736,25 @@ static __always_inline void claim_fragments(struct __sk_buff *skb, struct packet
 		__sync_fetch_and_add(&frags_waiting, -1);
 }
 
+/* Whether the `packets` a socket receives now went unseen by netatop_rx
+ * (see struct rx_tally): its CPU's sockets have now received more than
+ * its receive program saw. Called once per packet delivered, in the
+ * receive path's context (softirq), which does not nest on a CPU. */
+static __always_inline bool unseen_by_rx(__u64 packets)
+{
+	struct rx_tally *t;
+	__u32 zero = 0;
+
+	t = bpf_map_lookup_elem(&rx_tally, &zero);
+	if (!t)
+		return false;
+	t->delivered += packets;
+	if (t->delivered - t->unseen <= *(volatile __u64 *)&t->seen)
+		return false;
+	t->unseen += packets;
+	return true;
+}
+
 /*
  * Every packet a socket receives (cgroup_skb on the root cgroup: every
  * socket's), counted to its owner (see owner_counters()) and to what its
@@ -729,7 +769,8 @@ int netatop_sock_in(struct __sk_buff *skb)
 	struct sock_owner *o;
 	struct wire_netns *w;
 	struct proc_val *p;
-	__u32 segs, hdr = 0;
+	__u32 segs, hdr = 0, owner;
+	bool unseen;
 	__u8 b[2];
 
 	if (!sk)
@@ -743,9 +784,6 @@ int netatop_sock_in(struct __sk_buff *skb)
 		return 1;
 	o = bpf_sk_storage_get(&owners, sk, 0, BPF_SK_STORAGE_GET_F_CREATE);
 	if (!o)
-		return 1;
-	p = o->tgid ? owner_proc(o) : NULL;
-	if (o->tgid && !p)
 		return 1;
 	segs = skb->gso_segs;
 	if (segs < 1)
@@ -772,13 +810,27 @@ int netatop_sock_in(struct __sk_buff *skb)
 	if (!pkt.tcp && segs == 1 && skb->protocol == bpf_htons(ETH_P_IP) &&
 	    *(volatile __u64 *)&frags_waiting)
 		claim_fragments(skb, &pkt);
-	if (!p) {
-		/* Before the socket's first call: kept for that call. */
+	unseen = unseen_by_rx(pkt.packets);
+	if (unseen)
+		__sync_fetch_and_add(&stats.rx_unseen, pkt.packets);
+	owner = *(volatile __u32 *)&o->tgid;
+	if (!owner) {
+		/* Before the socket's first call: kept for that call (its
+		 * namespace is known then). */
 		add_packet(&o->pending, &pkt, false);
+		if (unseen) {
+			__sync_fetch_and_add(&o->unseen_packets, pkt.packets);
+			__sync_fetch_and_add(&o->unseen_bytes, pkt.bytes);
+		}
 		return 1;
 	}
-	add_packet(owner_counters(o, p), &pkt, false);
 	w = netns_entry(o->netns);
+	if (unseen && w)
+		add_packet(&w->received, &pkt, false);
+	p = owner_proc(o);
+	if (!p)
+		return 1; /* its owner has exited: unattributed */
+	add_packet(owner_counters(o, p), &pkt, false);
 	if (w)
 		add_packet(&w->attributed_in, &pkt, false);
 	return 1;

@@ -96,6 +96,24 @@ struct sock_owner {
 	 * arrives, before the call that returns it. The first call claims
 	 * them. */
 	struct counters pending;
+	/* Of the packets received in `pending`, those the namespace's
+	 * receive program did not see (see struct rx_tally): the first call
+	 * adds them to its namespace's received too. */
+	__u64 unseen_packets;
+	__u64 unseen_bytes;
+};
+
+/* rx_tally map (wire counting), per CPU: TCP and UDP packets the receive
+ * program saw, and packets delivered to sockets. A packet passes the
+ * receive program before it reaches its socket, on the same CPU; a CPU's
+ * sockets receiving more than its receive program saw means the kernel
+ * did not run the program for some (it skips tracing programs in some
+ * contexts). Those are added to the namespace's received at delivery. */
+struct rx_tally {
+	__u64 seen;
+	__u64 delivered;
+	/* Of those delivered, the ones found unseen. */
+	__u64 unseen;
 };
 
 /* wire map (wire counting): per network namespace (key: its inode
@@ -164,6 +182,10 @@ struct netatop_stats {
 	/* Wire counting: packets not counted per namespace because the wire
 	 * map was full (they are still counted to their process). */
 	__u64 wire_map_full;
+	/* Wire counting: packets delivered to sockets that the receive
+	 * program did not see (see struct rx_tally); counted as received
+	 * at delivery instead. */
+	__u64 rx_unseen;
 	/* Exited processes whose totals no cgroup's total got because the
 	 * cgroups map was full, and removed cgroups whose final totals were
 	 * lost because cgroups_gone was full. */

@@ -107,6 +107,7 @@ pub(super) struct Warned {
     exit_log_dropped: u64,
     cgroup_map_full: u64,
     cgroup_gone_full: u64,
+    rx_unseen: u64,
     /// When connections refused for each cause were last warned about,
     /// and how many were refused since.
     refused_at: [Option<Instant>; 3],
@@ -289,7 +290,8 @@ impl Core {
         w.refused_at[i] = Some(Instant::now());
     }
 
-    /// Warns, at most once a minute, about updates lost to full maps.
+    /// Warns, at most once a minute, about updates lost to full maps, and
+    /// about packets the kernel did not run the programs for.
     fn warn_drops(&mut self) {
         if self.warned.at.is_some_and(|t| t.elapsed() < WARN_EVERY) {
             return;
@@ -344,6 +346,13 @@ impl Core {
                 dropped.saturating_sub(w.exit_log_dropped),
                 "exited-process records dropped before every client had them (raise --max-exited)"
                     .to_owned(),
+            ),            (
+                s.rx_unseen.saturating_sub(w.rx_unseen),
+                "packets reached their sockets unseen by the receive program: the kernel \
+                 skipped the tracing programs for them (it does in some contexts); they are \
+                 counted as received at the socket, but packets it skipped on their way out, \
+                 or that reached no socket, are not counted"
+                    .to_owned(),
             ),
         ];
         let mut said = false;
@@ -360,6 +369,7 @@ impl Core {
             w.exit_log_dropped = dropped;
             w.cgroup_map_full = s.cgroup_map_full;
             w.cgroup_gone_full = s.cgroup_gone_full;
+            w.rx_unseen = s.rx_unseen;
         }
     }
 
@@ -410,6 +420,7 @@ impl Core {
             unattributed: unattributed(&tracer.read_wire()?),
             owner_failed: k.owner_failed,
             wire_map_full: k.wire_map_full,
+            rx_unseen: k.rx_unseen,
             cgroups: tracer.cgroup_count()? as u64,
             max_cgroups: sizes.cgroups.into(),
             max_removed_cgroups: sizes.removed_cgroups.into(),

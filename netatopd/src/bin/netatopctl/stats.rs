@@ -155,6 +155,14 @@ fn print_text(s: &Stats, out: &mut impl Write) -> io::Result<()> {
                 s.owner_failed, s.wire_map_full
             ),
         ));
+        lines.push((
+            "unseen received",
+            format!(
+                "{} packets reached sockets without the receive program seeing them \
+                 (counted at the socket)",
+                s.rx_unseen
+            ),
+        ));
         lines.extend(unattributed(&s.unattributed));
     }
     let w = lines.iter().map(|(k, _)| k.len()).max().unwrap_or(0);
