@@ -119,6 +119,8 @@ impl IfCounters {
 pub struct Wire {
     pub a: End,
     pub b: End,
+    /// End A's veth is under a bridge ([`Wire::bridge_a`]).
+    bridged: std::cell::Cell<bool>,
 }
 
 static WIRES: AtomicUsize = AtomicUsize::new(0);
@@ -147,6 +149,7 @@ impl Wire {
         let w = Wire {
             a: end("a", 1),
             b: end("b", 2),
+            bridged: std::cell::Cell::new(false),
         };
         for e in [&w.a, &w.b] {
             ok(Command::new("ip").args(["netns", "add", &e.netns]));
@@ -213,6 +216,73 @@ impl Wire {
         }
         for e in [&w.a, &w.b] {
             ok(Command::new("ip").args(["-n", &e.netns, "link", "set", &e.dev, "up"]));
+        }
+        w
+    }
+}
+
+impl Wire {
+    /// Puts end A's veth under a bridge, and its address on the bridge:
+    /// A's sockets then send through two devices (the bridge, then the
+    /// veth), and what A receives passes the veth, then the bridge. The
+    /// veth's counters still say what the wire carried.
+    pub fn bridge_a(&self) {
+        let (a, b) = (&self.a, &self.b);
+        let ip = |args: &[&str]| {
+            let mut c = Command::new("ip");
+            c.args(["-n", &a.netns]).args(args);
+            ok(&mut c);
+        };
+        let mac = a.mac();
+        // Without multicast snooping, which would have the bridge join the
+        // router discovery group and send IGMP reports of its own.
+        ip(&[
+            "link",
+            "add",
+            "natbr",
+            "address",
+            &mac,
+            "type",
+            "bridge",
+            "mcast_snooping",
+            "0",
+        ]);
+        ok(Command::new("ip").args([
+            "netns",
+            "exec",
+            &a.netns,
+            "sysctl",
+            "-q",
+            "-w",
+            "net.ipv6.conf.natbr.disable_ipv6=1",
+        ]));
+        ok(Command::new("ip").args([
+            "netns", "exec", &a.netns, "ethtool", "-K", "natbr", "tso", "off", "gso", "off", "gro",
+            "off",
+        ]));
+        ip(&["addr", "del", &format!("{}/30", a.addr), "dev", &a.dev]);
+        ip(&["link", "set", &a.dev, "master", "natbr"]);
+        ip(&["addr", "add", &format!("{}/30", a.addr), "dev", "natbr"]);
+        ip(&[
+            "neigh",
+            "add",
+            &b.addr.to_string(),
+            "lladdr",
+            &b.mac(),
+            "dev",
+            "natbr",
+            "nud",
+            "permanent",
+        ]);
+        ip(&["link", "set", "natbr", "up"]);
+        self.bridged.set(true);
+    }
+
+    /// A new wire made like this one.
+    pub fn fresh(&self, tag: &str) -> Wire {
+        let w = Wire::create(tag);
+        if self.bridged.get() {
+            w.bridge_a();
         }
         w
     }
@@ -403,7 +473,7 @@ pub fn reckon_with(
             }
             Err(e) if attempt == 1 => {
                 first = Some(e);
-                again = Some(Wire::create("again"));
+                again = Some(w.fresh("again"));
             }
             Err(e) => panic!(
                 "{what}: twice it did not add up:\n{}\n{e}",

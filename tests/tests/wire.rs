@@ -199,6 +199,23 @@ fn udp_counted_on_the_wire_adds_up() {
     }
 }
 
+/// A process whose address is on a bridge: its packets leave through the
+/// bridge and then the veth beneath it, and arrive through the veth and
+/// then the bridge; each counts once, as the veth carried it.
+#[test]
+fn packets_through_a_bridge_count_once() {
+    let _serial = one_at_a_time();
+    let d = Daemon::start(&["--count", "wire"]);
+    let w = Wire::create("bridge");
+    w.bridge_a();
+    let r = reckon(&d, &w, "udp-rr", 500, 200, &[]);
+    assert_eq!(r.unattributed, Counters::default());
+    assert_eq!(r.process.udpsndpacks, r.carried.packets);
+    assert_eq!(r.process.udprcvbytes, r.carried.bytes);
+    let r = reckon(&d, &w, "tcp-rr", 500, 32, &[]);
+    only_time_wait(&r.unattributed, 1, "bridge");
+}
+
 /// 50 MB one way; then the same with 5% of the TCP packets arriving in
 /// the server's namespace dropped before they reach a socket (nftables):
 /// the interfaces carried them, so they count as sent by the sender and

@@ -426,6 +426,20 @@ static __always_inline bool read_packet(const unsigned char *ip, __u32 len, __be
 	return true;
 }
 
+/*
+ * Whether `dev` has devices beneath it (a bridge its ports, a VLAN or
+ * macvlan its link, a bond its slaves): a packet it sends leaves again
+ * through one of them, and one received through them and delivered up
+ * to it (by a bridge) was received there first. A packet counts once,
+ * where it crosses the lowest device, as the wire carries it.
+ */
+static __always_inline bool stacked(struct net_device *dev)
+{
+	__u64 lower = (__u64)dev + bpf_core_field_offset(struct net_device, adj_list.lower);
+
+	return (__u64)BPF_CORE_READ(dev, adj_list.lower.next) != lower;
+}
+
 /* Adds a packet to counters, sent or received, atomically: every context
  * that sees a socket's packet may add to its owner's counters. */
 static __always_inline void add_packet(struct counters *c, const struct packet *pkt, bool out)
@@ -620,6 +634,8 @@ int BPF_PROG(netatop_xmit, struct sk_buff *skb, struct net_device *dev)
 	struct proc_val *p;
 	__u8 h[HEADERS];
 
+	if (stacked(dev))
+		return 0;
 	if (!read_packet(ip, skb->len - (__u32)(ip - skb->data), skb->protocol, head + skb->end,
 			 &pkt, h))
 		return 0;
@@ -703,6 +719,8 @@ int BPF_PROG(netatop_rx, struct sk_buff *skb)
 	struct wire_netns *w;
 	__u8 h[HEADERS];
 
+	if (stacked(skb->dev))
+		return 0;
 	if (!read_packet(skb->data, skb->len, skb->protocol, skb->head + skb->end, &pkt, h))
 		return 0;
 	tally = bpf_map_lookup_elem(&rx_tally, &zero);

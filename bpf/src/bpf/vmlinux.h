@@ -146,9 +146,19 @@ struct socket {
 	struct sock *sk;
 };
 
+struct list_head {
+	struct list_head *next;
+	struct list_head *prev;
+};
+
 struct net_device {
 	int ifindex;
 	possible_net_t nd_net;
+	/* The devices stacked on this one, and those beneath it. */
+	struct {
+		struct list_head upper;
+		struct list_head lower;
+	} adj_list;
 };
 
 /* sk_buff_data_t is an offset from head on 64-bit kernels. */
