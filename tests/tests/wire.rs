@@ -461,35 +461,6 @@ fn packets_count_to_the_thread_that_owns_the_socket() {
     g.finish();
 }
 
-/// The calling thread's CPU affinity, set to `set` until dropped (the
-/// processes it starts meanwhile inherit it).
-struct Affinity(libc::cpu_set_t);
-
-impl Affinity {
-    fn only(cpu: usize) -> Affinity {
-        // SAFETY: an all-zero cpu_set_t is an empty set; sched_getaffinity
-        // and sched_setaffinity get valid sets of the size passed.
-        unsafe {
-            let mut old: libc::cpu_set_t = std::mem::zeroed();
-            let size = std::mem::size_of::<libc::cpu_set_t>();
-            assert_eq!(libc::sched_getaffinity(0, size, &mut old), 0);
-            let mut set: libc::cpu_set_t = std::mem::zeroed();
-            libc::CPU_SET(cpu, &mut set);
-            assert_eq!(libc::sched_setaffinity(0, size, &set), 0, "CPU {cpu}");
-            Affinity(old)
-        }
-    }
-}
-
-impl Drop for Affinity {
-    fn drop(&mut self) {
-        // SAFETY: restores the set sched_getaffinity returned, of its size.
-        let rc =
-            unsafe { libc::sched_setaffinity(0, std::mem::size_of::<libc::cpu_set_t>(), &self.0) };
-        assert_eq!(rc, 0, "restoring the CPU affinity");
-    }
-}
-
 /// A packet that reaches its socket without the receive program having
 /// seen it (some kernels skip tracing programs in some contexts; the
 /// project's test machines do) still counts as received in its namespace:
@@ -526,7 +497,7 @@ fn packets_the_receive_program_missed_count_as_received_at_their_socket() {
         .update_percpu(&key, &cpus, libbpf_rs::MapFlags::EXIST)
         .expect("writing rx_tally");
     let (g, r) = {
-        let _cpu0 = Affinity::only(0);
+        let _cpu0 = netatopd_tests::Affinity::only(0);
         start_across(&w, "udp-rr", 100, 200, &[])
     };
     // Datagrams of 200 bytes: 228 IP bytes each.

@@ -490,17 +490,23 @@ static __always_inline struct counters take_counters(struct counters *from)
 }
 
 /* The first owner of a socket takes what it carried before: into its
- * counters `to`, and what it received into its namespace's claims. */
-static __noinline void claim(struct sock_owner *o, struct counters *to, __u32 netns, bool tcp)
+ * counters `to`, and what it received into its namespace's claims (and
+ * what of that its receive program missed, into its received). */
+static __noinline void claim(struct sock_owner *o, struct counters *to, __u32 netns)
 {
-	__u64 unseen = o ? o->unseen_packets : 0, unseen_bytes;
+	__u64 unseen, unseen_bytes;
 	struct counters got;
 	struct wire_netns *w;
+	bool tcp;
 
 	if (!o || !to)
 		return;
-	got = take_counters(&o->pending);
+	/* Read before the packets they are part of are taken. */
+	unseen = o->unseen_packets;
 	unseen_bytes = o->unseen_bytes;
+	got = take_counters(&o->pending);
+	/* A socket is TCP or UDP: the unseen are of the kind received. */
+	tcp = got.tcprcvpacks != 0;
 	__sync_fetch_and_add(&o->unseen_packets, -unseen);
 	__sync_fetch_and_add(&o->unseen_bytes, -unseen_bytes);
 	w = netns_entry(netns);
@@ -550,7 +556,7 @@ static __always_inline void tag(struct sock *sk)
 	task = bpf_get_current_task_btf();
 	netns = sk->__sk_common.skc_net.net->ns.inum;
 	if (!o->tgid)
-		claim(o, t ? &t->c : &p->exited, netns, sk->sk_type == SOCK_STREAM);
+		claim(o, t ? &t->c : &p->exited, netns);
 	o->tgid = tgid;
 	o->tid = (__u32)id;
 	o->start_ns = task->group_leader->start_boottime;

@@ -82,22 +82,10 @@ fn median(v: &mut [f64]) -> f64 {
     v[v.len() / 2]
 }
 
-/// Pins the calling thread to one CPU.
-fn pin_to(cpu: usize) {
-    // SAFETY: an all-zero cpu_set_t is an empty set; CPU_SET and
-    // sched_setaffinity get a valid set of the size passed.
-    unsafe {
-        let mut set: libc::cpu_set_t = std::mem::zeroed();
-        libc::CPU_SET(cpu, &mut set);
-        let rc = libc::sched_setaffinity(0, std::mem::size_of::<libc::cpu_set_t>(), &set);
-        assert_eq!(rc, 0, "sched_setaffinity to CPU {cpu}");
-    }
-}
-
 /// One UDP socket sending 64-byte datagrams to itself and reading each
 /// back, on `cpu`: nanoseconds per socket call.
 fn ping_pong(n: u64, cpu: usize) -> f64 {
-    pin_to(cpu);
+    let _cpu = netatopd_tests::Affinity::only(cpu);
     let s = UdpSocket::bind("127.0.0.1:0").expect("bind");
     s.connect(s.local_addr().unwrap()).expect("connect");
     let msg = [0x42u8; 64];
