@@ -53,7 +53,7 @@ if [ "$got_files" != "$(sort <<<"$want_files")" ]; then
     diff <(sort <<<"$want_files") <(echo "$got_files") >&2 || true
     fail "file list of $deb (dpkg -c) differs: < wanted, > found"
 fi
-dpkg-deb -c "$deb" | awk '{print $2}' | grep -qvx '0/0' && fail "files not owned by root (0/0)"
+dpkg-deb -c "$deb" | awk '{print $2}' | grep -qvxE '0/0|root/root' && fail "files not owned by root"
 
 # Control fields.
 field() { dpkg-deb -f "$deb" "$1"; }
@@ -62,7 +62,11 @@ field() { dpkg-deb -f "$deb" "$1"; }
 [ "$(field Architecture)" = "$arch" ] || fail "Architecture: $(field Architecture)"
 [ "$(field Section)" = net ] || fail "Section: $(field Section)"
 [ "$(field Priority)" = optional ] || fail "Priority: $(field Priority)"
-[[ "$(field Depends)" =~ ^libc6\ \(\>=\ 2\.[0-9]+\)$ ]] || fail "Depends: $(field Depends) (only libc is linked dynamically)"
+[ -z "$(field Depends)" ] || fail "Depends: $(field Depends) (the binaries are static: none)"
+for b in netatopd netatopctl; do
+    ldd "target/x86_64-unknown-linux-gnu/release/$b" 2>&1 | grep -q 'statically linked' ||
+        fail "target/x86_64-unknown-linux-gnu/release/$b is not static: $(ldd "target/x86_64-unknown-linux-gnu/release/$b" 2>&1)"
+done
 [ "$(field Conflicts)" = netatop-bpf ] || fail "Conflicts: $(field Conflicts)"
 [[ "$(field Maintainer)" =~ ^.+\ \<.+@.+\>$ ]] || fail "Maintainer: $(field Maintainer)"
 field Description | grep -q 'atop -K' || fail "Description does not say what it is for"

@@ -17,7 +17,7 @@ set -euo pipefail
 # and where atop speaks netatop-bpf (2.9 and later), atop.
 packages() {
     case $1 in
-    bookworm) echo systemd,systemd-sysv,dbus ;;
+    bullseye | bookworm) echo systemd,systemd-sysv,dbus ;;
     *) echo systemd,systemd-sysv,dbus,atop ;;
     esac
 }

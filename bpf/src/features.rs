@@ -7,7 +7,8 @@ use std::fs;
 use std::path::Path;
 
 use crate::attach::{Extras, Mode};
-use crate::kernel::{Kernel, MIN_LINUX, TASK_ITERATOR, TASK_STORAGE, TRACEPOINTS, VMLINUX_BTF};
+use crate::kernel::{Kernel, MIN_LINUX, TRACEPOINTS, VMLINUX_BTF};
+use crate::loader::{SnapshotMethod, ThreadStore};
 
 #[derive(Debug, Clone)]
 pub struct Features {
@@ -21,12 +22,12 @@ pub struct Features {
     pub modes: Option<Vec<(Mode, Option<String>)>>,
     /// The optional hooks with the best way (`None`: not probed).
     pub extras: Option<Extras>,
-    /// Whether snapshots take one pass with the task iterator (`None`
-    /// without BTF).
-    pub task_iterator: Option<bool>,
-    /// Why threads' counters cannot be in task-local storage (`Some(None)`:
-    /// they can; `None`: not probed, without privileges).
-    pub task_storage: Option<Option<String>>,
+    /// Each way of taking snapshots, and why it cannot be used (`None`
+    /// inside: usable). Probed only with privileges and BTF.
+    pub snapshots: Option<Vec<(SnapshotMethod, Option<String>)>>,
+    /// Each place threads' counters can live, and why not (`None`: not
+    /// probed, without privileges).
+    pub thread_stores: Option<Vec<(ThreadStore, Option<String>)>>,
     /// Why the wire cannot be counted with the best way of attaching
     /// (`Some(None)`: it can; `None`: not probed).
     pub wire: Option<Option<String>>,
@@ -61,8 +62,18 @@ impl Features {
             tracepoints,
             extras: best.map(|m| Extras::probe(&k, m)),
             modes,
-            task_iterator: k.has_task_iterator(),
-            task_storage: k.privileged.then(|| k.task_storage_unavailable()),
+            snapshots: probed.then(|| {
+                SnapshotMethod::ALL
+                    .into_iter()
+                    .map(|m| (m, m.unavailable(&k)))
+                    .collect()
+            }),
+            thread_stores: k.privileged.then(|| {
+                vec![
+                    (ThreadStore::TaskStorage, k.task_storage_unavailable()),
+                    (ThreadStore::HashMap, None),
+                ]
+            }),
             wire: best.map(|m| crate::wire::unavailable(&k, m)),
             privileged: k.privileged,
             jit,
@@ -95,47 +106,36 @@ impl std::fmt::Display for Features {
             .map(|(name, found)| format!("{name} {}", maybe(*found)))
             .collect();
         writeln!(f, "  tracepoints: {}", tps.join(", "))?;
-        match &self.modes {
-            Some(modes) => {
-                let best = modes.iter().find(|(_, why)| why.is_none());
-                for (m, why) in modes {
-                    let state = match why {
-                        None if best.is_some_and(|(b, _)| b == m) => "yes (used)".to_owned(),
-                        None => "yes".to_owned(),
-                        Some(why) => format!("no: {why}"),
-                    };
-                    writeln!(f, "  attach {}: {state}", m.name())?;
-                }
-            }
-            None if !self.privileged => writeln!(
-                f,
-                "  attach: not checked (needs root or CAP_BPF and CAP_PERFMON)"
-            )?,
-            None => writeln!(f, "  attach: not checked (no BTF)")?,
+        ways(f, "attach", self.modes.as_deref(), Mode::name)?;
+        if self.modes.is_none() {
+            let why = if self.privileged {
+                "no BTF"
+            } else {
+                "needs root or CAP_BPF and CAP_PERFMON"
+            };
+            writeln!(f, "  attach: not checked ({why})")?;
         }
         if let Some(extras) = &self.extras {
             writeln!(f, "  {extras}")?;
         }
-        let snapshots = match self.task_iterator {
-            Some(true) => "one pass with the task iterator",
-            Some(false) => "three passes over the maps (no task iterator before Linux 6.7)",
-            None => "unknown",
-        };
-        writeln!(
+        ways(
             f,
-            "  snapshots ({}, Linux {}): {snapshots}",
-            TASK_ITERATOR.0, TASK_ITERATOR.1
+            "snapshot",
+            self.snapshots.as_deref(),
+            SnapshotMethod::name,
         )?;
-        let storage = match &self.task_storage {
-            Some(None) => "task-local storage".to_owned(),
-            Some(Some(why)) => format!("a hash map ({why})"),
-            None => "not checked (needs root or CAP_BPF and CAP_PERFMON)".to_owned(),
-        };
-        writeln!(
+        ways(
             f,
-            "  thread counters ({}, Linux {}): {storage}",
-            TASK_STORAGE.0, TASK_STORAGE.1
+            "thread-counters",
+            self.thread_stores.as_deref(),
+            ThreadStore::name,
         )?;
+        if self.thread_stores.is_none() {
+            writeln!(
+                f,
+                "  snapshot, thread-counters: not checked (needs root or CAP_BPF and CAP_PERFMON)"
+            )?;
+        }
         let wire = match &self.wire {
             Some(None) => "calls (the default) or wire (--count wire)".to_owned(),
             Some(Some(why)) => format!("calls only (wire: {why})"),
@@ -158,4 +158,26 @@ impl std::fmt::Display for Features {
         };
         write!(f, "  verdict: {verdict}")
     }
+}
+
+/// One line per way `kind` (as its option is named), in the order
+/// netatopd prefers them: "yes (used)" for the first usable one, "yes" for
+/// the others, "no: why" for those the kernel cannot take.
+fn ways<T: Copy + PartialEq>(
+    f: &mut std::fmt::Formatter<'_>,
+    kind: &str,
+    ways: Option<&[(T, Option<String>)]>,
+    name: fn(T) -> &'static str,
+) -> std::fmt::Result {
+    let Some(ways) = ways else { return Ok(()) };
+    let best = ways.iter().find(|(_, why)| why.is_none()).map(|(w, _)| *w);
+    for (w, why) in ways {
+        let state = match why {
+            None if best == Some(*w) => "yes (used)".to_owned(),
+            None => "yes".to_owned(),
+            Some(why) => format!("no: {why}"),
+        };
+        writeln!(f, "  {kind} {}: {state}", name(*w))?;
+    }
+    Ok(())
 }

@@ -169,6 +169,26 @@ impl Kernel {
         crate::probe::EmptyProbe::kprobe_attaches(func)
     }
 
+    /// Whether a BPF iterator program over `target` (`task`,
+    /// `bpf_map_elem`) loads: some hosts' security policies refuse some
+    /// kinds with EPERM. Err says why not.
+    pub fn iterator_loads(&self, target: &str) -> Result<(), String> {
+        let btf = self.btf.as_ref().ok_or("the kernel has no BTF")?;
+        let func = format!("bpf_iter_{target}");
+        // Not the first type of that name: Linux 6.7 also has a struct
+        // bpf_iter_task (the open-coded iterator's state).
+        let id = btf
+            .type_by_name::<Func<'_>>(&func)
+            .or_else(|| {
+                btf.type_by_kind::<Func<'_>>()
+                    .find(|f| f.name().is_some_and(|n| *n == *func))
+            })
+            .ok_or_else(|| format!("{func} is not in this kernel's BTF"))?
+            .type_id();
+        load_tracing_probe(libbpf_rs::libbpf_sys::BPF_TRACE_ITER, id.into())
+            .map_err(|e| format!("a BPF iterator program over {target} does not load here ({e})"))
+    }
+
     /// Whether an fexit program on kernel function `func` loads: the kernel
     /// must have BPF trampolines (x86_64 from Linux 5.5, arm64 from 6.0,
     /// and not every build or hypervisor allows them) and `func` in its BTF.

@@ -22,6 +22,7 @@ mod clock;
 pub mod features;
 pub mod kernel;
 pub mod loader;
+mod memlock;
 mod pin;
 mod probe;
 mod skel;
@@ -80,18 +81,34 @@ pub enum LoadError {
         kernel: String,
         why: String,
     },
-    #[error(
-        "--snapshot task-iterator: this kernel (Linux {kernel}) has no open-coded task \
-         iterator (bpf_iter_task_new, Linux 6.7); use map-walk"
-    )]
-    NoTaskIterator { kernel: String },
+    #[error("--snapshot {method}: this kernel (Linux {kernel}) cannot: {why}")]
+    SnapshotUnavailable {
+        method: &'static str,
+        kernel: String,
+        why: String,
+    },
+    #[error("no way of taking snapshots works on this kernel (Linux {kernel}): {why}")]
+    NoSnapshot { kernel: String, why: String },
     #[error("--thread-counters task-storage: {why}; use hash-map")]
     NoTaskStorage { why: String },
     #[error("--count wire: {why}; use --count calls")]
     NoWire { why: String },
+    #[error(
+        "cannot create the BPF maps: this kernel (Linux {kernel}, before 5.11) charges them to \
+         the locked-memory limit (RLIMIT_MEMLOCK), which is {limit}, and at the sizes chosen \
+         they need {need}, besides what other BPF maps and programs of this user hold: raise the \
+         limit (LimitMEMLOCK=infinity in the unit, ulimit -l unlimited) or lower \
+         --max-processes, --max-pending-exits, --max-threads, --max-cgroups and \
+         --max-removed-cgroups"
+    )]
+    LockedMemory {
+        kernel: String,
+        limit: String,
+        need: String,
+    },
     #[error("cannot use {dir} to pin netatopd's maps and programs: {why}")]
     PinDir { dir: PathBuf, why: String },
-    #[error("{stage} the BPF programs: {source}")]
+    #[error("{stage} the BPF programs")]
     Libbpf {
         stage: &'static str,
         #[source]

@@ -172,6 +172,35 @@ impl SnapshotMethod {
     pub fn from_name(name: &str) -> Option<Self> {
         Self::ALL.into_iter().find(|m| m.name() == name)
     }
+
+    /// Why this kernel cannot take snapshots this way (None: it can): it
+    /// lacks the task iterator, or refuses the iterator programs (some
+    /// hosts' security policies refuse map iterators with EPERM).
+    pub fn unavailable(self, kernel: &Kernel) -> Option<String> {
+        match self {
+            SnapshotMethod::TaskIterator if kernel.has_task_iterator() != Some(true) => {
+                Some(format!(
+                    "the kernel has no open-coded task iterator ({}, Linux {} and later have it)",
+                    crate::kernel::TASK_ITERATOR.0,
+                    crate::kernel::TASK_ITERATOR.1
+                ))
+            }
+            SnapshotMethod::TaskIterator => kernel.iterator_loads("task").err(),
+            SnapshotMethod::MapWalk => kernel.iterator_loads("bpf_map_elem").err(),
+        }
+    }
+
+    /// The first way this kernel takes; Err says why each cannot.
+    pub fn best(kernel: &Kernel) -> Result<Self, String> {
+        let mut why = Vec::new();
+        for m in Self::ALL {
+            match m.unavailable(kernel) {
+                None => return Ok(m),
+                Some(w) => why.push(format!("{}: {w}", m.name())),
+            }
+        }
+        Err(why.join("; "))
+    }
 }
 
 /// What a start asks for; None: the best the kernel offers.
@@ -412,14 +441,21 @@ impl Tracer {
                 why,
             })?,
         };
-        let iterator = kernel.has_task_iterator() == Some(true);
         let snapshot = match opts.snapshot {
-            Some(SnapshotMethod::TaskIterator) if !iterator => {
-                return Err(LoadError::NoTaskIterator { kernel: release() })
-            }
-            Some(m) => m,
-            None if iterator => SnapshotMethod::TaskIterator,
-            None => SnapshotMethod::MapWalk,
+            Some(m) => match m.unavailable(kernel) {
+                None => m,
+                Some(why) => {
+                    return Err(LoadError::SnapshotUnavailable {
+                        method: m.name(),
+                        kernel: release(),
+                        why,
+                    })
+                }
+            },
+            None => SnapshotMethod::best(kernel).map_err(|why| LoadError::NoSnapshot {
+                kernel: release(),
+                why,
+            })?,
         };
         let store = match (opts.threads, opts.count) {
             // Packets count to their socket's owner thread from any
@@ -472,6 +508,12 @@ impl Tracer {
         let hooks = attached.hooks();
         let links: Vec<&str> = hooks.iter().map(|h| h.pin).collect();
         let pinned = pin::inspect(pin_dir, sizes, store, count, &links);
+        // A start that fails from here on leaves nothing of its own
+        // pinned, and no directory it made.
+        let mut undo = pin::UndoFreshStart::new(
+            pin_dir,
+            matches!(pinned, Pinned::Nothing | Pinned::Discarded(_)),
+        );
 
         // The skeleton borrows its object for as long as it lives; the
         // daemon keeps one for its whole life, so the object is leaked
@@ -537,7 +579,25 @@ impl Tracer {
             }
             Pinned::Nothing => {}
         }
-        let skel = open.load().map_err(libbpf("loading"))?;
+        // Before Linux 5.11 the maps count against the locked-memory
+        // limit: what they need is known only before they are created.
+        let charged =
+            crate::memlock::kernel_charges().then(|| crate::memlock::maps_need(open.open_object()));
+        if let Some(need) = charged {
+            log::debug!("the maps count {need} bytes against the locked-memory limit");
+        }
+        let skel = open
+            .load()
+            .map_err(|e| match (charged, crate::memlock::limit()) {
+                (Some(need), Some(limit)) if e.kind() == libbpf_rs::ErrorKind::PermissionDenied => {
+                    LoadError::LockedMemory {
+                        kernel: release(),
+                        limit: crate::memlock::human(limit),
+                        need: crate::memlock::human(need),
+                    }
+                }
+                _ => libbpf("loading")(e),
+            })?;
         let snapshots = attach_snapshots(&skel, snapshot, store)?;
         let threads = match store {
             ThreadStore::HashMap => ThreadReader::Map,
@@ -593,6 +653,7 @@ impl Tracer {
             }
         }
         tracer.attached = attached;
+        undo.done();
         Ok((tracer, pinned))
     }
 

@@ -299,6 +299,34 @@ pub(crate) fn remove_links(dir: &Path) -> io::Result<()> {
 /// Removes every pinned object in `dir` and `dir` itself. Programs whose
 /// links are no longer pinned stop when no process holds them any more.
 /// Returns how many objects were unpinned.
+/// Removes what a fresh start pinned under a directory, and the directory,
+/// when dropped before [`UndoFreshStart::done`]: a start that fails half
+/// way leaves nothing behind. An adopting start owns nothing to remove.
+pub(crate) struct UndoFreshStart<'a> {
+    dir: &'a Path,
+    armed: bool,
+}
+
+impl<'a> UndoFreshStart<'a> {
+    pub(crate) fn new(dir: &'a Path, fresh: bool) -> Self {
+        Self { dir, armed: fresh }
+    }
+
+    pub(crate) fn done(&mut self) {
+        self.armed = false;
+    }
+}
+
+impl Drop for UndoFreshStart<'_> {
+    fn drop(&mut self) {
+        if self.armed {
+            if let Err(e) = remove_pins(self.dir) {
+                log::warn!("cannot remove what the failed start pinned: {e}");
+            }
+        }
+    }
+}
+
 pub fn remove_pins(dir: &Path) -> io::Result<usize> {
     let rd = match fs::read_dir(dir) {
         Ok(rd) => rd,

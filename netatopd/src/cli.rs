@@ -6,6 +6,13 @@ use std::path::PathBuf;
 use clap::Parser;
 use netatopd_bpf::{MapSizes, DEFAULT_PIN_DIR};
 
+/// The largest --max-threads, --max-processes and --max-pending-exits:
+/// Linux's own limit on process ids (PID_MAX_LIMIT on 64-bit), which no
+/// host can have more threads than.
+pub const MAX_TASKS: i64 = 4_194_304;
+/// The largest --max-cgroups and --max-removed-cgroups.
+pub const MAX_CGROUPS: i64 = 1_048_576;
+
 #[derive(Parser, Debug)]
 #[command(
     name = "netatopd",
@@ -92,23 +99,27 @@ pub struct Args {
     /// Kernel map size: threads counted at once, where their counters are
     /// kept in a hash map (--thread-counters hash-map; task storage has no
     /// size). With --attach kprobe, also the calls in flight at once.
-    #[arg(long, value_name = "N", default_value_t = MapSizes::default().threads)]
+    #[arg(long, value_name = "N", default_value_t = MapSizes::default().threads,
+          value_parser = clap::value_parser!(u32).range(1..=MAX_TASKS))]
     pub max_threads: u32,
     /// Kernel map size: processes counted at once.
-    #[arg(long, value_name = "N", default_value_t = MapSizes::default().procs)]
+    #[arg(long, value_name = "N", default_value_t = MapSizes::default().procs,
+          value_parser = clap::value_parser!(u32).range(1..=MAX_TASKS))]
     pub max_processes: u32,
     /// Kernel map size: exited processes awaiting collection (collected
     /// within 100 ms of their exit). Default: --max-processes, so that even
     /// every counted process exiting at once fits.
-    #[arg(long, value_name = "N")]
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..=MAX_TASKS))]
     pub max_pending_exits: Option<u32>,
     /// Kernel map size: cgroups whose exited processes' totals are kept
     /// (a cgroup's total is these and its live processes').
-    #[arg(long, value_name = "N", default_value_t = MapSizes::default().cgroups)]
+    #[arg(long, value_name = "N", default_value_t = MapSizes::default().cgroups,
+          value_parser = clap::value_parser!(u32).range(1..=MAX_CGROUPS))]
     pub max_cgroups: u32,
     /// Kernel map size: removed cgroups' final totals awaiting collection
     /// (collected within a second of their removal).
-    #[arg(long, value_name = "N", default_value_t = MapSizes::default().removed_cgroups)]
+    #[arg(long, value_name = "N", default_value_t = MapSizes::default().removed_cgroups,
+          value_parser = clap::value_parser!(u32).range(1..=MAX_CGROUPS))]
     pub max_removed_cgroups: u32,
     /// How the send and receive calls are hooked: tracepoint (BTF raw
     /// tracepoints, Linux 6.3+), fexit (BPF trampolines on the inet socket

@@ -113,7 +113,10 @@ fn version_reports_revision_and_kernel_features() {
             "attach fexit: ",
             "attach kprobe: ",
             "spliced TCP receives: ",
-            "snapshots (bpf_iter_task_new, Linux 6.7): one pass with the task iterator",
+            "snapshot task-iterator: yes (used)",
+            "snapshot map-walk: ",
+            "thread-counters task-storage: yes (used)",
+            "thread-counters hash-map: yes",
             "verdict: netatopd can count on this kernel",
         ] {
             assert!(
@@ -189,22 +192,24 @@ fn refuses_to_start_without_privileges() {
     fs::remove_dir_all(dir).unwrap();
 }
 
-/// Each way of attaching that `--version` says this kernel cannot take is
-/// refused when forced, with the same reason and nothing left behind.
+/// Each way (of attaching, of taking snapshots, of keeping threads'
+/// counters) that `--version` says this kernel cannot take is refused when
+/// forced, with the same reason and nothing left behind.
 #[test]
 fn a_way_the_kernel_cannot_take_is_refused_with_its_reason() {
     require_bpf_machine();
     let version = ok(Command::new(bin("netatopd")).arg("--version"));
-    let mut ways = 0;
+    let mut ways = std::collections::HashMap::new();
     for line in version.lines() {
-        let Some((way, state)) = line
-            .trim()
-            .strip_prefix("attach ")
-            .and_then(|r| r.split_once(": "))
-        else {
+        let Some((option, way, state)) = line.trim().split_once(": ").and_then(|(o, state)| {
+            let (option, way) = o.split_once(' ')?;
+            ["attach", "snapshot", "thread-counters"]
+                .contains(&option)
+                .then_some((option, way, state))
+        }) else {
             continue;
         };
-        ways += 1;
+        *ways.entry(option).or_insert(0) += 1;
         let Some(why) = state.strip_prefix("no: ") else {
             continue;
         };
@@ -213,16 +218,17 @@ fn a_way_the_kernel_cannot_take_is_refused_with_its_reason() {
             Command::new(bin("netatopd"))
                 .arg("--foreground")
                 .args(netatopd_tests::private_args(&dir, &dir.join("s")))
-                .args(["--attach", way]),
+                .args([format!("--{option}"), way.to_owned()]),
         );
         assert!(
-            err.contains(&format!("--attach {way}: this kernel")) && err.contains(why),
+            err.contains(&format!("--{option} {way}: ")) && err.contains(why),
             "{err}"
         );
         assert!(!dir.join("s").exists() && !netatopd_tests::pin_dir_for(&dir).exists());
         fs::remove_dir_all(dir).unwrap();
     }
-    assert_eq!(ways, 3, "{version}");
+    let want = [("attach", 3), ("snapshot", 2), ("thread-counters", 2)];
+    assert_eq!(ways, want.into_iter().collect(), "{version}");
     let err = fails(Command::new(bin("netatopd")).args(["--attach", "ebpf"]));
     assert!(
         err.contains("is not auto, tracepoint, fexit, kprobe"),

@@ -89,7 +89,7 @@ fn suite_on(prefix: &str, auto: &str, threads: &str, forced: &[&str], wire: bool
             bin("netatopd").display()
         );
     }
-    // The guest sees the host's files, but not its /tmp.
+    script += &memlock_check(wire);
     let dir = repo.join("target/vm");
     std::fs::create_dir_all(&dir).unwrap();
     let path = dir.join(format!("suite-{prefix}.sh"));
@@ -140,7 +140,69 @@ fn suite_on(prefix: &str, auto: &str, threads: &str, forced: &[&str], wire: bool
             "a start with task storage on Linux {prefix} was not refused, saying why:\n{console}"
         );
     }
+    assert!(
+        console.contains(if wire {
+            "memlock: started under ulimit -l 64"
+        } else {
+            "memlock: said "
+        }),
+        "the locked-memory check did not run on Linux {prefix}:\n{console}"
+    );
+    for line in console.lines().filter(|l| l.starts_with("memlock: ")) {
+        eprintln!("Linux {prefix}: {line}");
+    }
     eprintln!("Linux {prefix}: {}", stderr.trim());
+}
+
+/// Under `ulimit -l 64`, as root without CAP_SYS_RESOURCE: a kernel that
+/// charges BPF maps to the locked-memory limit (before Linux 5.11, where
+/// `wire` is false) refuses netatopd's maps, and netatopd says so in one
+/// line, with the limit and what the maps need; which must be what they
+/// take when they are created (the `memlock` of their descriptors, read
+/// from a netatopd started without the limit). Later kernels charge the
+/// memory cgroup instead: netatopd starts there.
+fn memlock_check(later: bool) -> String {
+    let netatopd = bin("netatopd");
+    let args = |n: &str| {
+        format!(
+            "--foreground --socket /tmp/{n}.sock --control-socket /tmp/{n}.ctl \
+             --pid-file /tmp/{n}.pid --pin-dir /sys/fs/bpf/{n}"
+        )
+    };
+    let low = format!(
+        "(ulimit -l 64 && exec setpriv --bounding-set -sys_resource --inh-caps -sys_resource \
+         '{}' -v {} 2>/tmp/m.err)",
+        netatopd.display(),
+        args("m")
+    );
+    if later {
+        return format!(
+            "{low} &\ni=0; until [ -S /tmp/m.sock ]; do i=$((i+1)); [ $i -lt 600 ] || \
+             {{ cat /tmp/m.err; echo 'netatopd did not start under ulimit -l 64'; exit 1; }}; \
+             sleep 0.1; done\nkill -TERM $(cat /tmp/m.pid); wait\n\
+             echo 'memlock: started under ulimit -l 64'\n"
+        );
+    }
+    format!(
+        "if {low}; then echo 'netatopd started under ulimit -l 64'; exit 1; fi\n\
+         cat /tmp/m.err\n\
+         tail -n1 /tmp/m.err | grep -q '^netatopd: cannot create the BPF maps: .* locked-memory \
+         limit (RLIMIT_MEMLOCK), which is 64 KiB, and at the sizes chosen they need ' || exit 1\n\
+         said=$(sed -n 's/.*they need \\([0-9.]* [KM]iB\\).*/\\1/p' /tmp/m.err)\n\
+         bytes=$(sed -n 's/.*the maps count \\([0-9]*\\) bytes against.*/\\1/p' /tmp/m.err)\n\
+         '{}' {} 2>/tmp/n.err &\n\
+         i=0; until [ -S /tmp/n.sock ]; do i=$((i+1)); [ $i -lt 600 ] || \
+         {{ cat /tmp/n.err; exit 1; }}; sleep 0.1; done\n\
+         pid=$(cat /tmp/n.pid)\n\
+         took=$(for f in /proc/$pid/fdinfo/*; do grep -q '^map_type' $f && \
+         sed -n 's/^memlock:[[:space:]]*//p' $f; done | awk '{{ s += $1 }} END {{ print s }}')\n\
+         kill -TERM $pid; wait\n\
+         echo \"memlock: said $said ($bytes bytes), the maps took $took bytes\"\n\
+         [ \"$bytes\" = \"$took\" ] || exit 1\n\
+         [ \"$said\" = \"$(awk -v b=$took 'BEGIN {{ printf \"%.1f MiB\", b / 1048576 }}')\" ] || exit 1\n",
+        netatopd.display(),
+        args("n")
+    )
 }
 
 #[test]

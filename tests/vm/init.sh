@@ -86,6 +86,15 @@ mount -t tmpfs -o mode=0755 tmpfs "$R/run"
 mkdir -p "$R/run/vmtest" "$R/run/host" "$R/run/lock"
 mount -t 9p -o "trans=virtio,version=9p2000.L,msize=262144,cache=none" vmrun "$R/run/vmtest" || die "mount 9p vmrun failed"
 mount --bind "$R" "$R/run/host" 2>/dev/null   # host / without the overlays above (e.g. host /tmp)
+# The checkout (and working directory) where the tmpfs above hides it: bound
+# again at its own path from the host's tree (tests/vm/run.sh lists them).
+if [ -f "$R/run/vmtest/expose" ]; then
+    while IFS= read -r p; do
+        case $p in /tmp/* | /run/*) ;; *) continue ;; esac
+        [ -d "$R/run/host$p" ] && [ ! -e "$R$p" ] || continue
+        mkdir -p "$R$p" && mount --bind "$R/run/host$p" "$R$p" || die "cannot show $p in the guest"
+    done <"$R/run/vmtest/expose"
+fi
 
 ip link set lo up || die "lo up failed"
 hostname vmtest

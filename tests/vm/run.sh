@@ -6,8 +6,9 @@
 # machine has no usable hardware virtualisation; single-threaded TCG, since
 # multi-threaded TCG once panicked a 6.12 guest), shares the host's /
 # read-only over 9p, chroots into it and runs COMMAND there, in the host's
-# working directory (or /run/host followed by it, if the guest's tmpfs on
-# /tmp or /run hides it). The console goes to stdout; the exit status is
+# working directory. The checkout and the working directory are seen at
+# their own paths even where they lie under /tmp or /run (the guest's own
+# tmpfs there); any other path under them is not. The console goes to stdout; the exit status is
 # COMMAND's, or 124 (timeout), 125 (the VM ended without a status: a
 # panic), 126 (qemu or the set-up failed). It always ends, and leaves no
 # qemu running.
@@ -53,12 +54,13 @@ else
 fi
 {
     echo '#!/bin/sh'
-    printf 'cd %q 2>/dev/null || cd %q 2>/dev/null || cd /\n' "$PWD" "/run/host$PWD"
-    # argv[0] under a path hidden by the guest's tmpfs (/tmp, /run): fall back to /run/host/...
-    printf 'c=%q; case "$c" in /*) [ -e "$c" ] || [ ! -e "/run/host$c" ] || c="/run/host$c";; esac\n' "$1"
-    shift
-    printf 'exec "$c"'; [ $# -eq 0 ] || printf ' %q' "$@"; printf '\n'
+    printf 'cd %q 2>/dev/null || cd /\n' "$PWD"
+    printf 'exec'; printf ' %q' "$@"; printf '\n'
 } > "$run/cmd.sh"
+# Where the checkout lies under /tmp or /run, which the guest mounts
+# tmpfs on, init.sh binds it there again from the host's tree: these
+# paths, one a line (the checkout, and the working directory).
+printf '%s\n' "$(cd "$HERE/../.." && pwd -P)" "$PWD" > "$run/expose"
 
 root=/
 boot=""
@@ -85,8 +87,8 @@ t0=$(date +%s.%N)
     -nodefaults -no-user-config -display none -serial stdio -no-reboot \
     -kernel "$kdir/vmlinux" -initrd "$initrd" \
     -append "console=ttyS0 panic=-1 quiet VMTEST_TMP=${VM_TMP:-tmpfs} $boot ${VM_APPEND:-}" \
-    -virtfs local,path="$root",mount_tag=host,security_model=none,readonly=on,multidevs=remap \
-    -virtfs local,path="$run",mount_tag=vmrun,security_model=none \
+    -virtfs local,path="${root//,/,,}",mount_tag=host,security_model=none,readonly=on,multidevs=remap \
+    -virtfs local,path="${run//,/,,}",mount_tag=vmrun,security_model=none \
     -pidfile "$run/qemu.pid" \
     </dev/null 2>"$run/qemu.stderr"; echo $? > "$run/qemu.rc"; } | sed -u 's/\r$//' | tee "$run/console.log" &
 qpid=$!   # pid of the pipeline's last element; qemu itself is found via the pidfile
