@@ -205,7 +205,13 @@ missing_libs() {
     "$loader" --library-path "$libpath" --list "$ROOT/usr/bin/atop" 2>&1 |
         awk -v root="$ROOT/" '
             /=> not found/ { print $1, "not-found"; next }
-            / => / { if (index($3, root) != 1) print $1, $3 }
+            / => / {
+                # The path may have spaces: all between "=> " and " (0x...)".
+                path = $0
+                sub(/^[^=]*=> /, "", path)
+                sub(/ \(0x[0-9a-f]*\)$/, "", path)
+                if (index(path, root) != 1) print $1, path
+            }
         '
 }
 
