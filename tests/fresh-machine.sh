@@ -32,24 +32,13 @@ done
 REPO=$(cd -- "$(dirname -- "$0")/.." && pwd -P)
 mkdir -p -- "$1"
 DIR=$(cd -- "$1" && pwd -P)
-. "$REPO/tests/debian-apt.sh"
-read -r mirror keyring < <(debian_mirror) || fail "no Debian mirror configured on this machine"
 
-exec 9>"$DIR/.lock"
-flock 9
+exec 8>"$DIR/.fresh.lock"
+flock 8
 
 # The bare Debian 12, made once.
+bash "$REPO/tests/rootfs.sh" "$DIR" bookworm-minbase || fail "cannot make the bare Debian 12"
 base=$DIR/bookworm-minbase
-recipe="minbase make v1"
-if [ ! -f "$base.ok" ] || [ "$(cat "$base.ok")" != "$recipe" ]; then
-    rm -rf -- "$base" "$base.ok" "$base.tmp"
-    log "debootstrap --variant=minbase bookworm (once; about 30 s)"
-    debootstrap --variant=minbase --include=make --keyring="$keyring" bookworm "$base.tmp" "$mirror" \
-        >"$DIR/debootstrap.log" 2>&1 || { tail -n 20 "$DIR/debootstrap.log" >&2; fail "debootstrap failed"; }
-    rm -f -- "$base.tmp"/var/cache/apt/archives/*.deb
-    mv -- "$base.tmp" "$base"
-    printf '%s\n' "$recipe" >"$base.ok"
-fi
 
 root=$DIR/run
 bpffs=$DIR/bpffs
@@ -107,15 +96,15 @@ build)
 run)
     make run >/root/run.log 2>&1 &
     i=0
-    until [ -S /run/netatop-bpf-socket ] && ./target/release/netatopctl dump --raw >/root/dump 2>/root/dump.err; do
+    until [ -S /run/netatop-bpf-socket ] && ./target/x86_64-unknown-linux-gnu/release/netatopctl dump --raw >/root/dump 2>/root/dump.err; do
         i=$((i + 1))
         [ $i -lt 600 ] || { echo "netatopd did not serve within 60 s"; cat /root/run.log; exit 1; }
         sleep 0.1
     done
     # Known traffic, read back exactly (by name: the container's pids are
     # not the ones netatopd reports).
-    ./target/release/netatop-gen udp4 --count 50 --size 300 --name fresh-gen >/root/gen.json || exit 1
-    ./target/release/netatopctl dump --exited --json --raw --command fresh-gen >/root/gen.dump || exit 1
+    ./target/x86_64-unknown-linux-gnu/release/netatop-gen udp4 --count 50 --size 300 --name fresh-gen >/root/gen.json || exit 1
+    ./target/x86_64-unknown-linux-gnu/release/netatopctl dump --exited --json --raw --command fresh-gen >/root/gen.dump || exit 1
     for k in tcp_send_packets tcp_send_bytes tcp_recv_packets tcp_recv_bytes \
         udp_send_packets udp_send_bytes udp_recv_packets udp_recv_bytes; do
         want=$(grep -o "\"$k\": *[0-9]*" /root/gen.json | grep -o '[0-9]*$')
@@ -168,8 +157,8 @@ for p in $test_only; do
     fi
 done
 log "make build installed none of the test-only packages"
-[ -x "$clone/target/release/netatopd" ] && [ -x "$clone/target/release/netatopctl" ] ||
-    fail "make build left no target/release/netatopd and netatopctl"
+[ -x "$clone/target/x86_64-unknown-linux-gnu/release/netatopd" ] && [ -x "$clone/target/x86_64-unknown-linux-gnu/release/netatopctl" ] ||
+    fail "make build left no target/x86_64-unknown-linux-gnu/release/netatopd and netatopctl"
 
 step run || { tail -n 30 "$DIR/run.log" >&2; fail "make run did not serve (log: $DIR/run.log)"; }
 log "make run: served in ${secs} s (build up to date); a generator's traffic read back exactly"

@@ -2,8 +2,9 @@
 # tests/rootfs.sh DIR SUITE...
 #
 # Makes a minimal Debian root file system with systemd for each SUITE
-# (bookworm: systemd 252; trixie: systemd 257, and atop 2.11 as packaged,
-# its services enabled) in DIR/SUITE, with
+# (bullseye: systemd 247; bookworm: systemd 252; trixie: systemd 257, and
+# atop 2.11 as packaged, its services enabled) in DIR/SUITE, or a bare one
+# with only make for SUITE-minbase (bookworm-minbase), with
 # debootstrap from the machine's own Debian mirror and keyring
 # (tests/debian-apt.sh reads them from /etc/apt). The tests boot them with
 # systemd-nspawn (a throwaway overlay keeps them unchanged) to run
@@ -14,9 +15,11 @@
 set -euo pipefail
 
 # What the tests need in the guest beyond debootstrap's minbase: systemd,
-# and where atop speaks netatop-bpf (2.9 and later), atop.
+# and where atop speaks netatop-bpf (2.9 and later), atop. NAME-minbase:
+# the bare release with only make (tests/fresh-machine.sh).
 packages() {
     case $1 in
+    *-minbase) echo make ;;
     bullseye | bookworm) echo systemd,systemd-sysv,dbus ;;
     *) echo systemd,systemd-sysv,dbus,atop ;;
     esac
@@ -36,23 +39,32 @@ read -r mirror keyring < <(debian_mirror) || die "no Debian mirror configured on
 
 exec 9>"$DIR/.lock"
 flock 9
-for suite in "$@"; do
-    root=$DIR/$suite
-    PACKAGES=$(packages "$suite")
+for name in "$@"; do
+    suite=${name%-minbase}
+    root=$DIR/$name
+    PACKAGES=$(packages "$name")
     RECIPE="minbase $PACKAGES v2"
-    if [ -f "$root.ok" ] && [ "$(cat "$root.ok")" = "$RECIPE" ] && [ -x "$root/lib/systemd/systemd" ]; then
-        log "$suite: cached in $root"
+    made=lib/systemd/systemd
+    [ "$name" = "$suite" ] || made=usr/bin/make
+    if [ -f "$root.ok" ] && [ "$(cat "$root.ok")" = "$RECIPE" ] && [ -x "$root/$made" ]; then
+        log "$name: cached in $root"
         continue
     fi
-    rm -rf -- "$root" "$root.ok" "$root.tmp"
-    log "$suite: debootstrap from $mirror (about 30 s)"
+    rm -rf -- "$root" "$root.ok"
+    # debootstrap fails in a path with a space: it works in a temporary
+    # directory, and the result is moved into place.
+    tmp=$(mktemp -d "${TMPDIR:-/tmp}/netatopd-rootfs.XXXXXX")
+    trap 'rm -rf -- "$tmp"' EXIT
+    log "$name: debootstrap $suite from $mirror (about 30 s)"
     if ! debootstrap --variant=minbase --include="$PACKAGES" --keyring="$keyring" \
-        "$suite" "$root.tmp" "$mirror" >"$DIR/$suite.log" 2>&1; then
-        tail -n 20 "$DIR/$suite.log" >&2
-        die "debootstrap of $suite failed (log: $DIR/$suite.log)"
+        "$suite" "$tmp/root" "$mirror" >"$DIR/$name.log" 2>&1; then
+        tail -n 20 "$DIR/$name.log" >&2
+        die "debootstrap of $suite failed (log: $DIR/$name.log)"
     fi
-    rm -f -- "$root.tmp"/var/cache/apt/archives/*.deb
-    mv -- "$root.tmp" "$root"
+    rm -f -- "$tmp"/root/var/cache/apt/archives/*.deb
+    mv -- "$tmp/root" "$root"
+    rm -rf -- "$tmp"
+    trap - EXIT
     printf '%s\n' "$RECIPE" >"$root.ok"
-    log "$suite: $(du -sh -- "$root" | cut -f1) in $root"
+    log "$name: $(du -sh -- "$root" | cut -f1) in $root"
 done
