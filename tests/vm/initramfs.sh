@@ -29,8 +29,10 @@ install -m 0755 "$HERE/init.sh" "$work/init"
 : > "$work/etc/modules.order"
 # shellcheck disable=SC2086
 modprobe -d "$MODDIR" -S "$KVER" -a --show-depends virtio_pci 9pnet_virtio 9p overlay veth ${EXTRA_MODULES:-} |
-awk '$1 == "insmod" && !seen[$2]++ { print $2 }' |
-while read -r ko; do
+# The path is all that follows "insmod " up to the module's suffix: it may
+# have spaces (the checkout's path).
+sed -n 's/^insmod \(.*\.ko\(\.xz\|\.zst\|\.gz\)\?\) *$/\1/p' | awk '!seen[$0]++' |
+while IFS= read -r ko; do
     name=$(basename "$ko"); name=${name%.xz}; name=${name%.zst}; name=${name%.gz}
     case "$ko" in
         *.xz)  xz -dc "$ko"    > "$work/lib/modules/$name" ;;
