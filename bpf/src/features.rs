@@ -7,8 +7,9 @@ use std::fs;
 use std::path::Path;
 
 use crate::attach::{Extras, Mode};
-use crate::kernel::{Kernel, MIN_LINUX, TRACEPOINTS, VMLINUX_BTF};
-use crate::loader::{SnapshotMethod, ThreadStore};
+use crate::kernel::Kernel;
+use crate::options::{SnapshotMethod, ThreadStore};
+use crate::requirements::{MIN_LINUX, TRACEPOINTS, VMLINUX_BTF};
 
 #[derive(Debug, Clone)]
 pub struct Features {

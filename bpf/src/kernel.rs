@@ -12,26 +12,9 @@ use std::ptr;
 use libbpf_rs::btf::types::{Func, Typedef};
 use libbpf_rs::Btf;
 
-use crate::LoadError;
-
-pub(crate) const VMLINUX_BTF: &str = "/sys/kernel/btf/vmlinux";
-/// The oldest kernel netatopd runs on, as measured (Debian 11's 5.10).
-pub(crate) const MIN_LINUX: &str = "5.10";
-
-/// Tracepoints every way of attaching uses, with the release that gave
-/// them BTF (tp_btf programs need it).
-pub(crate) const TRACEPOINTS: [(&str, &str); 3] = [
-    ("sched_process_exit", "5.5"),
-    ("sched_process_exec", "5.5"),
-    ("task_rename", "5.5"),
-];
-/// The kernel function of one-pass snapshots, with the release that added
-/// it; before, snapshots walk the maps.
-pub(crate) const TASK_ITERATOR: (&str, &str) = ("bpf_iter_task_new", "6.7");
-
-/// Where threads' counters live best: task-local storage, which tracing
-/// programs may use from this release on; before, a hash map.
-pub(crate) const TASK_STORAGE: (&str, &str) = ("task-local storage", "5.13");
+use crate::error::LoadError;
+use crate::probe;
+use crate::requirements::{TASK_ITERATOR, TASK_STORAGE, TRACEPOINTS, VMLINUX_BTF};
 
 /// The running kernel: its release, its BTF (when it has one) and whether
 /// this process may load tracing programs.
@@ -166,7 +149,7 @@ impl Kernel {
         if self.has_func(func) != Some(true) {
             return Err(format!("{func} is not in this kernel's BTF"));
         }
-        crate::probe::EmptyProbe::kprobe_attaches(func)
+        probe::kprobe_attaches(func)
     }
 
     /// Whether a BPF iterator program over `target` (`task`,

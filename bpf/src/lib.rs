@@ -7,118 +7,74 @@
 //! counted: snapshots from their task iterator, maps with batched lookups,
 //! their statistics. Turning that into atop's records is netatopd's part.
 //!
+//! What a start asks for and what the kernel offers:
 //! - [`kernel`]: what the running kernel offers, and the start-up check.
-//! - [`attach`]: the ways of attaching the counting programs.
-//! - [`loader`]: loading, pinning, adopting; the [`Tracer`].
-//! - `pin`: the pinned state under bpffs.
-//! - `batch`: batched map reads.
-//! - `skel`: the generated skeletons and record types.
+//! - `requirements`: what netatopd requires of a kernel, and since when.
+//! - `probe`: feature probes that load do-nothing programs.
 //! - [`features`]: the kernel's features as `--version` prints them.
-//! - `probe`: do-nothing programs (the benchmarks' floor).
+//! - `options`: the choices a start may make ([`LoadOptions`]).
+//! - `choice`: choosing one of several ways, the forced one or the best.
+//! - `plan`: from the options and the kernel to what a start will do.
+//!
+//! The programs and their maps:
+//! - [`attach`]: the ways of attaching the counting programs.
+//! - [`wire`]: what is counted; the wire's programs.
+//! - `maps`: the table of the maps: names, pins, sizes, layouts.
+//! - `iters`: the iterator programs (snapshots, threads, cgroups).
+//! - `skel`: the generated skeletons and record types.
+//!
+//! A start and what it gives:
+//! - [`loader`]: loading, attaching, pinning or adopting: a [`Tracer`].
+//! - `pin`: the pinned state under bpffs.
+//! - `tracer`: the [`Tracer`] and what it tells of itself.
+//! - `attached`: how the programs are attached ([`Attached`]).
+//! - `read`: reading what the programs counted.
+//! - `batch`: batched map reads.
+//! - `memory`: the kernel memory of the maps and task storage.
+//! - `memlock`: the locked-memory charge of kernels before 5.11.
+//! - `error`: why a start fails ([`LoadError`]).
+//! - `clock`: the clocks of the programs' timestamps.
+//! - `bench`: the benchmark's programs.
 
 pub mod attach;
+mod attached;
 mod batch;
+mod bench;
+mod choice;
 mod clock;
+mod error;
 pub mod features;
+mod iters;
 pub mod kernel;
 pub mod loader;
+mod maps;
 mod memlock;
+mod memory;
+mod options;
 mod pin;
+mod plan;
 mod probe;
+mod read;
+mod requirements;
 mod skel;
+mod tracer;
 pub mod wire;
-
-use std::path::PathBuf;
 
 use libbpf_rs::PrintLevel;
 
 pub use attach::{Extra, Extras, Mode, Way};
+pub use attached::Attached;
+pub use bench::{EmptyProbe, TcpInfoProbe};
 pub use clock::{boottime_ns, clock_ns};
+pub use error::LoadError;
 pub use features::Features;
 pub use kernel::Kernel;
-pub use loader::{
-    Attached, KernelStats, LoadOptions, MapSizes, Snapshot, SnapshotMethod, ThreadStore, Tracer,
-};
+pub use options::{LoadOptions, MapSizes, SnapshotMethod, ThreadStore};
 pub use pin::{remove_pins, Pinned, DEFAULT_PIN_DIR};
-pub use probe::{EmptyProbe, TcpInfoProbe};
-pub use skel::types;
+pub use read::{KernelStats, Snapshot};
+pub use skel::{comm_bytes, comm_like, types};
+pub use tracer::Tracer;
 pub use wire::Count;
-
-/// Why the programs could not be loaded; each says what to do.
-#[derive(Debug, thiserror::Error)]
-pub enum LoadError {
-    #[error(
-        "netatopd needs root (or the capabilities CAP_BPF and CAP_PERFMON) to load its \
-         BPF programs: run it as root"
-    )]
-    NotPrivileged,
-    #[error(
-        "the kernel has no BTF ({} is missing): netatopd needs Linux >= {} \
-         built with CONFIG_DEBUG_INFO_BTF=y",
-        kernel::VMLINUX_BTF,
-        kernel::MIN_LINUX
-    )]
-    NoBtf,
-    #[error(
-        "the kernel (Linux {kernel}) has no BTF for the tracepoint {name} (Linux {since} and \
-         later have it): netatopd needs Linux >= {} with BTF",
-        kernel::MIN_LINUX
-    )]
-    MissingTracepoint {
-        name: &'static str,
-        since: &'static str,
-        kernel: String,
-    },
-    #[error(
-        "no way of attaching the programs works on this kernel (Linux {kernel}): {why}; \
-         netatopd needs Linux >= {} with BTF",
-        kernel::MIN_LINUX
-    )]
-    Unsupported { kernel: String, why: String },
-    #[error("--attach {mode}: this kernel (Linux {kernel}) cannot: {why}")]
-    ModeUnavailable {
-        mode: &'static str,
-        kernel: String,
-        why: String,
-    },
-    #[error("--snapshot {method}: this kernel (Linux {kernel}) cannot: {why}")]
-    SnapshotUnavailable {
-        method: &'static str,
-        kernel: String,
-        why: String,
-    },
-    #[error("no way of taking snapshots works on this kernel (Linux {kernel}): {why}")]
-    NoSnapshot { kernel: String, why: String },
-    #[error("--thread-counters task-storage: {why}; use hash-map")]
-    NoTaskStorage { why: String },
-    #[error("--count wire: {why}; use --count calls")]
-    NoWire { why: String },
-    #[error(
-        "cannot create the BPF maps: this kernel (Linux {kernel}, before 5.11) charges them to \
-         the locked-memory limit (RLIMIT_MEMLOCK), which is {limit}, and at the sizes chosen \
-         they need {need}, besides what other BPF maps and programs of this user hold: raise the \
-         limit (LimitMEMLOCK=infinity in the unit, ulimit -l unlimited) or lower \
-         --max-processes, --max-pending-exits, --max-threads, --max-cgroups and \
-         --max-removed-cgroups"
-    )]
-    LockedMemory {
-        kernel: String,
-        limit: String,
-        need: String,
-    },
-    #[error("cannot use {dir} to pin netatopd's maps and programs: {why}")]
-    PinDir { dir: PathBuf, why: String },
-    #[error("{stage} the BPF programs")]
-    Libbpf {
-        stage: &'static str,
-        #[source]
-        source: libbpf_rs::Error,
-    },
-}
-
-pub(crate) fn libbpf(stage: &'static str) -> impl FnOnce(libbpf_rs::Error) -> LoadError {
-    move |source| LoadError::Libbpf { stage, source }
-}
 
 /// Routes libbpf's own messages into the `log` facade.
 pub fn route_libbpf_logs() {
@@ -131,15 +87,4 @@ pub fn route_libbpf_logs() {
         }
     }
     libbpf_rs::set_print(Some((PrintLevel::Debug, print)));
-}
-
-/// A NUL-terminated kernel string in an `i8` array, as bytes without the
-/// NUL and what follows.
-pub fn comm_like(s: &[i8]) -> Vec<u8> {
-    s.iter().map(|&c| c as u8).take_while(|&c| c != 0).collect()
-}
-
-/// A kernel `comm` array as bytes.
-pub fn comm_bytes(comm: &[i8; 16]) -> [u8; 16] {
-    comm.map(|c| c as u8)
 }

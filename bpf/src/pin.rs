@@ -1,10 +1,10 @@
 //! Pinned state under bpffs: the maps and links outlive netatopd, so
 //! counting goes on while it is down, and the next netatopd adopts them.
 //!
-//! A pin directory holds the maps (`crate::loader::PINS`) and one link per
-//! attached program (their hooks' pin names). `meta` is pinned last: a
-//! directory without it is left over from an interrupted start and is
-//! discarded.
+//! A pin directory holds the maps (their pin names in the table of
+//! `crate::maps`) and one link per attached program (their hooks' pin
+//! names). `meta` is pinned last: a directory without it is left over from
+//! an interrupted start and is discarded.
 
 use std::ffi::CString;
 use std::fs;
@@ -15,9 +15,12 @@ use std::path::{Path, PathBuf};
 
 use libbpf_rs::{MapCore, MapFlags, MapHandle};
 
+use crate::error::LoadError;
+use crate::maps;
+use crate::options::ThreadStore;
+use crate::plan::Plan;
 use crate::skel::types;
 use crate::wire::Count;
-use crate::{LoadError, MapSizes, ThreadStore};
 
 include!(concat!(env!("OUT_DIR"), "/fingerprint.rs"));
 
@@ -27,10 +30,6 @@ pub const DEFAULT_PIN_DIR: &str = "/sys/fs/bpf/netatopd";
 const BPFFS: &str = "/sys/fs/bpf";
 const BPF_FS_MAGIC: i64 = 0xcafe_4a11;
 
-pub(crate) const META: &str = "meta";
-/// Pinned when counting the wire (its presence tells a pinned state's
-/// counting).
-pub(crate) const WIRE: &str = "wire";
 /// Pin names of links start with this.
 const LINK_PREFIX: &str = "link_";
 
@@ -151,15 +150,8 @@ fn mount_bpffs() -> io::Result<()> {
 }
 
 /// Whether the pinned state in `dir` can be adopted by this build with
-/// these map sizes and threads' counters in `store`, attaching programs
-/// whose links are pinned as `links`.
-pub(crate) fn inspect(
-    dir: &Path,
-    sizes: MapSizes,
-    store: ThreadStore,
-    count: Count,
-    links: &[&str],
-) -> Pinned {
+/// `plan`'s maps, attaching programs whose links are pinned as `links`.
+pub(crate) fn inspect(dir: &Path, plan: &Plan, links: &[&str]) -> Pinned {
     let entries: Vec<PathBuf> = match fs::read_dir(dir) {
         Ok(rd) => rd.filter_map(|e| e.ok().map(|e| e.path())).collect(),
         Err(_) => return Pinned::Nothing,
@@ -167,7 +159,7 @@ pub(crate) fn inspect(
     if entries.is_empty() {
         return Pinned::Nothing;
     }
-    match check(dir, sizes, store, count) {
+    match check(dir, plan) {
         Err(why) => Pinned::Discarded(why),
         Ok(false) => Pinned::ProgramsReplaced,
         // The same build attached the same programs: they go on. Another
@@ -192,26 +184,27 @@ pub(crate) fn inspect(
 }
 
 /// Ok(same build) when the maps are compatible, else why not.
-fn check(dir: &Path, sizes: MapSizes, store: ThreadStore, count: Count) -> Result<bool, String> {
+fn check(dir: &Path, plan: &Plan) -> Result<bool, String> {
     let open = |name: &str| {
         MapHandle::from_pinned_path(dir.join(name))
             .map_err(|e| format!("pinned map {name} cannot be opened ({e}): an interrupted start"))
     };
-    let meta = read_meta(&open(META)?).map_err(|e| format!("{e}: another record layout"))?;
+    let meta = read_meta(&open(maps::META.pin_name())?)
+        .map_err(|e| format!("{e}: another record layout"))?;
     if meta.layout != LAYOUT {
         return Err(format!(
             "it was made by a netatopd with another record layout ({:016x}, this one {LAYOUT:016x})",
             meta.layout
         ));
     }
-    for name in crate::loader::PINS {
+    for name in maps::common_pins() {
         if !dir.join(name).exists() {
             return Err(format!(
                 "map {name} is not pinned: it was made by another netatopd version"
             ));
         }
     }
-    match (count, dir.join(WIRE).exists()) {
+    match (plan.count, dir.join(maps::NETNS_WIRE.pin_name()).exists()) {
         (Count::Calls, true) => {
             return Err(
                 "its counters count what the wire carries; this start counts socket \
@@ -228,18 +221,10 @@ fn check(dir: &Path, sizes: MapSizes, store: ThreadStore, count: Count) -> Resul
         }
         _ => {}
     }
-    let threads = open("threads")?;
-    match (store, threads.map_type()) {
+    let threads = open(maps::THREADS.pin_name())?;
+    match (plan.store, threads.map_type()) {
         (ThreadStore::TaskStorage, libbpf_rs::MapType::TaskStorage) => {}
-        (ThreadStore::HashMap, libbpf_rs::MapType::Hash) => {
-            if threads.max_entries() != sizes.threads {
-                return Err(format!(
-                    "map threads has {} entries and --max-threads asks for {}",
-                    threads.max_entries(),
-                    sizes.threads
-                ));
-            }
-        }
+        (ThreadStore::HashMap, libbpf_rs::MapType::Hash) => {}
         (ThreadStore::TaskStorage, _) => {
             return Err(
                 "its threads' counters are in a hash map; this start keeps them in \
@@ -255,28 +240,23 @@ fn check(dir: &Path, sizes: MapSizes, store: ThreadStore, count: Count) -> Resul
             )
         }
     }
-    let expect = [
-        ("procs", sizes.procs, "--max-processes"),
-        ("exited", sizes.exited, "--max-pending-exits"),
-        ("cgroups", sizes.cgroups, "--max-cgroups"),
-        (
-            "cgroups_gone",
-            sizes.removed_cgroups,
-            "--max-removed-cgroups",
-        ),
-        ("stats", 1, ""),
-    ];
-    for (name, entries, option) in expect {
-        let map = open(name)?;
-        if map.max_entries() != entries {
-            return Err(format!(
-                "map {name} has {} entries and {option} asks for {entries}",
-                map.max_entries()
-            ));
+    // Each map sized by an option (the threads' hash map first), then the
+    // statistics.
+    for (spec, name) in maps::pinned_by(plan) {
+        if let Some((entries, Some(option))) = spec.entries(plan) {
+            let map = open(name)?;
+            if map.max_entries() != entries {
+                return Err(format!(
+                    "map {name} has {} entries and {} asks for {entries}",
+                    map.max_entries(),
+                    option.flag()
+                ));
+            }
         }
-        if name == "stats" && map.value_size() as usize != std::mem::size_of::<types::bss>() {
-            return Err("its statistics have another layout".into());
-        }
+    }
+    let stats = open(maps::STATS.pin_name())?;
+    if stats.value_size() as usize != maps::STATS.layout.value {
+        return Err("its statistics have another layout".into());
     }
     Ok(meta.build == BUILD)
 }
@@ -296,9 +276,6 @@ pub(crate) fn remove_links(dir: &Path) -> io::Result<()> {
     Ok(())
 }
 
-/// Removes every pinned object in `dir` and `dir` itself. Programs whose
-/// links are no longer pinned stop when no process holds them any more.
-/// Returns how many objects were unpinned.
 /// Removes what a fresh start pinned under a directory, and the directory,
 /// when dropped before [`UndoFreshStart::done`]: a start that fails half
 /// way leaves nothing behind. An adopting start owns nothing to remove.
@@ -327,6 +304,9 @@ impl Drop for UndoFreshStart<'_> {
     }
 }
 
+/// Removes every pinned object in `dir` and `dir` itself. Programs whose
+/// links are no longer pinned stop when no process holds them any more.
+/// Returns how many objects were unpinned.
 pub fn remove_pins(dir: &Path) -> io::Result<usize> {
     let rd = match fs::read_dir(dir) {
         Ok(rd) => rd,

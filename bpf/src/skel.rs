@@ -1,5 +1,7 @@
 //! The generated skeletons, and the layout of the records shared with the
-//! programs.
+//! programs: a map's key and value sizes (`Layout`), a record read from
+//! its bytes, a kernel `comm` array as bytes; the object a skeleton
+//! borrows, and a program of the loaded object by name.
 //!
 //! The Rust types of the shared records (`types::counters`,
 //! `types::proc_val`, `types::snapshot_rec`, ...) are generated from the
@@ -26,8 +28,13 @@ pub(crate) mod tcpinfo {
     include!(concat!(env!("OUT_DIR"), "/tcpinfo.skel.rs"));
 }
 
+use std::mem::{size_of, MaybeUninit};
+
+use libbpf_rs::skel::Skel;
+use libbpf_rs::OpenObject;
+
 pub use netatop::types;
-pub(crate) use netatop::{NetatopSkel, NetatopSkelBuilder};
+pub(crate) use netatop::{NetatopSkel, NetatopSkelBuilder, OpenNetatopSkel};
 
 /// Plain integer records: every bit pattern is a valid value.
 ///
@@ -58,9 +65,35 @@ unsafe impl Pod for u64 {}
 // SAFETY: generated from netatop.h; integer fields only (counters).
 unsafe impl Pod for types::wire_netns {}
 
+/// The sizes of a map's key and value: those of the records the programs
+/// and user space share.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Layout {
+    pub key: usize,
+    pub value: usize,
+}
+
+impl Layout {
+    pub(crate) const fn of<K, V>() -> Self {
+        Self {
+            key: size_of::<K>(),
+            value: size_of::<V>(),
+        }
+    }
+
+    /// Panics when map `name`'s key and value sizes are not these.
+    pub(crate) fn check(self, name: &str, key: u32, value: u32) {
+        assert_eq!(
+            (key as usize, value as usize),
+            (self.key, self.value),
+            "layout of map {name} differs from its generated type"
+        );
+    }
+}
+
 /// A record read from its bytes, which must be exactly its size.
 pub(crate) fn from_bytes<T: Pod>(bytes: &[u8]) -> T {
-    assert_eq!(bytes.len(), std::mem::size_of::<T>(), "a whole record");
+    assert_eq!(bytes.len(), size_of::<T>(), "a whole record");
     let mut v = T::default();
     // SAFETY: `T` is Pod, so any bytes make a valid value, and `bytes`
     // holds exactly size_of::<T>() of them.
@@ -72,4 +105,33 @@ pub(crate) fn from_bytes<T: Pod>(bytes: &[u8]) -> T {
         )
     };
     v
+}
+
+/// A NUL-terminated kernel string in an `i8` array, as bytes without the
+/// NUL and what follows.
+pub fn comm_like(s: &[i8]) -> Vec<u8> {
+    s.iter().map(|&c| c as u8).take_while(|&c| c != 0).collect()
+}
+
+/// A kernel `comm` array as bytes.
+pub fn comm_bytes(comm: &[i8; 16]) -> [u8; 16] {
+    comm.map(|c| c as u8)
+}
+
+/// A skeleton's object. The skeleton borrows its object for as long as it
+/// lives; the daemon keeps one for its whole life, so the object is leaked
+/// (a few hundred bytes) rather than made self-referential.
+pub(crate) fn leaked_object() -> &'static mut MaybeUninit<OpenObject> {
+    Box::leak(Box::new(MaybeUninit::uninit()))
+}
+
+/// A program of the loaded object, by name.
+pub(crate) fn find_prog<'a>(
+    skel: &'a NetatopSkel<'static>,
+    name: &str,
+) -> libbpf_rs::ProgramMut<'a> {
+    skel.object()
+        .progs_mut()
+        .find(|p| p.name() == name)
+        .unwrap_or_else(|| panic!("program {name} is not in the object"))
 }

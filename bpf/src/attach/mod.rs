@@ -12,6 +12,7 @@ mod fexit;
 mod kprobe;
 mod tp_btf;
 
+use crate::choice::first_usable;
 use crate::kernel::Kernel;
 
 /// One program: its name in the object and the pin name of its link.
@@ -108,14 +109,7 @@ impl Mode {
 
     /// The best way this kernel can use, or why none: each way's reason.
     pub fn best(kernel: &Kernel) -> Result<Mode, String> {
-        let mut why = Vec::new();
-        for m in Mode::ALL {
-            match m.unavailable(kernel) {
-                None => return Ok(m),
-                Some(w) => why.push(format!("{}: {w}", m.name())),
-            }
-        }
-        Err(why.join("; "))
+        first_usable(&Mode::ALL, Mode::name, |m| m.unavailable(kernel))
     }
 }
 
