@@ -5,12 +5,14 @@
 //! its bytes are sent to atop as they are, once `btime` is rewritten. A
 //! compile-time check below holds that layout against atop's.
 
+use std::cell::Cell;
 use std::io;
 use std::mem::offset_of;
+use std::rc::Rc;
 
 use netatop_protocol::{Counters, NetPerTask, RECORD_SIZE};
 use netatopd_bpf::{comm_bytes, types, Tracer};
-use zerocopy::FromBytes;
+use zerocopy::{FromBytes, IntoBytes};
 
 use crate::exits::ExitLog;
 
@@ -103,11 +105,29 @@ impl StartClock {
 
 /// A snapshot being read from the kernel: one record per counted process,
 /// its threads summed and its totals never lower than last reported (both
-/// done by the snapshot iterator in the kernel).
+/// done by the snapshot iterator in the kernel). It holds a descriptor
+/// while it lives, counted by [`Collector::open_snapshots`].
 pub struct Snapshot {
     kernel: netatopd_bpf::Snapshot,
     /// Time spent reading it so far.
     pub elapsed: std::time::Duration,
+    _open: Open,
+}
+
+/// Counts a snapshot among the open ones while it lives.
+struct Open(Rc<Cell<usize>>);
+
+impl Open {
+    fn new(count: &Rc<Cell<usize>>) -> Self {
+        count.set(count.get() + 1);
+        Self(Rc::clone(count))
+    }
+}
+
+impl Drop for Open {
+    fn drop(&mut self) {
+        self.0.set(self.0.get() - 1);
+    }
 }
 
 /// Builds records from the kernel; owns the buffers reused across queries.
@@ -121,7 +141,8 @@ pub struct Collector {
     tnames: Vec<[u8; 16]>,
     ekeys: Vec<types::exit_key>,
     evals: Vec<types::exit_val>,
-    bytes: Vec<u8>,
+    /// Snapshots open now.
+    open: Rc<Cell<usize>>,
 }
 
 impl Collector {
@@ -136,7 +157,7 @@ impl Collector {
             tnames: Vec::new(),
             ekeys: Vec::new(),
             evals: Vec::new(),
-            bytes: Vec::new(),
+            open: Rc::default(),
         }
     }
 
@@ -160,13 +181,46 @@ impl Collector {
         Ok(Snapshot {
             kernel: self.tracer.snapshot()?,
             elapsed: std::time::Duration::ZERO,
+            _open: Open::new(&self.open),
         })
+    }
+
+    /// Snapshots started and not yet dropped (each holds a descriptor).
+    pub fn open_snapshots(&self) -> usize {
+        self.open.get()
+    }
+
+    /// Appends the next whole records of `snap` to `out`, at most `max`
+    /// bytes of them (a multiple of the record size), in atop's terms;
+    /// returns the bytes appended, 0 at the end.
+    pub fn read_into<T: FromBytes + IntoBytes + Clone>(
+        &self,
+        snap: &mut Snapshot,
+        out: &mut Vec<T>,
+        max: usize,
+    ) -> io::Result<usize> {
+        let size = std::mem::size_of::<T>();
+        let at = out.len();
+        out.resize(at + max / size, T::new_zeroed());
+        let n = self.read(snap, out[at..].as_mut_bytes());
+        out.truncate(at + n.as_ref().map_or(0, |n| n / size));
+        n
+    }
+
+    /// Appends the rest of `snap` to `out`, a chunk at a time.
+    pub fn read_to_end<T: FromBytes + IntoBytes + Clone>(
+        &self,
+        snap: &mut Snapshot,
+        out: &mut Vec<T>,
+    ) -> io::Result<()> {
+        while self.read_into(snap, out, CHUNK)? > 0 {}
+        Ok(())
     }
 
     /// Reads the next whole records of `snap` into `buf` (whose length is
     /// a multiple of the record size), in atop's terms; returns the bytes
     /// filled, 0 at the end.
-    pub fn read(&self, snap: &mut Snapshot, buf: &mut [u8]) -> io::Result<usize> {
+    fn read(&self, snap: &mut Snapshot, buf: &mut [u8]) -> io::Result<usize> {
         use std::io::Read;
         debug_assert_eq!(buf.len() % RECORD_SIZE, 0);
         let start = std::time::Instant::now();
@@ -209,20 +263,7 @@ impl Collector {
         exits: &mut ExitLog,
     ) -> io::Result<()> {
         let mut snap = self.snapshot()?;
-        let mut bytes = std::mem::take(&mut self.bytes);
-        bytes.resize(CHUNK, 0);
-        loop {
-            let n = self.read(&mut snap, &mut bytes)?;
-            if n == 0 {
-                break;
-            }
-            out.extend(
-                bytes[..n]
-                    .chunks_exact(RECORD_SIZE)
-                    .map(|r| NetPerTask::read_from_bytes(r).expect("a whole record")),
-            );
-        }
-        self.bytes = bytes;
+        self.read_to_end(&mut snap, out)?;
         self.drain(exits)
     }
 
@@ -275,7 +316,6 @@ impl Collector {
         self.tnames = Vec::new();
         self.ekeys = Vec::new();
         self.evals = Vec::new();
-        self.bytes = Vec::new();
     }
 
     /// Moves the final totals of exited processes from the kernel into `exits`.
@@ -298,8 +338,9 @@ impl Collector {
 
 /// Where btime lies in a record.
 const BTIME: usize = std::mem::offset_of!(NetPerTask, btime);
-/// Bytes read from the kernel at a time when a snapshot is built whole.
-const CHUNK: usize = 32 * 1024 / RECORD_SIZE * RECORD_SIZE;
+/// Whole records within one unix-socket buffer (32 KiB): the most read
+/// from the kernel at a time, and the largest write to a client.
+pub const CHUNK: usize = 32 * 1024 / RECORD_SIZE * RECORD_SIZE;
 
 #[cfg(test)]
 mod tests {

@@ -8,13 +8,31 @@ use std::collections::VecDeque;
 
 use netatop_protocol::NetPerTask;
 
-/// What one client has been given so far.
+/// What one client has been given so far (of this log, or of another
+/// kept the same way, such as the removed cgroups').
 #[derive(Debug, Clone, Copy)]
 pub struct Cursor {
     /// CLOCK_BOOTTIME of the connection, ns.
     pub connected_ns: u64,
     /// Highest sequence number already considered for this client.
     pub seen: u64,
+}
+
+impl Cursor {
+    /// The cursor of a client connected at `connected_ns`, given nothing yet.
+    pub fn new(connected_ns: u64) -> Self {
+        Self {
+            connected_ns,
+            seen: 0,
+        }
+    }
+
+    /// Whether the entry numbered `seq`, logged at `at_ns`, is due to this
+    /// client: it has not been considered for it, and the client connected
+    /// at most `grace_ns` after it was logged.
+    pub fn due(&self, seq: u64, at_ns: u64, grace_ns: u64) -> bool {
+        seq > self.seen && self.connected_ns <= at_ns.saturating_add(grace_ns)
+    }
 }
 
 #[derive(Debug)]
@@ -50,10 +68,7 @@ impl ExitLog {
 
     /// A new client's cursor.
     pub fn cursor(&self, now_ns: u64) -> Cursor {
-        Cursor {
-            connected_ns: now_ns,
-            seen: 0,
-        }
+        Cursor::new(now_ns)
     }
 
     /// Adds the final record of a process that exited at `exit_ns`.
@@ -86,7 +101,7 @@ impl ExitLog {
     }
 
     fn wanted(&self, c: &Cursor, seq: u64, e: &Exited) -> bool {
-        seq > c.seen && c.connected_ns <= e.exit_ns.saturating_add(self.grace_ns)
+        c.due(seq, e.exit_ns, self.grace_ns)
     }
 
     /// Appends the records this client has not had yet and is due, and

@@ -1,5 +1,6 @@
-//! One client connection: gathering its requests (framing) and writing its
-//! responses without ever blocking.
+//! One client connection: gathering its requests (framing), its output
+//! buffer and the snapshot streamed into it, its places in the exit and
+//! removed-cgroup logs, and writing its responses without ever blocking.
 //!
 //! Request bytes are gathered until a whole request is there (atop's: 96
 //! bytes; the control protocol's: a length, then at most `MAX_REQUEST`
@@ -7,17 +8,23 @@
 //! chunks of whole records that the kernel queues all-or-nothing, so a
 //! reader never finds a partial record at the end of the queue.
 
+use std::collections::HashMap;
 use std::io::{self, Read, Write};
 use std::os::fd::AsRawFd;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use log::debug;
 use mio::net::UnixStream;
-use netatop_protocol::control;
+use mio::Token;
+use netatop_protocol::control::{self, Cgroup};
 use netatop_protocol::{NetPerTask, RECORD_SIZE};
 
-use crate::collect::Snapshot;
-use crate::exits::Cursor;
+use super::removed::RemovedCgroups;
+use crate::collect::{Collector, Snapshot, CHUNK};
+use crate::exits::{Cursor, ExitLog};
+
+/// The clients being served, by their token in the poll.
+pub(super) type Clients = HashMap<Token, Client>;
 
 /// An output buffer larger than this is given back as soon as it has been
 /// written, rather than kept for the next response.
@@ -31,31 +38,24 @@ pub(super) fn give_back() {
     unsafe { libc::malloc_trim(0) };
 }
 
-/// Largest write: whole records within one unix-socket buffer (32 KiB).
-const MAX_CHUNK: usize = 32 * 1024 / RECORD_SIZE * RECORD_SIZE;
+/// Room made for a whole response before it is read: above the mapping
+/// threshold set in main.rs.
+const WHOLE_RESERVE: usize = 256 * 1024;
 
-/// Bytes per write for a client: whole records, and small enough that the
-/// kernel takes each write into one buffer (`sk_sndbuf / 2 - 64` caps
-/// one unix stream buffer), so a write is queued whole or not at all.
-pub(super) fn chunk_for(stream: &UnixStream) -> usize {
+/// Bytes per write for a client: whole records, at most [`CHUNK`], and
+/// small enough that the kernel takes each write into one buffer
+/// (`sk_sndbuf / 2 - 64` caps one unix stream buffer), so a write is
+/// queued whole or not at all.
+fn chunk_for(stream: &UnixStream) -> usize {
     let sndbuf = socket2::SockRef::from(stream)
         .send_buffer_size()
         .unwrap_or(0);
     let per_buf = (sndbuf / 2).saturating_sub(64);
-    (per_buf.min(MAX_CHUNK) / RECORD_SIZE * RECORD_SIZE).max(RECORD_SIZE)
-}
-
-/// What a client needs after its turn.
-pub(super) enum State {
-    /// Waiting for events.
-    Idle,
-    /// More requests may be waiting: give it another turn.
-    Busy,
-    Closed,
+    (per_buf.min(CHUNK) / RECORD_SIZE * RECORD_SIZE).max(RECORD_SIZE)
 }
 
 /// Which protocol a client speaks, and the request being gathered.
-pub(super) enum Input {
+enum Input {
     /// atop's protocol: 96 bytes.
     Atop { buf: [u8; RECORD_SIZE], len: usize },
     /// The control protocol: a 4-byte length, then at most MAX_REQUEST bytes.
@@ -68,14 +68,14 @@ pub(super) enum Input {
 }
 
 impl Input {
-    pub(super) fn atop() -> Self {
+    fn atop() -> Self {
         Input::Atop {
             buf: [0; RECORD_SIZE],
             len: 0,
         }
     }
 
-    pub(super) fn control() -> Self {
+    fn control() -> Self {
         Input::Control {
             header: [0; 4],
             body: Vec::new(),
@@ -120,61 +120,87 @@ fn fill(
 }
 
 pub(super) struct Client {
-    pub stream: UnixStream,
-    pub input: Input,
+    stream: UnixStream,
+    input: Input,
+    /// Who connected (SO_PEERCRED).
+    uid: u32,
     /// Exited processes count on this client to get them: every atop
     /// client, and a control client once it has asked for them.
-    pub follows_exits: bool,
-    /// The last removed cgroup this client was given (a sequence number).
-    pub cgroups_seen: u64,
-    pub out: Vec<u8>,
-    pub sent: usize,
-    pub chunk: usize,
-    pub cursor: Cursor,
-    /// The client shut down its sending side: close once its output is out.
-    pub eof: bool,
+    follows_exits: bool,
+    /// Where it is in the exit log.
+    exits: Cursor,
+    /// Where it is in the removed-cgroup log.
+    removed_cgroups: Cursor,
+    out: Vec<u8>,
+    sent: usize,
+    /// Bytes per write.
+    chunk: usize,
+    /// The client shut down its sending side (or its requests cannot be
+    /// trusted any more): close once its output is out.
+    eof: bool,
     /// Since when pending output has not moved (None: nothing is stuck).
-    pub stalled_since: Option<Instant>,
+    stalled_since: Option<Instant>,
     /// An atop response being streamed from the kernel's snapshot, a chunk
     /// at a time as the client takes it; its exits and terminator follow.
-    pub streaming: Option<Snapshot>,
-    /// Who connected (SO_PEERCRED).
-    pub uid: u32,
+    streaming: Option<Snapshot>,
     /// Since when it has neither asked nor had anything to take, as far as
     /// netatopd has seen (from its connection; unknown after a request).
-    pub idle_since: Option<Instant>,
+    idle_since: Option<Instant>,
 }
 
 impl Client {
-    pub(super) fn new(stream: UnixStream, input: Input, cursor: Cursor, uid: u32) -> Self {
-        let follows_exits = matches!(input, Input::Atop { .. });
+    /// A client of the control socket (`control`) or of atop's, connected
+    /// at `connected_ns` (CLOCK_BOOTTIME).
+    pub(super) fn new(stream: UnixStream, control: bool, uid: u32, connected_ns: u64) -> Self {
         Self {
             chunk: chunk_for(&stream),
             stream,
-            input,
-            follows_exits,
-            cgroups_seen: 0,
+            input: if control {
+                Input::control()
+            } else {
+                Input::atop()
+            },
+            uid,
+            follows_exits: !control,
+            exits: Cursor::new(connected_ns),
+            removed_cgroups: Cursor::new(connected_ns),
             out: Vec::new(),
             sent: 0,
-            cursor,
             eof: false,
             stalled_since: None,
             streaming: None,
-            uid,
             idle_since: Some(Instant::now()),
         }
+    }
+
+    pub(super) fn uid(&self) -> u32 {
+        self.uid
+    }
+
+    pub(super) fn is_control(&self) -> bool {
+        matches!(self.input, Input::Control { .. })
+    }
+
+    /// Bytes per write.
+    pub(super) fn chunk(&self) -> usize {
+        self.chunk
     }
 
     /// Whether it has been idle for `limit`: since it was first seen with
     /// nothing of a response left to take (here or unread in its socket)
     /// and no whole request after that. Looked at once a second, so the
     /// connection is closed between `limit` and a second later.
-    pub(super) fn idle_for(&mut self, limit: std::time::Duration) -> bool {
+    pub(super) fn idle_for(&mut self, limit: Duration) -> bool {
         if self.pending() > 0 || self.streaming.is_some() || self.unread() > 0 {
             self.idle_since = None;
             return false;
         }
         self.idle_since.get_or_insert_with(Instant::now).elapsed() >= limit
+    }
+
+    /// Whether its pending output has not moved for `limit`.
+    pub(super) fn stuck_for(&self, limit: Duration) -> bool {
+        self.stalled_since.is_some_and(|t| t.elapsed() >= limit)
     }
 
     /// Bytes sent to it that it has not read yet (SIOCOUTQ, the same
@@ -191,19 +217,43 @@ impl Client {
         }
     }
 
-    pub(super) fn is_control(&self) -> bool {
-        matches!(self.input, Input::Control { .. })
-    }
-
     /// Bytes of output not yet written.
     pub(super) fn pending(&self) -> usize {
         self.out.len() - self.sent
+    }
+
+    /// Whether its next request may be read: it has not shut down and
+    /// less than `cap` bytes of its output are pending.
+    pub(super) fn takes_requests(&self, cap: usize) -> bool {
+        !self.eof && self.pending() < cap
+    }
+
+    /// Whether it shut down and has taken all of its output.
+    pub(super) fn finished(&self) -> bool {
+        self.eof && self.pending() == 0
+    }
+
+    /// Reads no more of its requests: it is closed once its output is out.
+    pub(super) fn hang_up(&mut self) {
+        self.eof = true;
+    }
+
+    /// Appends to its output.
+    pub(super) fn queue(&mut self, bytes: &[u8]) {
+        self.out.extend_from_slice(bytes);
     }
 
     /// Drops what was written, so the buffer holds only what is pending.
     pub(super) fn compact(&mut self) {
         self.out.drain(..self.sent);
         self.sent = 0;
+    }
+
+    /// Gives its output buffer back if nothing of it is pending.
+    pub(super) fn release_output(&mut self) {
+        if self.pending() == 0 {
+            self.out = Vec::new();
+        }
     }
 
     /// Writes pending output; true when all of it is out.
@@ -238,9 +288,73 @@ impl Client {
         Ok(true)
     }
 
+    /// Whether an atop response is being streamed to it.
+    pub(super) fn is_streaming(&self) -> bool {
+        self.streaming.is_some()
+    }
+
+    /// Streams `snap` to it, a chunk at a time: see [`Client::read_stream`].
+    pub(super) fn start_stream(&mut self, snap: Snapshot) {
+        self.streaming = Some(snap);
+    }
+
+    /// Appends the next write's worth of its streamed snapshot to its
+    /// output; false at the end of the snapshot (or with none streamed).
+    pub(super) fn read_stream(&mut self, collector: &Collector) -> io::Result<bool> {
+        let Some(snap) = self.streaming.as_mut() else {
+            return Ok(false);
+        };
+        Ok(collector.read_into(snap, &mut self.out, self.chunk)? > 0)
+    }
+
+    /// Ends the streamed response; the snapshot, for how long it took.
+    pub(super) fn end_stream(&mut self) -> Option<Snapshot> {
+        self.streaming.take()
+    }
+
+    /// Appends all of `snap` to its output at once.
+    pub(super) fn read_whole(
+        &mut self,
+        collector: &Collector,
+        snap: &mut Snapshot,
+    ) -> io::Result<()> {
+        // Mapped from the start (see main.rs), so the whole response is
+        // given back to the system when it is out, never left in the heap.
+        self.out.reserve(WHOLE_RESERVE);
+        collector.read_to_end(snap, &mut self.out)
+    }
+
+    /// From now on it counts on getting every exited process.
+    pub(super) fn follow_exits(&mut self) {
+        self.follows_exits = true;
+    }
+
+    /// Its place in the exit log, if it counts on getting the exits.
+    pub(super) fn exits_owed(&self) -> Option<&Cursor> {
+        self.follows_exits.then_some(&self.exits)
+    }
+
+    /// Appends the exited processes it has not had and is due.
+    pub(super) fn take_exits(&mut self, log: &ExitLog, out: &mut Vec<NetPerTask>) {
+        log.take_for(&mut self.exits, out);
+    }
+
+    /// Appends the removed cgroups it has not had and is due.
+    pub(super) fn take_removed_cgroups(&mut self, log: &RemovedCgroups, out: &mut Vec<Cgroup>) {
+        log.take_for(&mut self.removed_cgroups, out);
+    }
+
     /// Reads toward the next request; None while it is not whole (or the
-    /// client shut down).
+    /// client shut down). A whole request ends its idleness.
     pub(super) fn read_request(&mut self) -> io::Result<Option<Incoming>> {
+        let incoming = self.gather()?;
+        if incoming.is_some() {
+            self.idle_since = None;
+        }
+        Ok(incoming)
+    }
+
+    fn gather(&mut self) -> io::Result<Option<Incoming>> {
         let Client {
             stream, input, eof, ..
         } = self;

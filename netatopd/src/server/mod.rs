@@ -9,29 +9,45 @@
 //! at a time as the client takes the one before, so nothing per process is
 //! held here.
 //!
-//! - `client`: one connection's framing and non-blocking I/O.
-//! - `respond`: what a request gets (atop streamed or whole, control).
-//! - `housekeeping`: the periodic work, warnings and statistics.
+//! This module owns the loop: accepting, giving clients their turns,
+//! ticking. Its children do the jobs:
+//! - `admission`: who may connect (the limits, the slots kept for root),
+//!   and the count of who is connected.
+//! - `client`: one connection's framing, buffers and non-blocking I/O.
+//! - `respond`: what a request gets (atop streamed or whole, control), and
+//!   what responses are made from; `processes` and `cgroup_totals` build
+//!   the control protocol's lists, `removed` keeps removed cgroups for the
+//!   clients, as `crate::exits` keeps exited processes.
+//! - `ticks`: the periodic work; `warnings`: what was not counted.
+//! - `statistics`: what `netatopctl stats` shows.
 
+mod admission;
+mod cgroup_totals;
 mod client;
-mod housekeeping;
+mod processes;
+mod removed;
 mod respond;
+mod statistics;
+mod ticks;
+mod warnings;
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::VecDeque;
 use std::io;
 use std::time::{Duration, Instant};
 
 use log::{debug, info, warn};
 use mio::net::UnixListener;
 use mio::{Events, Interest, Poll, Token};
-use netatop_protocol::NetPerTask;
 use signal_hook::consts::{SIGHUP, SIGINT, SIGTERM};
 use signal_hook_mio::v1_0::Signals;
 
 use crate::collect::{boottime_ns, Collector};
 use crate::exits::ExitLog;
-use client::{Client, Input, State};
-use housekeeping::{Statistics, Warned};
+use admission::Admission;
+use client::{Client, Clients};
+use respond::{Responder, State};
+use statistics::Statistics;
+use ticks::Ticks;
 
 const LISTENER: Token = Token(0);
 const SIGNALS: Token = Token(1);
@@ -73,45 +89,18 @@ pub struct Config {
     pub pinned: String,
 }
 
-/// Everything a response is made from: the kernel's counts, the exit log,
-/// the reusable buffers and the figures about the clients, apart from the
-/// clients themselves, so that one client can be served while it stays in
-/// the client map.
-struct Core {
-    collector: Collector,
-    exits: ExitLog,
-    /// Reused for whole responses.
-    records: Vec<NetPerTask>,
-    config: Config,
-    /// Atop responses being streamed now (each holds a descriptor).
-    streams: usize,
-    stats: Statistics,
-    warned: Warned,
-    /// What the last answer reported for each cgroup: answers never go
-    /// lower.
-    cgroup_floors: HashMap<u64, netatop_protocol::Counters>,
-    /// Removed cgroups' final totals, each with its sequence number and
-    /// when it was removed (CLOCK_BOOTTIME ns), kept for the exit grace.
-    removed_cgroups: VecDeque<(u64, u64, netatop_protocol::control::Cgroup)>,
-    cgroup_seq: u64,
-    cgroup_hierarchy: crate::cgroups::Hierarchy,
-}
-
 pub struct Server {
     poll: Poll,
     listener: UnixListener,
     control: UnixListener,
     signals: Signals,
-    clients: HashMap<Token, Client>,
+    clients: Clients,
     /// Clients that may have more requests waiting, served in turns.
     busy: VecDeque<Token>,
     next_token: usize,
-    core: Core,
-    /// The programs' exit counter when exits were last collected.
-    exits_seen: u64,
-    /// The kernel's count of removed cgroups when last collected.
-    cgroups_removed_seen: u64,
-    next_housekeeping: Instant,
+    responder: Responder,
+    admission: Admission,
+    ticks: Ticks,
 }
 
 impl Server {
@@ -136,41 +125,46 @@ impl Server {
         let mut control = UnixListener::from_std(control);
         poll.registry()
             .register(&mut control, CONTROL, Interest::READABLE)?;
+        let Config {
+            tick,
+            housekeeping,
+            max_clients,
+            max_clients_per_user,
+            idle_timeout,
+            max_streams,
+            client_timeout,
+            max_pending_output,
+            pin_dir,
+            pinned,
+        } = config;
         Ok(Self {
             poll,
             listener,
             control,
             signals,
-            clients: HashMap::new(),
+            clients: Clients::new(),
             busy: VecDeque::new(),
             next_token: FIRST_CLIENT,
-            next_housekeeping: Instant::now() + config.housekeeping,
-            exits_seen: 0,
-            cgroups_removed_seen: 0,
-            core: Core {
+            responder: Responder::new(
                 collector,
                 exits,
-                records: Vec::new(),
-                config,
-                streams: 0,
-                stats: Statistics::new(),
-                warned: Warned::default(),
-                cgroup_floors: HashMap::new(),
-                removed_cgroups: VecDeque::new(),
-                cgroup_seq: 0,
-                cgroup_hierarchy: Default::default(),
-            },
+                Statistics::new(pin_dir, pinned),
+                max_streams,
+                max_pending_output,
+            ),
+            admission: Admission::new(max_clients, max_clients_per_user),
+            ticks: Ticks::new(tick, housekeeping, idle_timeout, client_timeout),
         })
     }
 
     pub fn tracer(&self) -> &netatopd_bpf::Tracer {
-        self.core.collector.tracer()
+        self.responder.tracer()
     }
 
     /// Runs until SIGTERM, SIGINT or SIGHUP.
     pub fn run(&mut self) -> io::Result<()> {
         let mut events = Events::with_capacity(256);
-        let mut next_tick = Instant::now() + self.core.config.tick;
+        let mut next_tick = Instant::now() + self.ticks.period();
         loop {
             let timeout = if self.busy.is_empty() {
                 next_tick.saturating_duration_since(Instant::now())
@@ -202,8 +196,9 @@ impl Server {
                 }
             }
             if Instant::now() >= next_tick {
-                self.tick();
-                next_tick = Instant::now() + self.core.config.tick;
+                self.ticks
+                    .tick(&mut self.responder, &mut self.clients, &mut self.admission);
+                next_tick = Instant::now() + self.ticks.period();
             }
         }
     }
@@ -218,10 +213,10 @@ impl Server {
             match listener.accept() {
                 Ok((mut stream, _)) => {
                     let uid = peer_uid(&stream);
-                    if let Err(refusal) = self.core.admit(uid, self.clients.len()) {
+                    if let Err(refusal) = self.admission.admit(uid, self.clients.len()) {
                         // Closing it at once: the client reads end-of-file.
                         drop(stream);
-                        self.core.refused(refusal, uid);
+                        self.admission.refused(refusal, uid);
                         continue;
                     }
                     let token = Token(self.next_token);
@@ -236,18 +231,13 @@ impl Server {
                         warn!("cannot watch a new client, closing it: {e}");
                         continue;
                     }
-                    let input = if control {
-                        Input::control()
-                    } else {
-                        Input::atop()
-                    };
-                    let cursor = self.core.exits.cursor(boottime_ns());
-                    let client = Client::new(stream, input, cursor, uid);
+                    let client = Client::new(stream, control, uid, boottime_ns());
                     debug!(
                         "client {} connected (writes of {} bytes)",
-                        token.0, client.chunk
+                        token.0,
+                        client.chunk()
                     );
-                    self.core.stats.connected(&client);
+                    self.admission.connected(&client);
                     self.clients.insert(token, client);
                 }
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
@@ -267,7 +257,7 @@ impl Server {
         let Some(client) = self.clients.get_mut(&token) else {
             return;
         };
-        match self.core.turn(client) {
+        match self.responder.turn(client, self.admission.tally()) {
             Ok(State::Idle) => {}
             Ok(State::Busy) => {
                 if !self.busy.contains(&token) {
@@ -276,19 +266,12 @@ impl Server {
             }
             Ok(State::Closed) => {
                 debug!("client {} disconnected", token.0);
-                self.remove(token);
+                self.admission.close(&mut self.clients, token);
             }
             Err(e) => {
                 debug!("client {} dropped: {e}", token.0);
-                self.remove(token);
+                self.admission.close(&mut self.clients, token);
             }
-        }
-    }
-
-    /// Forgets a client; its stream closes (and leaves the poll) with it.
-    fn remove(&mut self, token: Token) {
-        if let Some(c) = self.clients.remove(&token) {
-            self.core.forget(&c);
         }
     }
 }

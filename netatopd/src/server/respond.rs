@@ -1,116 +1,143 @@
-//! What a request gets. An atop request: every live process, then the
-//! exited processes the client has not had, then the terminator; streamed
-//! from the kernel's snapshot, or built whole where that cannot be (thread
-//! records, no descriptor left). A control request: processes (with
-//! threads, exits) or statistics, one frame.
+//! What a request gets, and what it is made from. An atop request: every
+//! live process, then the exited processes the client has not had, then
+//! the terminator; streamed from the kernel's snapshot, or built whole
+//! where that cannot be (thread records, no descriptor left). A control
+//! request: processes (with threads, exits), cgroups or statistics, one
+//! frame. The responder owns the collector, the exit log, the cgroups'
+//! totals and the statistics, and keeps them up to date when the periodic
+//! work asks.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::HashMap;
 use std::io;
+use std::time::{Duration, Instant};
 
 use log::{debug, warn};
-use netatop_protocol::control::{self, Process, Response, Thread};
-use netatop_protocol::{Counters, NetPerTask, RECORD_SIZE};
+use netatop_protocol::control::{self, Cgroup, Process, Response};
+use netatop_protocol::{NetPerTask, RECORD_SIZE};
+use netatopd_bpf::Tracer;
 use zerocopy::IntoBytes;
 
-use super::client::{Client, Incoming, State};
-use super::Core;
+use super::admission::Tally;
+use super::cgroup_totals::CgroupTotals;
+use super::client::{give_back, Client, Incoming, RELEASE_ABOVE};
+use super::processes::{process_list, LiveThread};
+use super::statistics::Statistics;
+use crate::collect::{boottime_ns, Collector};
+use crate::exits::{Cursor, ExitLog};
 
-/// Bytes read from the kernel at a time into a whole response.
-const WHOLE_CHUNK: usize = 32 * 1024 / RECORD_SIZE * RECORD_SIZE;
-/// Room made for a whole response before it is read: above the mapping
-/// threshold set in main.rs.
-const WHOLE_RESERVE: usize = 256 * 1024;
+/// What a client needs after its turn.
+pub(super) enum State {
+    /// Waiting for events.
+    Idle,
+    /// More requests may be waiting: give it another turn.
+    Busy,
+    Closed,
+}
 
-impl Core {
-    /// One turn: writes what is pending, then answers at most one request.
-    pub(super) fn turn(&mut self, c: &mut Client) -> io::Result<State> {
-        let cap = self.config.max_pending_output;
+/// Everything a response is made from, apart from the clients, so that
+/// one client can be served while it stays in the client map.
+pub(super) struct Responder {
+    collector: Collector,
+    exits: ExitLog,
+    cgroups: CgroupTotals,
+    /// Reused for whole responses.
+    records: Vec<NetPerTask>,
+    stats: Statistics,
+    /// When the last snapshot was taken, if its buffers are still held.
+    holding_since: Option<Instant>,
+    /// Responses streamed from the kernel at once (each holds a
+    /// descriptor); beyond it, snapshots are built whole.
+    max_streams: usize,
+    /// Bytes of responses a client may leave unread before its further
+    /// requests are left unread too.
+    max_pending_output: usize,
+}
+
+impl Responder {
+    pub(super) fn new(
+        collector: Collector,
+        exits: ExitLog,
+        stats: Statistics,
+        max_streams: usize,
+        max_pending_output: usize,
+    ) -> Self {
+        Self {
+            collector,
+            cgroups: CgroupTotals::new(exits.grace_ns()),
+            exits,
+            records: Vec::new(),
+            stats,
+            holding_since: None,
+            max_streams,
+            max_pending_output,
+        }
+    }
+
+    pub(super) fn tracer(&self) -> &Tracer {
+        self.collector.tracer()
+    }
+
+    /// One turn: writes what is pending, then answers at most one request;
+    /// `conns` are the connections, for a statistics request.
+    pub(super) fn turn(&mut self, c: &mut Client, conns: &Tally) -> io::Result<State> {
+        let cap = self.max_pending_output;
         c.flush()?;
-        if c.streaming.is_some() {
+        if c.is_streaming() {
             // A response is being streamed: its next chunk, once the
             // last one is out; further requests wait until it is done.
             if c.pending() == 0 {
                 self.stream_chunk(c)?;
                 c.flush()?;
             }
-            return Ok(Self::streaming(c));
+            return Ok(streaming(c));
         }
         // Over its output cap, its further requests wait in its socket.
-        if !c.eof && c.pending() < cap {
+        if c.takes_requests(cap) {
             if let Some(incoming) = c.read_request()? {
-                c.idle_since = None;
-                self.respond(c, incoming)?;
+                self.respond(c, incoming, conns)?;
                 c.flush()?;
-                if c.streaming.is_some() {
-                    return Ok(Self::streaming(c));
+                if c.is_streaming() {
+                    return Ok(streaming(c));
                 }
-                if !c.eof && c.pending() < cap {
+                if c.takes_requests(cap) {
                     // Another request may be waiting; it gets the next turn.
                     return Ok(State::Busy);
                 }
             }
         }
-        Ok(if c.eof && c.pending() == 0 {
+        Ok(if c.finished() {
             State::Closed
         } else {
             State::Idle
         })
     }
 
-    /// A client with a response in progress gets another turn at once if
-    /// its socket took everything so far, else when it becomes writable.
-    fn streaming(c: &Client) -> State {
-        if c.pending() == 0 {
-            State::Busy
-        } else {
-            State::Idle
-        }
-    }
-
     /// Appends the next chunk of a streamed response to the client's
     /// output; at the end of the live records, the exited processes the
     /// client has not had yet and the terminator.
     fn stream_chunk(&mut self, c: &mut Client) -> io::Result<()> {
-        let Some(snap) = c.streaming.as_mut() else {
-            return Ok(());
-        };
-        let start = c.out.len();
-        c.out.resize(start + c.chunk, 0);
-        let n = match self.collector.read(snap, &mut c.out[start..]) {
-            Ok(n) => n,
-            Err(e) => {
-                warn!("cannot read the kernel's snapshot: {e}");
-                return Err(e);
-            }
-        };
-        c.out.truncate(start + n);
-        if n > 0 {
+        if c.read_stream(&self.collector)
+            .inspect_err(|e| warn!("cannot read the kernel's snapshot: {e}"))?
+        {
             return Ok(());
         }
-        let snap = c.streaming.take().expect("checked above");
-        self.streams -= 1;
-        if let Err(e) = self.collector.drain(&mut self.exits) {
-            warn!("cannot collect exited processes: {e}");
-            return Err(e);
-        }
-        self.records.clear();
-        self.exits.take_for(&mut c.cursor, &mut self.records);
-        self.records.push(NetPerTask::TERMINATOR);
-        c.out.extend_from_slice(self.records.as_bytes());
-        self.stats.timed(snap.elapsed);
-        Ok(())
+        let Some(snap) = c.end_stream() else {
+            return Ok(());
+        };
+        self.end_atop_response(c, || snap.elapsed)
+            .inspect_err(|e| warn!("cannot collect exited processes: {e}"))
     }
 
-    fn respond(&mut self, c: &mut Client, incoming: Incoming) -> io::Result<()> {
+    fn respond(&mut self, c: &mut Client, incoming: Incoming, conns: &Tally) -> io::Result<()> {
         c.compact();
+        let streams = self.collector.open_snapshots();
         match incoming {
-            Incoming::Atop { threads: false } if self.streams < self.config.max_streams => {
+            Incoming::Atop { threads: false } if streams < self.max_streams => {
                 // Streamed from the kernel as the client reads: nothing per
                 // process is kept here.
                 match self.collector.snapshot() {
                     Ok(snap) => {
-                        c.streaming = Some(snap);
-                        self.streams += 1;
+                        c.start_stream(snap);
                         return self.stream_chunk(c);
                     }
                     Err(e) if e.raw_os_error() == Some(libc::EMFILE) => {
@@ -124,13 +151,10 @@ impl Core {
                 self.whole_atop_response(c, false)?;
             }
             Incoming::Atop { threads } => {
-                if !threads && self.config.max_streams == 0 {
+                if !threads && self.max_streams == 0 {
                     debug!("snapshots are walked through the maps: built whole");
                 } else if !threads {
-                    debug!(
-                        "{} snapshots are being streamed: this one is built whole",
-                        self.streams
-                    );
+                    debug!("{streams} snapshots are being streamed: this one is built whole");
                 }
                 self.whole_atop_response(c, threads)?;
             }
@@ -139,23 +163,27 @@ impl Core {
                     control::Request::Processes { threads, exited } => {
                         Response::Processes(self.processes(c, threads, exited)?)
                     }
-                    control::Request::Stats => Response::Stats(Box::new(self.stats()?)),
+                    control::Request::Stats => Response::Stats(Box::new(self.stats.report(
+                        &mut self.collector,
+                        &self.exits,
+                        self.cgroups.removed().len(),
+                        conns,
+                    )?)),
                     control::Request::Cgroups { removed } => {
                         let mut all = self.cgroups()?;
                         if removed {
-                            self.removed_cgroups_for(c, &mut all);
+                            c.take_removed_cgroups(self.cgroups.removed(), &mut all);
                         }
                         Response::Cgroups(all)
                     }
                 };
-                c.out.extend_from_slice(&control::encode(&resp));
+                c.queue(&control::encode(&resp));
             }
             Incoming::Refused(why) => {
                 debug!("control request refused: {why}");
-                c.out
-                    .extend_from_slice(&control::encode(&Response::Error(why)));
+                c.queue(&control::encode(&Response::Error(why)));
                 // Its stream cannot be trusted to be in step any more.
-                c.eof = true;
+                c.hang_up();
             }
         }
         Ok(())
@@ -167,49 +195,64 @@ impl Core {
         if threads {
             self.snapshot_whole()?;
             let live = self.records.len();
-            self.exits.take_for(&mut c.cursor, &mut self.records);
+            c.take_exits(&self.exits, &mut self.records);
             self.thread_records(live)?;
+            self.terminate(c);
         } else {
             // Straight from the kernel into the client's output: the
             // records are held once.
-            let start = std::time::Instant::now();
+            let start = Instant::now();
             let mut snap = self.collector.snapshot()?;
-            // Mapped from the start (see main.rs), so the whole response is
-            // given back to the system when it is out, never left in the heap.
-            c.out.reserve(WHOLE_RESERVE);
-            loop {
-                let at = c.out.len();
-                c.out.resize(at + WHOLE_CHUNK, 0);
-                let n = self.collector.read(&mut snap, &mut c.out[at..])?;
-                c.out.truncate(at + n);
-                if n == 0 {
-                    break;
-                }
-            }
-            self.collector.drain(&mut self.exits)?;
-            self.stats.timed(start.elapsed());
-            self.records.clear();
-            self.exits.take_for(&mut c.cursor, &mut self.records);
+            c.read_whole(&self.collector, &mut snap)?;
+            self.end_atop_response(c, || start.elapsed())?;
         }
-        self.records.push(NetPerTask::TERMINATOR);
-        c.out.extend_from_slice(self.records.as_bytes());
         self.release_records();
         Ok(())
+    }
+
+    /// The end of an atop response whose live records are in the client's
+    /// output: collects the exited processes, times the snapshot (`took`,
+    /// asked once they are in), appends the exits the client has not had
+    /// and the terminator.
+    fn end_atop_response(
+        &mut self,
+        c: &mut Client,
+        took: impl FnOnce() -> Duration,
+    ) -> io::Result<()> {
+        self.collector.drain(&mut self.exits)?;
+        self.timed(took());
+        self.records.clear();
+        c.take_exits(&self.exits, &mut self.records);
+        self.terminate(c);
+        Ok(())
+    }
+
+    /// Appends the terminator to the records, and the records to the
+    /// client's output.
+    fn terminate(&mut self, c: &mut Client) {
+        self.records.push(NetPerTask::TERMINATOR);
+        c.queue(self.records.as_bytes());
+    }
+
+    /// Counts a snapshot for the statistics; its buffers are held from now.
+    fn timed(&mut self, took: Duration) {
+        self.holding_since = Some(Instant::now());
+        self.stats.timed(took);
     }
 
     /// Gives a large record buffer back at once rather than at the next
     /// housekeeping: large allocations are mapped (see main.rs), so this
     /// returns the memory to the system.
     fn release_records(&mut self) {
-        if self.records.capacity() * RECORD_SIZE > super::client::RELEASE_ABOVE {
+        if self.records.capacity() * RECORD_SIZE > RELEASE_ABOVE {
             self.records = Vec::new();
-            super::client::give_back();
+            give_back();
         }
     }
 
     /// The live threads of the first `live` records (the live processes
-    /// of this snapshot): (index of the process's record, tid, counters).
-    fn live_threads(&self, live: usize) -> Vec<(usize, u32, Counters, Option<[u8; 16]>)> {
+    /// of this snapshot).
+    fn live_threads(&self, live: usize) -> Vec<LiveThread> {
         let index: HashMap<i32, usize> = self.records[..live]
             .iter()
             .enumerate()
@@ -236,7 +279,7 @@ impl Core {
 
     /// Live processes into `records`, whole, timed for the statistics.
     fn snapshot_whole(&mut self) -> io::Result<()> {
-        let start = std::time::Instant::now();
+        let start = Instant::now();
         self.records.clear();
         if let Err(e) = self
             .collector
@@ -245,7 +288,7 @@ impl Core {
             warn!("cannot read the kernel's snapshot: {e}");
             return Err(e);
         }
-        self.stats.timed(start.elapsed());
+        self.timed(start.elapsed());
         Ok(())
     }
 
@@ -261,224 +304,76 @@ impl Core {
         self.snapshot_whole()?;
         let live = self.records.len();
         if exited {
-            c.follows_exits = true;
-            self.exits.take_for(&mut c.cursor, &mut self.records);
+            c.follow_exits();
+            c.take_exits(&self.exits, &mut self.records);
         }
-        let mut procs: Vec<Process> = self
-            .records
-            .iter()
-            .enumerate()
-            .map(|(i, r)| Process::from_record(r, i >= live))
-            .collect();
-        if threads {
+        let live_threads = if threads {
             self.collector.read_threads()?;
-            for (i, tid, counters, name) in self.live_threads(live) {
-                let tgid = procs[i].pid;
-                procs[i].threads.push(Thread {
-                    tid: tid as i32,
-                    tgid,
-                    name: name.map_or_else(|| thread_name(tgid as u32, tid), |n| comm_string(&n)),
-                    counters,
-                });
-            }
-            for p in &mut procs {
-                p.threads.sort_unstable_by_key(|t| t.tid);
-            }
-        }
+            Some(self.live_threads(live))
+        } else {
+            None
+        };
+        let procs = process_list(&self.records, live, live_threads);
         self.release_records();
-        Ok(once_each(procs))
-    }
-}
-
-impl Core {
-    /// Takes removed cgroups' final totals from the kernel into the log,
-    /// and forgets those past the exit grace.
-    pub(super) fn collect_removed_cgroups(&mut self) -> io::Result<()> {
-        let mut ids = Vec::new();
-        let mut gone = Vec::new();
-        self.collector
-            .tracer()
-            .drain_cgroups_gone(&mut ids, &mut gone)?;
-        for (id, g) in ids.into_iter().zip(gone) {
-            self.cgroup_seq += 1;
-            let path: Vec<u8> = netatopd_bpf::comm_like(&g.path);
-            self.removed_cgroups.push_back((
-                self.cgroup_seq,
-                g.removed_ns,
-                control::Cgroup {
-                    id,
-                    path: String::from_utf8_lossy(&path).into_owned(),
-                    counters: {
-                        let mut c = crate::collect::counters(&g.c);
-                        if let Some(floor) = self.cgroup_floors.remove(&id) {
-                            c.raise_to(&floor);
-                        }
-                        c
-                    },
-                    removed: true,
-                },
-            ));
-        }
-        let (now, grace) = (crate::collect::boottime_ns(), self.exits.grace_ns());
-        while self
-            .removed_cgroups
-            .front()
-            .is_some_and(|(_, at, _)| at.saturating_add(grace) < now)
-        {
-            self.removed_cgroups.pop_front();
-        }
-        Ok(())
+        Ok(procs)
     }
 
-    /// The removed cgroups this client has not had and is due: removed
-    /// after its previous request, or on its first, within the exit grace
-    /// before it connected.
-    fn removed_cgroups_for(&mut self, c: &mut Client, out: &mut Vec<control::Cgroup>) {
-        let grace = self.exits.grace_ns();
-        for (seq, at, cg) in &self.removed_cgroups {
-            if *seq > c.cgroups_seen && c.cursor.connected_ns <= at.saturating_add(grace) {
-                out.push(cg.clone());
-            }
-        }
-        c.cgroups_seen = self.cgroup_seq;
-    }
-
-    /// Every cgroup with counted traffic: the final totals of its exited
-    /// processes (read first) and its live processes' (read after, so that
-    /// a process exiting in between is missed once, never counted twice),
-    /// raised to what the last answer reported. A cgroup that still
-    /// exists keeps its last total when no process of it is seen (its
-    /// last live process exited in between, or moved away).
-    fn cgroups(&mut self) -> io::Result<Vec<control::Cgroup>> {
-        let mut sums = self.cgroup_accumulators()?;
+    /// Every cgroup with counted traffic: see [`CgroupTotals::answer`].
+    fn cgroups(&mut self) -> io::Result<Vec<Cgroup>> {
+        let exited = CgroupTotals::exited(self.collector.tracer())?;
         self.snapshot_whole()?;
-        let of: HashMap<u32, u64> = self
-            .collector
-            .tracer()
-            .cgroup_of()?
-            .into_iter()
-            .map(|r| (r.tgid, r.cgroup_id))
-            .collect();
-        for r in &self.records {
-            if let Some(id) = of.get(&(r.id as u32)) {
-                sums.entry(*id).or_default().add(&r.counters);
-            }
-        }
+        let all = self
+            .cgroups
+            .answer(exited, self.collector.tracer(), &self.records);
         self.release_records();
-        self.collect_removed_cgroups()?;
-        let paths = self.cgroup_hierarchy.paths();
-        self.cgroup_floors
-            .retain(|id, _| sums.contains_key(id) || paths.contains_key(id));
-        for (id, floor) in &self.cgroup_floors {
-            sums.entry(*id).or_insert(*floor);
-        }
-        Ok(sums
-            .into_iter()
-            .map(|(id, mut c)| {
-                let floor = self.cgroup_floors.entry(id).or_default();
-                c.raise_to(floor);
-                *floor = c;
-                control::Cgroup {
-                    id,
-                    path: paths.get(&id).cloned().unwrap_or_default(),
-                    counters: c,
-                    removed: false,
-                }
-            })
-            .collect())
+        all
     }
 
-    /// The kernel's per-cgroup totals of exited processes, read again
-    /// while a cgroup removal (which moves a child's total into its
-    /// parent's) happened during the read, so that no total is read both
-    /// in the child and in its parent, or in neither.
-    fn cgroup_accumulators(&self) -> io::Result<BTreeMap<u64, Counters>> {
-        let tracer = self.collector.tracer();
-        let mut tries = 0;
-        loop {
-            let before = tracer.stats().cgroups_removed;
-            let (mut ids, mut accs) = (Vec::new(), Vec::new());
-            tracer.read_cgroups(&mut ids, &mut accs)?;
-            tries += 1;
-            if tracer.stats().cgroups_removed == before || tries == 10 {
-                return Ok(ids
-                    .into_iter()
-                    .zip(accs.iter().map(crate::collect::counters))
-                    .collect());
-            }
-        }
-    }
-}
-
-/// One entry per process (pid and start time): a process listed live and
-/// then with its final totals keeps the final entry, raised to at least
-/// the live one (a snapshot never reports less).
-fn once_each(procs: Vec<Process>) -> Vec<Process> {
-    let mut index: HashMap<(i32, u64), usize> = HashMap::new();
-    let mut out: Vec<Process> = Vec::with_capacity(procs.len());
-    for p in procs {
-        match index.get(&(p.pid, p.btime)) {
-            Some(&i) => {
-                let live = std::mem::replace(&mut out[i], p);
-                out[i].counters.raise_to(&live.counters);
-            }
-            None => {
-                index.insert((p.pid, p.btime), out.len());
-                out.push(p);
-            }
-        }
-    }
-    out
-}
-
-/// A kernel name: the bytes before the first NUL.
-fn comm_string(comm: &[u8; 16]) -> String {
-    let len = comm.iter().position(|&b| b == 0).unwrap_or(comm.len());
-    String::from_utf8_lossy(&comm[..len]).into_owned()
-}
-
-/// A thread's own name from /proc (threads' counters in a hash map, which
-/// has no names); empty if it is gone.
-fn thread_name(tgid: u32, tid: u32) -> String {
-    std::fs::read_to_string(format!("/proc/{tgid}/task/{tid}/comm"))
-        .map(|s| s.trim_end_matches('\n').to_owned())
-        .unwrap_or_default()
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn p(pid: i32, btime: u64, udpsndbytes: u64, exited: bool) -> Process {
-        Process {
-            pid,
-            btime,
-            command: String::new(),
-            counters: Counters {
-                udpsndbytes,
-                ..Default::default()
-            },
-            exited,
-            threads: Vec::new(),
+    /// Collects the exited processes the programs published into the log.
+    pub(super) fn collect_exits(&mut self) {
+        if let Err(e) = self.collector.drain(&mut self.exits) {
+            warn!("cannot collect exited processes: {e}");
         }
     }
 
-    #[test]
-    fn a_process_listed_live_and_exited_is_sent_once_as_exited() {
-        let got = once_each(vec![
-            p(1, 10, 500, false),
-            p(2, 10, 7, false),
-            // pid 1 exited during the snapshot; pid 2 reused by another start.
-            p(1, 10, 400, true),
-            p(2, 11, 3, true),
-        ]);
-        let view: Vec<(i32, u64, u64, bool)> = got
-            .iter()
-            .map(|p| (p.pid, p.btime, p.counters.udpsndbytes, p.exited))
-            .collect();
-        assert_eq!(
-            view,
-            vec![(1, 10, 500, true), (2, 10, 7, false), (2, 11, 3, true)]
-        );
+    /// Collects removed cgroups' final totals, and forgets those past the
+    /// exit grace.
+    pub(super) fn collect_removed_cgroups(&mut self) {
+        if let Err(e) = self.cgroups.collect_removed(self.collector.tracer()) {
+            warn!("cannot collect removed cgroups: {e}");
+        }
+    }
+
+    /// Forgets exited processes past their grace that none of `clients`
+    /// (the places in the log of those following it) still has to get.
+    pub(super) fn expire_exits<'a>(&mut self, clients: impl Iterator<Item = &'a Cursor> + Clone) {
+        self.exits.expire(boottime_ns(), clients);
+    }
+
+    /// Exited-process records dropped before every client had them.
+    pub(super) fn exits_dropped(&self) -> u64 {
+        self.exits.dropped()
+    }
+
+    /// Gives the snapshot buffers back if the last snapshot was taken at
+    /// least `after` ago; true if it did.
+    pub(super) fn release_if_idle(&mut self, after: Duration) -> bool {
+        if self.holding_since.is_none_or(|t| t.elapsed() < after) {
+            return false;
+        }
+        self.holding_since = None;
+        self.collector.release();
+        self.records = Vec::new();
+        true
+    }
+}
+
+/// A client with a response in progress gets another turn at once if its
+/// socket took everything so far, else when it becomes writable.
+fn streaming(c: &Client) -> State {
+    if c.pending() == 0 {
+        State::Busy
+    } else {
+        State::Idle
     }
 }
