@@ -22,6 +22,7 @@ mod process;
 mod query;
 mod report;
 mod rng;
+mod usage;
 mod users;
 
 pub use affinity::Affinity;
@@ -35,4 +36,5 @@ pub use process::{set_nofile, signal, wait_exit, wait_until, wait_while_alive};
 pub use query::{expect_closed, expect_eof, query_on, record_for, records_for, response_on};
 pub use report::{Proto, Report, ThreadReport, Truth};
 pub use rng::{seed, Rng};
+pub use usage::listed_names;
 pub use users::{as_user, connect_as_nobody, NOBODY};
