@@ -1,0 +1,79 @@
+//! How the benchmarks measure: the UDP ping-pong whose calls they time,
+//! medians of interleaved rounds, and the table of what each variant adds
+//! to a call.
+
+use std::net::UdpSocket;
+use std::time::Instant;
+
+use crate::Scale;
+
+/// The median of `v` (which it sorts).
+pub fn median(v: &mut [f64]) -> f64 {
+    v.sort_by(f64::total_cmp);
+    v[v.len() / 2]
+}
+
+/// Medians of `rounds` rounds of `N` variants, `run(i)` measuring variant
+/// `i`; the order rotates from round to round.
+pub fn interleaved<const N: usize>(rounds: usize, run: impl FnMut(usize) -> f64) -> [f64; N] {
+    interleaved_n(rounds, N, run)
+        .try_into()
+        .expect("a median per variant")
+}
+
+/// [`interleaved`], of `n` variants.
+pub fn interleaved_n(rounds: usize, n: usize, mut run: impl FnMut(usize) -> f64) -> Vec<f64> {
+    let mut got: Vec<Vec<f64>> = vec![Vec::new(); n];
+    for r in 0..rounds {
+        for k in 0..n {
+            let which = (r + k) % n;
+            got[which].push(run(which));
+        }
+    }
+    got.into_iter().map(|mut v| median(&mut v)).collect()
+}
+
+/// One UDP socket sending 64-byte datagrams to itself and reading each
+/// back, on `cpu`: nanoseconds per socket call.
+pub fn ping_pong(n: u64, cpu: usize) -> f64 {
+    let _cpu = netatopd_tests::Affinity::only(cpu);
+    let s = UdpSocket::bind("127.0.0.1:0").expect("bind");
+    s.connect(s.local_addr().unwrap()).expect("connect");
+    let msg = [0x42u8; 64];
+    let mut buf = [0u8; 128];
+    let mut run = |n: u64| {
+        for _ in 0..n {
+            s.send(&msg).expect("send");
+            s.recv(&mut buf).expect("recv");
+        }
+    };
+    run(n / 10); // warm-up
+    let t = Instant::now();
+    run(n);
+    t.elapsed().as_nanos() as f64 / (2 * n) as f64
+}
+
+/// `threads` ping-pongs at once, thread i on CPU i: mean ns per call.
+pub fn ping_pong_threads(n: u64, threads: usize) -> f64 {
+    let handles: Vec<_> = (0..threads)
+        .map(|cpu| std::thread::spawn(move || ping_pong(n, cpu)))
+        .collect();
+    let per: Vec<f64> = handles.into_iter().map(|h| h.join().unwrap()).collect();
+    per.iter().sum::<f64>() / per.len() as f64
+}
+
+/// Prints what each of `rows` (what ran, its ns per call, the first with
+/// nothing attached) adds to a call, measured in `s.rounds` rounds of
+/// `s.round_trips` round trips (of `each` each); `column` heads the rows.
+pub fn cost_table<S: AsRef<str>>(s: &Scale, each: &str, column: &str, rows: &[(S, f64)]) {
+    println!(
+        "{} rounds of {} round trips ({each} each), interleaved, medians:\n",
+        s.rounds, s.round_trips
+    );
+    println!("| {column} | ns per call | added ns | ratio |\n|---|---|---|---|");
+    let off = rows[0].1;
+    for (what, v) in rows {
+        let what = what.as_ref();
+        println!("| {what} | {v:.1} | {:.1} | {:.3} |", v - off, v / off);
+    }
+}
