@@ -11,103 +11,22 @@
 //! The tests named `kernel_*` need no tools beyond the build and run in the
 //! booted kernels too (`tests/tests/kernels.rs`).
 
-use std::io::{BufRead, Read, Write};
-use std::path::{Path, PathBuf};
+use std::io::BufRead;
 use std::time::Duration;
 
 use netatop_protocol::Counters;
-use netatopd_tests::{json, json_counters, ok, wait_until, Daemon, Gen};
+use netatopd_tests::{json, ok, wait_until, Daemon};
 
-/// A cgroup2 mount that shows the whole hierarchy: the system's, else one
-/// of this test's own (unmounted when dropped).
-struct Hierarchy {
-    root: PathBuf,
-    own: bool,
-}
+#[path = "cgroups/prometheus.rs"]
+mod prometheus;
+#[path = "cgroups/totals.rs"]
+mod totals;
+#[path = "cgroups/tree.rs"]
+mod tree;
 
-impl Hierarchy {
-    fn find_or_mount() -> Hierarchy {
-        if let Some(root) = netatopd_bpf::wire::mounted_cgroup2_root().expect("reading mountinfo") {
-            return Hierarchy { root, own: false };
-        }
-        let root = netatopd_tests::scratch_dir();
-        ok(std::process::Command::new("mount")
-            .args(["-t", "cgroup2", "none"])
-            .arg(&root));
-        Hierarchy { root, own: true }
-    }
-}
-
-impl Drop for Hierarchy {
-    fn drop(&mut self) {
-        if self.own {
-            let _ = std::process::Command::new("umount")
-                .arg(&self.root)
-                .status();
-            let _ = std::fs::remove_dir(&self.root);
-        }
-    }
-}
-
-/// Cgroups made by this test, under a parent of its own; removed (deepest
-/// first) when dropped.
-struct Cgroups {
-    root: PathBuf,
-    made: Vec<PathBuf>,
-    // Dropped after the cgroups are removed.
-    _hierarchy: Hierarchy,
-}
-
-impl Cgroups {
-    /// This test's parent cgroup, `netatop-test-<pid>-<name>`.
-    fn new(name: &str) -> Cgroups {
-        let hierarchy = Hierarchy::find_or_mount();
-        let root = hierarchy
-            .root
-            .join(format!("netatop-test-{}-{name}", std::process::id()));
-        std::fs::create_dir(&root).expect("making this test's cgroup");
-        Cgroups {
-            root,
-            made: Vec::new(),
-            _hierarchy: hierarchy,
-        }
-    }
-
-    /// Removes `dir` (empty of processes) and forgets it.
-    fn remove(&mut self, dir: &Path) {
-        std::fs::remove_dir(dir).unwrap_or_else(|e| panic!("rmdir {}: {e}", dir.display()));
-        self.made.retain(|p| p != dir);
-    }
-
-    /// Makes `rel` (and its parents) under this test's parent.
-    fn make(&mut self, rel: &str) -> PathBuf {
-        let dir = self.root.join(rel.trim_start_matches('/'));
-        let mut p = self.root.clone();
-        for part in rel.trim_start_matches('/').split('/') {
-            p = p.join(part);
-            if !p.exists() {
-                std::fs::create_dir(&p).unwrap_or_else(|e| panic!("mkdir {}: {e}", p.display()));
-                self.made.push(p.clone());
-            }
-        }
-        dir
-    }
-
-    /// Moves process `pid` into cgroup `dir`.
-    fn enter(dir: &Path, pid: i32) {
-        std::fs::write(dir.join("cgroup.procs"), pid.to_string())
-            .unwrap_or_else(|e| panic!("moving {pid} into {}: {e}", dir.display()));
-    }
-}
-
-impl Drop for Cgroups {
-    fn drop(&mut self) {
-        for p in self.made.iter().rev() {
-            let _ = std::fs::remove_dir(p);
-        }
-        let _ = std::fs::remove_dir(&self.root);
-    }
-}
+use prometheus::{node_exporter_serves, promtool_accepts, readme_recipe, tools_dir};
+use totals::{find, generator_in, groups, never_lower, read, sum, Group};
+use tree::Cgroups;
 
 const CONTAINER: &str = "5a3f9c1e7b2d4608a1b3c5d7e9f01234567890abcdef1234567890abcdef1234";
 const POD: &str = "1a2b3c4d-0000-4e5f-8a9b-0c1d2e3f4a5b";
@@ -115,69 +34,6 @@ const POD: &str = "1a2b3c4d-0000-4e5f-8a9b-0c1d2e3f4a5b";
 // (each daemon counts every process of the machine).
 const CONTAINER2: &str = "0b1c2d3e4f5a6b7c8d9e0f1a2b3c4d5e6f7a8b9c0d1e2f3a4b5c6d7e8f9a0b1c";
 const POD2: &str = "9f8e7d6c-1111-4a2b-9c3d-4e5f6a7b8c9d";
-
-/// One group as `dump --by` reports it: its label, counters, removed.
-type Group = (String, Counters, bool);
-
-/// The groups `netatopctl dump --by <by> --json` reports (with `exited`,
-/// also the removed ones), by their label `label`.
-fn read(d: &Daemon, by: &str, label: &str, exited: bool) -> Vec<Group> {
-    let mut cmd = d.ctl();
-    cmd.args(["dump", "--by", by, "--json"]);
-    if exited {
-        cmd.arg("--exited");
-    }
-    json(&mut cmd)
-        .as_array()
-        .expect("a list")
-        .iter()
-        .map(|g| {
-            (
-                g[label].as_str().unwrap_or_default().to_owned(),
-                json_counters(g),
-                g["removed"].as_bool().expect("removed"),
-            )
-        })
-        .collect()
-}
-
-fn groups(d: &Daemon, by: &str, label: &str) -> Vec<Group> {
-    read(d, by, label, false)
-}
-
-/// The live group whose label ends with `key`.
-fn find<'a>(gs: &'a [Group], key: &str) -> Option<&'a Counters> {
-    gs.iter()
-        .find(|(k, _, removed)| !removed && k.ends_with(key))
-        .map(|(_, c, _)| c)
-}
-
-/// A UDP generator moved into cgroup `dir` before it sends `n` datagrams
-/// of 100 bytes; lingers once done. Returns it and what it must count.
-fn generator_in(dir: &Path, n: usize) -> (Gen, Counters) {
-    let n = n.to_string();
-    let mut g = Gen::spawn(
-        "udp4",
-        &["--wait-go", "--linger", "--count", &n, "--size", "100"],
-    );
-    Cgroups::enter(dir, g.pid());
-    g.go();
-    let r = g.report();
-    (g, r.counters)
-}
-
-fn sum(a: &Counters, b: &Counters) -> Counters {
-    let mut s = *a;
-    s.add(b);
-    s
-}
-
-fn never_lower(before: &Counters, now: &Counters) -> bool {
-    now.fields()
-        .iter()
-        .zip(before.fields())
-        .all(|(a, b)| *a >= b)
-}
 
 #[test]
 fn kernel_totals_by_cgroup_unit_container_and_pod_are_exact_and_never_go_back() {
@@ -529,92 +385,4 @@ fn prometheus_tools_take_the_export_through_the_readme_recipe() {
     assert!(served.contains(&line), "{line} not served:\n{served}");
     g2.finish();
     g3.finish();
-}
-
-/// The README's node_exporter recipe: its cron line and the timer's
-/// ExecStart command.
-fn readme_recipe() -> (String, String) {
-    let readme =
-        std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("../README.md"))
-            .expect("README.md");
-    let cron = readme
-        .lines()
-        .map(str::trim)
-        .find(|l| l.starts_with("* * * * * root netatopctl export"))
-        .expect("the README's cron line");
-    let exec = readme
-        .lines()
-        .map(str::trim)
-        .find_map(|l| l.strip_prefix("ExecStart=/usr/bin/netatopctl export"))
-        .expect("the README's timer command");
-    (cron.to_owned(), format!("/usr/bin/netatopctl export{exec}"))
-}
-
-fn promtool_accepts(tools: &Path, text: &str) {
-    let mut check = std::process::Command::new(tools.join("promtool"))
-        .args(["check", "metrics"])
-        .stdin(std::process::Stdio::piped())
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .expect("promtool");
-    check
-        .stdin
-        .take()
-        .unwrap()
-        .write_all(text.as_bytes())
-        .unwrap();
-    let out = check.wait_with_output().unwrap();
-    assert!(
-        out.status.success(),
-        "promtool: {}{}\n{text}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-}
-
-/// Where tests/prometheus-tools.sh put promtool and node_exporter.
-fn tools_dir() -> PathBuf {
-    let dir = std::env::var_os("NETATOPD_TEST_PROMETHEUS").map_or_else(
-        || Path::new(env!("CARGO_MANIFEST_DIR")).join("../target/prometheus"),
-        PathBuf::from,
-    );
-    let bin = dir.join("root/usr/bin");
-    assert!(
-        bin.join("promtool").exists(),
-        "no promtool in {}: run `bash tests/prometheus-tools.sh {}` (make test does)",
-        bin.display(),
-        dir.display()
-    );
-    bin
-}
-
-/// node_exporter with only its textfile collector, on a loopback port,
-/// serving the `.prom` files of `dir`; what it serves.
-fn node_exporter_serves(tools: &Path, dir: &Path) -> String {
-    // A free port: bound and released.
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .expect("a free port")
-        .port();
-    let mut ne = std::process::Command::new(tools.join("prometheus-node-exporter"))
-        .args(["--collector.disable-defaults", "--collector.textfile"])
-        .arg(format!("--collector.textfile.directory={}", dir.display()))
-        .arg(format!("--web.listen-address=127.0.0.1:{port}"))
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::null())
-        .spawn()
-        .expect("node_exporter");
-    let mut body = String::new();
-    wait_until(Duration::from_secs(10), "node_exporter answering", || {
-        let Ok(mut s) = std::net::TcpStream::connect(("127.0.0.1", port)) else {
-            return false;
-        };
-        let _ = s.write_all(b"GET /metrics HTTP/1.0\r\nHost: localhost\r\n\r\n");
-        body.clear();
-        s.read_to_string(&mut body).is_ok() && body.contains("netatop_")
-    });
-    let _ = ne.kill();
-    let _ = ne.wait();
-    body
 }

@@ -2,25 +2,20 @@
 //! network namespaces the test makes (tests/src/netns.rs), compared with
 //! the veth's own counters.
 
-use std::sync::{Mutex, MutexGuard};
 use std::time::Duration;
 
 use libbpf_rs::MapCore;
 use netatop_protocol::Counters;
 use netatopd_tests::netns::{
-    across, reckon, reckon_with, spawn_across, start_across, Before, End, Flow, Wire,
+    across, reckon, reckon_with, spawn_across, start_across, Before, Flow, Wire,
 };
 use netatopd_tests::{atop_binary, parse_prn, record_for, Daemon};
 
-/// One test at a time: a BPF program attaching to or detaching from a
-/// tracepoint (another test's netatopd starting or stopping) can make the
-/// kernel skip a run of the programs already there, and these tests count
-/// every packet.
-static ONE_AT_A_TIME: Mutex<()> = Mutex::new(());
+#[path = "wire/support.rs"]
+mod support;
 
-fn one_at_a_time() -> MutexGuard<'static, ()> {
-    ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner())
-}
+use support::{one_at_a_time, only_time_wait, retransmitted};
+
 /// Today's counting (socket calls and their payload) against the wire,
 /// for the small exchanges where the difference is largest: the reason
 /// for counting what the wire carries.
@@ -99,26 +94,6 @@ fn a_shared_socket_counts_to_whoever_used_it_last() {
         only_time_wait(&all.unattributed, 1, scenario);
         g.finish();
     }
-}
-
-/// At most what the sockets of `conns` closed connections sent and
-/// received, which are no process's: the kernel keeps a closed socket
-/// whose FIN was acknowledged as a FIN_WAIT2 or TIME_WAIT minisocket.
-/// Header-only segments. Sent: the ACK of the peer's FIN, one per
-/// connection at most. Received: the peer's FIN when it came after, and
-/// the window updates the peer sends as its reader drains what it got, the
-/// more the slower it reads (a loaded machine): any number, with no data.
-fn only_time_wait(un: &Counters, conns: u64, what: &str) {
-    assert_eq!((un.udpsndpacks, un.udprcvpacks), (0, 0), "{what}: {un:?}");
-    assert!(
-        un.tcpsndpacks <= conns && un.tcpsndbytes <= 60 * un.tcpsndpacks,
-        "{what}: unattributed {un:?} sent beyond the ACKs of {conns} connections' last FIN"
-    );
-    // IP and TCP headers, options included: 80 bytes at most.
-    assert!(
-        un.tcprcvbytes <= 80 * un.tcprcvpacks,
-        "{what}: unattributed {un:?} received with data"
-    );
 }
 
 /// Counted with --count wire, TCP: small exchanges, short connections and
@@ -292,24 +267,6 @@ fn bulk_tcp_and_retransmissions_counted_to_the_sender() {
             && lost_bytes - dropped_bytes <= 80 * (lost - dropped),
         "{dropped} dropped ({dropped_bytes} B), {lost} unattributed on the way in ({lost_bytes} B)"
     );
-}
-
-/// The namespace's TCP segments retransmitted so far (nstat).
-fn retransmitted(e: &End) -> u64 {
-    let out = netatopd_tests::ok(std::process::Command::new("ip").args([
-        "netns",
-        "exec",
-        &e.netns,
-        "nstat",
-        "-a",
-        "-z",
-        "-j",
-        "TcpRetransSegs",
-    ]));
-    let v: serde_json::Value = serde_json::from_str(&out).expect("nstat -j output");
-    v["kernel"]["TcpRetransSegs"]
-        .as_u64()
-        .unwrap_or_else(|| panic!("no TcpRetransSegs in {out}"))
 }
 
 /// Without CAP_NET_ADMIN (nor CAP_SYS_ADMIN, which implies it), which its
