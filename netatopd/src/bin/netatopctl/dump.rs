@@ -64,10 +64,15 @@ struct ThreadRow<'a> {
     counters: Counters,
 }
 
+/// A column per counter.
+fn counter_columns() -> impl Iterator<Item = Column> {
+    FIELDS.iter().map(|f| num(f.column))
+}
+
 /// PID, START, COMMAND, then a column per counter.
 fn columns() -> Vec<Column> {
     let mut c = vec![num("PID"), text("START"), text("COMMAND")];
-    c.extend(FIELDS.iter().map(|f| num(f.column)));
+    c.extend(counter_columns());
     c
 }
 
@@ -75,21 +80,27 @@ fn counter_cells(c: &Counters, raw: bool) -> impl Iterator<Item = String> + '_ {
     FIELDS.iter().zip(c.fields()).map(move |(f, v)| {
         if raw {
             v.to_string()
-        } else if f.bytes {
-            table::bytes(v as f64)
         } else {
-            table::count(v as f64)
+            table::amount(f.bytes, v as f64)
         }
     })
 }
 
-fn process_row(p: &Process, raw: bool) -> Vec<String> {
-    let command = if p.exited {
+/// A process's COMMAND cell: its command, marked where it has exited.
+pub fn command_cell(p: &Process) -> String {
+    if p.exited {
         format!("{} (exited)", p.command)
     } else {
         p.command.clone()
-    };
-    let mut row = vec![p.pid.to_string(), table::local_time(p.btime), command];
+    }
+}
+
+fn process_row(p: &Process, raw: bool) -> Vec<String> {
+    let mut row = vec![
+        p.pid.to_string(),
+        table::local_time(p.btime),
+        command_cell(p),
+    ];
     row.extend(counter_cells(&p.counters, raw));
     row
 }
@@ -140,12 +151,7 @@ pub fn run(args: &Args, o: &Opts) -> Result<()> {
             rows.push(process_row(p, o.raw));
             rows.extend(p.threads.iter().map(|t| thread_row(t, o.raw)));
         }
-        (if wire {
-            writeln!(out, "{}", crate::WIRE_NOTE)
-        } else {
-            Ok(())
-        })
-        .and_then(|()| table::write(&mut out, &columns(), &rows))
+        crate::write_table(&mut out, wire, &columns(), &rows)
     })
 }
 
@@ -215,7 +221,7 @@ fn run_groups(args: &Args, o: &Opts, by: crate::groups::Group) -> Result<()> {
             .and_then(|()| writeln!(out))
     } else {
         let mut columns = crate::groups::label_columns(rows.first().map(|r| &r.labels));
-        columns.extend(FIELDS.iter().map(|f| num(f.column)));
+        columns.extend(counter_columns());
         let cells: Vec<Vec<String>> = rows
             .iter()
             .map(|r| {
@@ -224,11 +230,6 @@ fn run_groups(args: &Args, o: &Opts, by: crate::groups::Group) -> Result<()> {
                 row
             })
             .collect();
-        (if wire {
-            writeln!(out, "{}", crate::WIRE_NOTE)
-        } else {
-            Ok(())
-        })
-        .and_then(|()| table::write(&mut out, &columns, &cells))
+        crate::write_table(&mut out, wire, &columns, &cells)
     })
 }

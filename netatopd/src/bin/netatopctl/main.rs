@@ -295,3 +295,16 @@ fn main() -> ExitCode {
 /// The line that tells, above a table, that the counters count the wire.
 pub const WIRE_NOTE: &str =
     "counting the wire: packets are IP packets, bytes their IP length, headers included";
+
+/// A table, under [`WIRE_NOTE`] where the counters count the `wire`.
+pub fn write_table(
+    out: &mut impl io::Write,
+    wire: bool,
+    columns: &[table::Column],
+    rows: &[Vec<String>],
+) -> io::Result<()> {
+    if wire {
+        writeln!(out, "{WIRE_NOTE}")?;
+    }
+    table::write(out, columns, rows)
+}

@@ -1,22 +1,26 @@
 //! Aligned text tables and human-readable numbers.
 
+use std::borrow::Cow;
 use std::io::{self, Write};
 
 /// A column: its header and whether its cells are text (left-aligned) or
 /// numbers (right-aligned).
-#[derive(Clone, Copy)]
+#[derive(Clone)]
 pub struct Column {
-    pub header: &'static str,
+    pub header: Cow<'static, str>,
     pub text: bool,
 }
 
-pub const fn text(header: &'static str) -> Column {
-    Column { header, text: true }
+pub fn text(header: impl Into<Cow<'static, str>>) -> Column {
+    Column {
+        header: header.into(),
+        text: true,
+    }
 }
 
-pub const fn num(header: &'static str) -> Column {
+pub fn num(header: impl Into<Cow<'static, str>>) -> Column {
     Column {
-        header,
+        header: header.into(),
         text: false,
     }
 }
@@ -44,7 +48,7 @@ pub fn write(out: &mut impl Write, columns: &[Column], rows: &[Vec<String>]) -> 
             .trim_end()
             .to_owned()
     };
-    writeln!(out, "{}", line(&mut columns.iter().map(|c| c.header)))?;
+    writeln!(out, "{}", line(&mut columns.iter().map(|c| &*c.header)))?;
     for row in rows {
         writeln!(out, "{}", line(&mut row.iter().map(String::as_str)))?;
     }
@@ -59,6 +63,16 @@ pub fn bytes(n: f64) -> String {
 /// Counts with decimal prefixes: `999`, `1.5k`, `20.0M`.
 pub fn count(n: f64) -> String {
     scaled(n, 1000.0, &["", "k", "M", "G", "T", "P", "E"])
+}
+
+/// A counter's value (or rate) in human units: [`bytes`] for a counter of
+/// bytes, else a [`count`].
+pub fn amount(bytes: bool, n: f64) -> String {
+    if bytes {
+        self::bytes(n)
+    } else {
+        count(n)
+    }
 }
 
 fn scaled(n: f64, base: f64, units: &[&str]) -> String {
