@@ -24,7 +24,7 @@
 //! - `skel`: the generated skeletons and record types.
 //!
 //! A start and what it gives:
-//! - [`loader`]: loading, attaching, pinning or adopting: a [`Tracer`].
+//! - `loader`: loading, attaching, pinning or adopting: a [`Tracer`].
 //! - `pin`: the pinned state under bpffs.
 //! - `tracer`: the [`Tracer`] and what it tells of itself.
 //! - `attached`: how the programs are attached ([`Attached`]).
@@ -46,7 +46,7 @@ mod error;
 pub mod features;
 mod iters;
 pub mod kernel;
-pub mod loader;
+mod loader;
 mod maps;
 mod memlock;
 mod memory;

@@ -27,11 +27,9 @@ use crate::plan::Plan;
 use crate::skel::{find_prog, leaked_object, NetatopSkel, NetatopSkelBuilder, OpenNetatopSkel};
 use crate::wire::{self, Count};
 
-// The names this module has always made public.
-pub use crate::attached::Attached;
-pub use crate::options::{LoadOptions, MapSizes, SnapshotMethod, ThreadStore};
-pub use crate::read::{KernelStats, Snapshot};
-pub use crate::tracer::Tracer;
+use crate::attached::Attached;
+use crate::options::{LoadOptions, MapSizes, ThreadStore};
+use crate::tracer::Tracer;
 
 impl Tracer {
     /// Loads the programs with the given map sizes, attaches them and pins
