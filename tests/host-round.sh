@@ -4,7 +4,7 @@
 # Runs COMMAND (a round of tests, `make test` gives them) with netatopd
 # forced to the given ways on this host's kernel: snapshot=map-walk sets
 # NETATOPD_TEST_SNAPSHOT, thread-counters=hash-map NETATOPD_TEST_THREADS,
-# attach=WAY NETATOPD_TEST_ATTACH (tests/src/lib.rs passes them on as
+# attach=WAY NETATOPD_TEST_ATTACH (tests/src/daemon.rs passes them on as
 # --snapshot, --thread-counters, --attach).
 #
 # A way this host's kernel cannot take (it lacks it, or a security policy

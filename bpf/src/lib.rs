@@ -29,6 +29,7 @@
 //! - `tracer`: the [`Tracer`] and what it tells of itself.
 //! - `attached`: how the programs are attached ([`Attached`]).
 //! - `read`: reading what the programs counted.
+//! - `stats`: the programs' counts of rare events, declared once.
 //! - `batch`: batched map reads.
 //! - `memory`: the kernel memory of the maps and task storage.
 //! - `memlock`: the locked-memory charge of kernels before 5.11.
@@ -57,6 +58,7 @@ mod probe;
 mod read;
 mod requirements;
 mod skel;
+mod stats;
 mod tracer;
 pub mod wire;
 
@@ -73,6 +75,7 @@ pub use options::{LoadOptions, MapSizes, SnapshotMethod, ThreadStore};
 pub use pin::{remove_pins, Pinned, DEFAULT_PIN_DIR};
 pub use read::{KernelStats, Snapshot};
 pub use skel::{comm_bytes, comm_like, types};
+pub use stats::{kernel_stat, KernelStat, KERNEL_STATS};
 pub use tracer::Tracer;
 pub use wire::Count;
 

@@ -60,6 +60,8 @@ unsafe impl Pod for types::counters {}
 unsafe impl Pod for types::cgroup_gone {}
 // SAFETY: generated from netatop.h; integer fields only.
 unsafe impl Pod for types::cgroup_rec {}
+// SAFETY: generated from netatop.h; integer fields only.
+unsafe impl Pod for types::netatop_stats {}
 // SAFETY: an integer.
 unsafe impl Pod for u64 {}
 // SAFETY: generated from netatop.h; integer fields only (counters).

@@ -20,8 +20,9 @@ use crate::Counters;
 /// The version this crate speaks (2: `Stats` gained `kretprobe_missed`;
 /// 3: the connections per uid, the refusals and idle closes; 4: the
 /// counting mode and the unattributed traffic; 5: the cgroups; 6: the
-/// packets the receive program did not see).
-pub const VERSION: u32 = 6;
+/// packets the receive program did not see; 7: the kernel's counts as one
+/// list of names and values).
+pub const VERSION: u32 = 7;
 /// Where netatopd serves the control protocol unless told otherwise.
 pub const DEFAULT_CONTROL_SOCKET: &str = "/run/netatopd/control.sock";
 /// Largest request frame a server accepts (bytes after the length).
@@ -135,13 +136,6 @@ pub struct Stats {
     pub max_pending_exits: u64,
     /// Socket calls counted since counting started.
     pub events: u64,
-    /// Socket calls not counted because the thread or process map was full.
-    pub thread_map_full: u64,
-    pub proc_map_full: u64,
-    /// Final totals lost because the kernel's pending-exit map was full.
-    pub exit_map_full: u64,
-    /// Exited processes whose final totals the kernel published.
-    pub exits: u64,
     /// Exited-process records kept for clients now, and dropped because
     /// there were more than --max-exited.
     pub exited_kept: u64,
@@ -156,9 +150,6 @@ pub struct Stats {
     pub median_query_us: u64,
     /// Kernel memory charged to the maps (bytes), as the kernel reports it.
     pub map_memory_bytes: u64,
-    /// Calls not counted because their kretprobe was missed (the kprobe
-    /// way of attaching only).
-    pub kretprobe_missed: u64,
     /// Connections open now per uid (both sockets), by uid.
     pub clients_by_uid: Vec<(u32, u64)>,
     /// Connections refused: --max-clients reached; the uid's
@@ -168,9 +159,6 @@ pub struct Stats {
     pub refused_reserved: u64,
     /// Connections of users other than root closed after --idle-timeout.
     pub closed_idle: u64,
-    /// Socket calls not counted because the kernel did not give a thread
-    /// its task-local storage (with task storage only).
-    pub thread_storage_failed: u64,
     /// Kernel memory of the threads' task-local storage (bytes), which the
     /// kernel does not report: the live threads times the size of one
     /// thread's storage, from the kernel's types. 0 with a hash map.
@@ -183,30 +171,17 @@ pub struct Stats {
     /// carried that no process is counted for, sent (the send fields) and
     /// received (the receive fields). Empty when counting calls.
     pub unattributed: Vec<(u32, Counters)>,
-    /// Wire counting: sockets whose owner could not be recorded (their
-    /// packets are unattributed), and namespaces not counted because the
-    /// namespace map was full.
-    pub owner_failed: u64,
-    pub wire_map_full: u64,
-    /// Wire counting: packets delivered to sockets that the kernel did
-    /// not run the receive program for (counted as received at the
-    /// socket instead): a sign that it skips the tracing programs in some
-    /// contexts, and so may skip them for packets sent too.
-    pub rx_unseen: u64,
     /// Cgroups whose exited processes' totals the kernel keeps now, and
     /// the sizes of its cgroup maps (--max-cgroups, --max-removed-cgroups).
     pub cgroups: u64,
     pub max_cgroups: u64,
     pub max_removed_cgroups: u64,
-    /// Exited processes whose totals no cgroup got because the cgroup map
-    /// was full, and removed cgroups' final totals lost because the
-    /// removed-cgroup map was full.
-    pub cgroup_map_full: u64,
-    pub cgroup_gone_full: u64,
-    /// Cgroups removed since counting started (their totals moved to their
-    /// parent's), and removed cgroups' final totals kept for clients now.
-    pub cgroups_removed: u64,
+    /// Removed cgroups' final totals kept for clients now.
     pub removed_cgroups_kept: u64,
+    /// The kernel's counts of rare events since counting started (lost
+    /// updates, exits, cgroups removed...), each by its name, in the order
+    /// netatopd lists them (its `struct netatop_stats`).
+    pub kernel_counts: Vec<(String, u64)>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -322,17 +297,17 @@ mod tests {
     /// The byte-level examples of netatop-protocol(5).
     #[test]
     fn documented_encoding() {
-        assert_eq!(encode(&Request::Stats), [2, 0, 0, 0, 6, 1]);
+        assert_eq!(encode(&Request::Stats), [2, 0, 0, 0, 7, 1]);
         assert_eq!(
             encode(&Request::Processes {
                 threads: true,
                 exited: false
             }),
-            [4, 0, 0, 0, 6, 0, 1, 0]
+            [4, 0, 0, 0, 7, 0, 1, 0]
         );
         assert_eq!(
             encode(&Request::Cgroups { removed: true }),
-            [3, 0, 0, 0, 6, 2, 1]
+            [3, 0, 0, 0, 7, 2, 1]
         );
         // Zigzag signed integers, 251-prefixed u16, length-prefixed strings.
         let frame = encode(&Thread {
@@ -341,7 +316,7 @@ mod tests {
             name: "ab".into(),
             counters: Counters::default(),
         });
-        assert_eq!(&frame[4..12], [6, 1, 251, 88, 2, 2, b'a', b'b']);
+        assert_eq!(&frame[4..12], [7, 1, 251, 88, 2, 2, b'a', b'b']);
     }
 
     #[test]

@@ -304,7 +304,7 @@ fn a_full_cgroup_map_is_counted_and_warned_about() {
             .contains("the cgroup map is full (1 entries; raise --max-cgroups)")
     });
     let text = ok(d.ctl().arg("stats"));
-    assert!(text.contains("cgroup-map drops:"), "{text}");
+    assert!(text.contains("cgroup map full:"), "{text}");
 }
 
 #[test]

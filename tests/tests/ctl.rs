@@ -359,7 +359,7 @@ fn stats_describes_the_daemon() {
     for label in [
         "version:",
         "events counted:",
-        "map-full drops:",
+        "thread map full:",
         "kernel memory:",
         "query time:",
     ] {

@@ -2,8 +2,10 @@
 # tests/vm/kernels.sh CACHE_DIR
 #
 # Debian's stock kernels the VM tests boot: 5.10 (Debian 11, from
-# bullseye-security), 6.1 (Debian 12, bookworm) and 6.12 (Debian 13, trixie),
-# the newest build of each. They are downloaded through the tests' private apt
+# bullseye-security), 6.1 (Debian 12, bookworm and bookworm-security) and
+# 6.12 (Debian 13, trixie), the newest build of each (the suites are named
+# here, so the newest is the same whatever else the private configuration
+# lists). They are downloaded through the tests' private apt
 # configuration (tests/debian-apt.sh; nothing is written under /etc/apt), and
 # for each, into CACHE_DIR/KVER/:
 #   - vmlinux: the uncompressed ELF kernel out of the package's vmlinuz (the
@@ -31,7 +33,7 @@ readonly WANT=(
 )
 
 . "$HERE/../debian-apt.sh"
-debian_apt_init "$APT_DIR" bullseye-security bookworm trixie
+debian_apt_init "$APT_DIR" bullseye-security bookworm bookworm-security trixie
 debian_apt_update
 
 # The newest package whose name matches $1.

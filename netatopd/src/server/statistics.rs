@@ -9,6 +9,7 @@ use std::time::{Duration, Instant};
 
 use netatop_protocol::control::Stats;
 use netatop_protocol::Counters;
+use netatopd_bpf::KERNEL_STATS;
 
 use super::admission::{Refusal, Tally};
 use crate::collect::{boottime_ns, counters, Collector};
@@ -78,10 +79,6 @@ impl Statistics {
             max_processes: sizes.procs.into(),
             max_pending_exits: sizes.exited.into(),
             events: collector.events(),
-            thread_map_full: k.thread_map_full,
-            proc_map_full: k.proc_map_full,
-            exit_map_full: k.exit_map_full,
-            exits: k.exits,
             exited_kept: exits.len() as u64,
             exited_dropped: exits.dropped(),
             atop_clients: conns.atop,
@@ -90,26 +87,22 @@ impl Statistics {
             last_query_us: self.timings.back().copied().unwrap_or(0),
             median_query_us: sorted.get(sorted.len() / 2).copied().unwrap_or(0),
             map_memory_bytes: tracer.map_memory()?,
-            kretprobe_missed: k.kretprobe_missed,
             clients_by_uid: conns.by_uid.iter().map(|(&u, &n)| (u, n)).collect(),
             refused_max_clients: conns.refused[Refusal::Full as usize],
             refused_per_user: conns.refused[Refusal::PerUser as usize],
             refused_reserved: conns.refused[Refusal::Reserved as usize],
             closed_idle: conns.closed_idle,
-            thread_storage_failed: k.thread_storage_failed,
             thread_storage_bytes: tracer.thread_storage_memory(census.threads),
             count: tracer.attached().count.name().to_owned(),
             unattributed: unattributed(&tracer.read_wire()?),
-            owner_failed: k.owner_failed,
-            wire_map_full: k.wire_map_full,
-            rx_unseen: k.rx_unseen,
             cgroups: tracer.cgroup_count()? as u64,
             max_cgroups: sizes.cgroups.into(),
             max_removed_cgroups: sizes.removed_cgroups.into(),
-            cgroup_map_full: k.cgroup_map_full,
-            cgroup_gone_full: k.cgroup_gone_full,
-            cgroups_removed: k.cgroups_removed,
             removed_cgroups_kept: removed_cgroups_kept as u64,
+            kernel_counts: KERNEL_STATS
+                .iter()
+                .map(|stat| (stat.name.to_owned(), stat.value(&k)))
+                .collect(),
         })
     }
 }

@@ -5,6 +5,11 @@ use std::io::{self, Write};
 use anyhow::{bail, Result};
 use netatop_protocol::control::{Request, Response, Stats};
 use netatop_protocol::Counters;
+use netatopd_bpf::kernel_stat;
+use serde::de::{MapAccess, Visitor};
+use serde::ser::SerializeMap;
+use serde::{Deserialize, Deserializer, Serialize, Serializer};
+use serde_json::Value;
 
 use crate::table;
 use crate::{output, Args, Source};
@@ -84,28 +89,12 @@ fn print_text(s: &Stats, out: &mut impl Write) -> io::Result<()> {
         (
             "cgroups",
             format!(
-                "{} with exited processes' totals (map of {}), {} removed, {} removed kept (map of {})",
-                s.cgroups, s.max_cgroups, s.cgroups_removed, s.removed_cgroups_kept,
-                s.max_removed_cgroups
+                "{} with exited processes' totals (map of {}), {} removed kept (map of {})",
+                s.cgroups, s.max_cgroups, s.removed_cgroups_kept, s.max_removed_cgroups
             ),
         ),
+        ("pending exits", format!("map of {}", s.max_pending_exits)),
         ("events counted", s.events.to_string()),
-        (
-            "map-full drops",
-            format!(
-                "{} thread map, {} process map, {} pending-exit map (of {})",
-                s.thread_map_full, s.proc_map_full, s.exit_map_full, s.max_pending_exits
-            ),
-        ),
-        (
-            "cgroup-map drops",
-            format!(
-                "{} exited processes' totals (cgroup map), {} removed cgroups' final totals",
-                s.cgroup_map_full, s.cgroup_gone_full
-            ),
-        ),
-        ("task-storage misses", s.thread_storage_failed.to_string()),
-        ("processes exited", s.exits.to_string()),
         (
             "exited records",
             format!("{} kept, {} dropped", s.exited_kept, s.exited_dropped),
@@ -144,26 +133,19 @@ fn print_text(s: &Stats, out: &mut impl Write) -> io::Result<()> {
                 format!("{} in maps", table::bytes(s.map_memory_bytes as f64))
             },
         ),
-        ("kretprobe misses", s.kretprobe_missed.to_string()),
     ];
     let mut lines = lines.to_vec();
-    if s.count == "wire" {
-        lines.push((
-            "wire drops",
-            format!(
-                "{} sockets without an owner recorded, {} namespace-map full",
-                s.owner_failed, s.wire_map_full
-            ),
-        ));
-        lines.push((
-            "unseen received",
-            format!(
-                "{} packets reached sockets without the receive program seeing them \
-                 (counted at the socket)",
-                s.rx_unseen
-            ),
-        ));
+    let wire = s.count == "wire";
+    if wire {
         lines.extend(unattributed(&s.unattributed));
+    }
+    // The kernel's counts, each on its line, as netatopd lists them.
+    for (name, value) in &s.kernel_counts {
+        match kernel_stat(name) {
+            Some(stat) if stat.wire_only && !wire => {}
+            Some(stat) => lines.push((stat.label, format!("{value} {}", stat.help))),
+            None => lines.push((name.as_str(), value.to_string())),
+        }
     }
     let w = lines.iter().map(|(k, _)| k.len()).max().unwrap_or(0);
     for (k, v) in lines {
@@ -180,10 +162,57 @@ pub fn run(args: &Args, json: bool) -> Result<()> {
     let stdout = io::stdout();
     let mut out = stdout.lock();
     output(if json {
-        serde_json::to_writer_pretty(&mut out, &s)
+        serde_json::to_writer_pretty(&mut out, &json_of(&s)?)
             .map_err(io::Error::from)
             .and_then(|()| writeln!(out))
     } else {
         print_text(&s, &mut out)
     })
+}
+
+/// A JSON object with its keys in the order they came.
+struct Ordered(Vec<(String, Value)>);
+
+impl<'de> Deserialize<'de> for Ordered {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct Entries;
+        impl<'de> Visitor<'de> for Entries {
+            type Value = Ordered;
+            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str("a JSON object")
+            }
+            fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Ordered, A::Error> {
+                let mut entries = Vec::new();
+                while let Some(entry) = map.next_entry()? {
+                    entries.push(entry);
+                }
+                Ok(Ordered(entries))
+            }
+        }
+        d.deserialize_map(Entries)
+    }
+}
+
+impl Serialize for Ordered {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        let mut map = s.serialize_map(Some(self.0.len()))?;
+        for (k, v) in &self.0 {
+            map.serialize_entry(k, v)?;
+        }
+        map.end()
+    }
+}
+
+/// The statistics as JSON: the response's fields in their order, the
+/// kernel's counts last, each under its own name.
+fn json_of(s: &Stats) -> io::Result<Ordered> {
+    let text = serde_json::to_string(s)?;
+    let Ordered(mut entries) = serde_json::from_str(&text)?;
+    entries.retain(|(k, _)| k != "kernel_counts");
+    entries.extend(
+        s.kernel_counts
+            .iter()
+            .map(|(name, v)| (name.clone(), Value::from(*v))),
+    );
+    Ok(Ordered(entries))
 }
