@@ -1,6 +1,6 @@
 //! netatopd's BPF programs and their loader: the kernel half of netatopd.
 //!
-//! The programs (`bpf/netatop.bpf.c`) count every thread's TCP and UDP
+//! The programs (`bpf/netatop.bpf.c` and its headers) count every thread's TCP and UDP
 //! calls in the kernel and keep the totals of exited threads and
 //! processes; this crate checks the kernel, loads, attaches and pins them
 //! (or adopts what an earlier netatopd pinned), and reads what they

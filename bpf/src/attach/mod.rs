@@ -5,8 +5,10 @@
 //! enables exactly those programs, the ones every way shares (process
 //! exit, exec and rename) and the optional hooks the kernel takes.
 //!
-//! The BPF half of each way is in `bpf/netatop.bpf.c`; every way ends in
-//! the same `count()` there, so what is counted does not depend on how.
+//! The BPF half of each way is its header (`bpf/tp_btf.bpf.h`,
+//! `bpf/fexit.bpf.h`, `bpf/kprobe.bpf.h`); every way ends in the same
+//! `count()` (`bpf/account.bpf.h`), so what is counted does not depend on
+//! how.
 
 mod fexit;
 mod kprobe;

@@ -2,7 +2,7 @@
 /*
  * Every map and global of the object, in one place. User space sets the
  * const volatile flags and the maps' sizes before load, creates, pins and
- * reads the maps by these names (bpf/src/loader.rs: the table of maps and
+ * reads the maps by these names (bpf/src/maps.rs: the table of maps and
  * their pin names), and reads `stats` from .bss. The records they hold are
  * netatop.h's. A map used only in some modes says so.
  *

@@ -2,7 +2,7 @@
 /*
  * What user space reads of the live processes and threads, through
  * iterators: reading one runs its program over the tasks or a map's
- * elements, and netatopd's one thread does the reads (bpf/src/loader.rs).
+ * elements, and netatopd's one thread does the reads (bpf/src/read.rs).
  * A snapshot is one record per counted process, never lower than the last
  * one reported (raise_record()): in one pass with the open-coded task
  * iterator (netatop_snapshot, Linux 6.7+), or in three passes over the
