@@ -22,6 +22,8 @@
 # parallel tests may all call it. Progress goes to stderr as "atop-setup: ...".
 
 set -euo pipefail
+# shellcheck source=tests/loud.sh
+. "$(dirname -- "$0")/loud.sh"
 
 readonly SUITE=trixie
 readonly WANT_VERSION_RE='^2\.11\.'

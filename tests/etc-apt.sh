@@ -10,6 +10,8 @@
 # tests/atop-setup.sh wrote there (only those two files, recognised by their
 # first line): they are the one change to /etc/apt a test run makes.
 set -euo pipefail
+# shellcheck source=tests/loud.sh
+. "$(dirname -- "$0")/loud.sh"
 
 readonly ETC_APT=${NETATOPD_ETC_APT:-/etc/apt}
 log() { printf 'etc-apt: %s\n' "$*" >&2; }

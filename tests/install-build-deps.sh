@@ -13,6 +13,8 @@
 # Idempotent and non-interactive; it prints what it installs, and every
 # failure as one line saying what failed and what to do.
 set -euo pipefail
+# shellcheck source=tests/loud.sh
+. "$(dirname -- "$0")/loud.sh"
 
 NEED_WHO=install-build-deps
 # shellcheck source=tests/apt-need.sh

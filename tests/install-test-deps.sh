@@ -17,6 +17,8 @@
 # Idempotent and non-interactive; it prints what it installs, and every
 # failure as one line saying what failed and what to do.
 set -euo pipefail
+# shellcheck source=tests/loud.sh
+. "$(dirname -- "$0")/loud.sh"
 
 NEED_WHO=install-test-deps
 HERE=$(cd -- "$(dirname -- "$0")" && pwd -P)

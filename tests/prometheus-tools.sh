@@ -7,6 +7,8 @@
 # (no maintainer script runs, no service starts, nothing is written under
 # /etc). Idempotent.
 set -euo pipefail
+# shellcheck source=tests/loud.sh
+. "$(dirname -- "$0")/loud.sh"
 DIR=${1:?usage: prometheus-tools.sh DIR}
 mkdir -p "$DIR/debs" "$DIR/root"
 DIR=$(cd "$DIR" && pwd)

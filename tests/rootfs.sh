@@ -13,6 +13,8 @@
 # Cached: a root file system that was completed (DIR/SUITE.ok lists what it
 # was made with) is reused. Runs as root; progress on stderr.
 set -euo pipefail
+# shellcheck source=tests/loud.sh
+. "$(dirname -- "$0")/loud.sh"
 
 # What the tests need in the guest beyond debootstrap's minbase: systemd,
 # and where atop speaks netatop-bpf (2.9 and later), atop. NAME-minbase:

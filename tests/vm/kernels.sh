@@ -16,6 +16,8 @@
 # Cached: a kernel whose CACHE_DIR/KVER/.done exists is not fetched again.
 # Prints one line per kernel: KVER DIR.
 set -euo pipefail
+# shellcheck source=tests/loud.sh
+. "$(dirname -- "$0")/../loud.sh"
 
 CACHE=${1:?usage: kernels.sh CACHE_DIR}
 mkdir -p -- "$CACHE"
