@@ -22,10 +22,12 @@ fn unit_value(key: &str) -> String {
 #[test]
 fn the_unit_verifies() {
     let dir = scratch_dir();
-    // verify checks that ExecStart exists: point it at the built binary.
-    let unit = fs::read_to_string(unit_path())
-        .unwrap()
-        .replace("/usr/sbin/netatopd", bin("netatopd").to_str().unwrap());
+    // verify checks that ExecStart exists: point it at the built binary
+    // (quoted: the checkout's path may have a space).
+    let unit = fs::read_to_string(unit_path()).unwrap().replace(
+        "/usr/sbin/netatopd",
+        &format!("\"{}\"", bin("netatopd").display()),
+    );
     let copy = dir.join("netatopd.service");
     fs::write(&copy, unit).unwrap();
     let out = Command::new("systemd-analyze")
