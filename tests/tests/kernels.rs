@@ -20,6 +20,11 @@ use std::process::Command;
 
 use netatopd_tests::{bin, test_binary};
 
+/// One guest at a time: each takes a CPU of its own, and the wire suite's
+/// exact counts are at their most reliable when its guest is not starved
+/// of one by another guest.
+static ONE_GUEST: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
 /// Where tests/vm/kernels.sh left the kernels.
 fn kernels_dir() -> PathBuf {
     let dir = std::env::var_os("NETATOPD_TEST_KERNELS").map_or_else(
@@ -41,6 +46,7 @@ fn kernels_dir() -> PathBuf {
 /// hash map where task storage is the choice. Where it is not, a start
 /// that asks for it must be refused, saying why.
 fn suite_on(prefix: &str, auto: &str, threads: &str, forced: &[&str], wire: bool) {
+    let _one = ONE_GUEST.lock().unwrap_or_else(|e| e.into_inner());
     let repo = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
     let repo = repo.canonicalize().expect("the repository");
     let tiers = test_binary("tiers");
