@@ -93,6 +93,23 @@ cmp -s "$pkgroot/usr/lib/systemd/system/netatopd.service" netatopd/systemd/netat
     fail "packaged netatopd --version: $("$pkgroot/usr/sbin/netatopd" --version | head -1)"
 log "contents, control fields and maintainer scripts as expected"
 
+# The static netatopd looks group names up in /etc/group itself (a static
+# program cannot load the C library's name-service modules): a name that
+# is there resolves, one that is not is refused in one line, never a crash.
+# Both stop at the pid file, in a directory that cannot be made, before
+# anything is loaded.
+group=$(awk -F: 'NF >= 3 { print $1; exit }' /etc/group)
+static=$pkgroot/usr/sbin/netatopd
+rc=0
+out=$("$static" --socket-group "$group" --pid-file /proc/nonexistent/netatopd.pid 2>&1) || rc=$?
+[ "$rc" = 1 ] && grep -q 'cannot create /proc/nonexistent' <<<"$out" ||
+    fail "packaged netatopd --socket-group $group (in /etc/group): status $rc: $out"
+rc=0
+out=$("$static" --socket-group no-such-group-here --pid-file /proc/nonexistent/netatopd.pid 2>&1) || rc=$?
+[ "$rc" = 1 ] && grep -q -- '--socket-group: no group named "no-such-group-here" in /etc/group' <<<"$out" ||
+    fail "packaged netatopd --socket-group no-such-group-here: status $rc: $out"
+log "the static netatopd resolves --socket-group from /etc/group and refuses an unknown one"
+
 # 2. lintian: nothing at any level (stderr has its note about running as root).
 lint=$(lintian --pedantic --info --display-experimental --fail-on error,warning,info,pedantic,experimental \
     "$deb" 2>/dev/null) || { echo "$lint" >&2; fail "lintian found problems"; }

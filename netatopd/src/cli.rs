@@ -32,7 +32,8 @@ pub struct Args {
     /// connect sees the network traffic volumes of every process.
     #[arg(long, value_name = "MODE", default_value = "0600", value_parser = parse_mode)]
     pub socket_mode: u32,
-    /// Group owning the sockets (name or number), e.g. for --socket-mode 0660.
+    /// Group owning the sockets: a number, or a name in /etc/group (looked up
+    /// there only), e.g. for --socket-mode 0660.
     #[arg(long, value_name = "GROUP")]
     pub socket_group: Option<String>,
     /// bpffs directory where the programs and maps are pinned, so counting
