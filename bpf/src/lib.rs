@@ -53,6 +53,7 @@ mod memlock;
 mod memory;
 mod options;
 mod pin;
+mod pin_dir;
 mod plan;
 mod probe;
 mod read;

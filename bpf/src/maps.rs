@@ -310,6 +310,11 @@ pub(crate) fn pinned_by(
     })
 }
 
+/// Every name a map of the table may be pinned under.
+pub(crate) fn every_pin() -> impl Iterator<Item = &'static str> {
+    TABLE.iter().filter_map(|m| m.pin.map(|p| p.name))
+}
+
 /// The pin names every pinned state has, whatever it counts, `meta`
 /// last.
 pub(crate) fn common_pins() -> Vec<&'static str> {

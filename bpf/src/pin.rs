@@ -18,6 +18,7 @@ use libbpf_rs::{MapCore, MapFlags, MapHandle};
 use crate::error::LoadError;
 use crate::maps;
 use crate::options::ThreadStore;
+use crate::pin_dir;
 use crate::plan::Plan;
 use crate::skel::types;
 use crate::wire::Count;
@@ -125,7 +126,13 @@ pub(crate) fn prepare_dir(dir: &Path) -> Result<(), LoadError> {
     }
     match fs::DirBuilder::new().mode(0o700).create(dir) {
         Ok(()) => Ok(()),
-        Err(e) if e.kind() == io::ErrorKind::AlreadyExists && dir.is_dir() => Ok(()),
+        Err(e) if e.kind() == io::ErrorKind::AlreadyExists => match pin_dir::foreign(dir) {
+            None => Ok(()),
+            Some(why) => Err(err(format!(
+                "{why}: it is not netatopd's pin directory, and nothing in it was touched; give \
+                 another --pin-dir"
+            ))),
+        },
         Err(e) => Err(err(e.to_string())),
     }
 }
@@ -306,13 +313,19 @@ impl Drop for UndoFreshStart<'_> {
 
 /// Removes every pinned object in `dir` and `dir` itself. Programs whose
 /// links are no longer pinned stop when no process holds them any more.
-/// Returns how many objects were unpinned.
+/// Returns how many objects were unpinned. A directory that is not
+/// netatopd's (`pin_dir::foreign`) is refused, and nothing in it removed.
 pub fn remove_pins(dir: &Path) -> io::Result<usize> {
-    let rd = match fs::read_dir(dir) {
-        Ok(rd) => rd,
+    match fs::symlink_metadata(dir) {
         Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(0),
-        Err(e) => return Err(e),
-    };
+        _ => {}
+    }
+    if let Some(why) = pin_dir::foreign(dir) {
+        return Err(io::Error::other(format!(
+            "{why}: it is not netatopd's pin directory; nothing in it was removed"
+        )));
+    }
+    let rd = fs::read_dir(dir)?;
     let mut n = 0;
     for entry in rd {
         let path = entry?.path();

@@ -126,6 +126,14 @@ impl Plan {
     }
 }
 
+/// The pin names of the links of every program any start may attach.
+pub(crate) fn every_link_pin() -> Vec<&'static str> {
+    let mut hooks = crate::attach::every_hook();
+    hooks.extend(wire::HOOKS);
+    hooks.push(wire::SOCKET_INGRESS);
+    hooks.iter().map(|h| h.pin).collect()
+}
+
 /// Where threads' counters live for `opts` on `kernel`.
 fn thread_store(opts: &LoadOptions, kernel: &impl KernelFacts) -> Result<ThreadStore, LoadError> {
     match opts.count {

@@ -12,6 +12,15 @@ use netatopd_bpf::{MapSizes, DEFAULT_PIN_DIR};
 pub const MAX_TASKS: i64 = 4_194_304;
 /// The largest --max-cgroups and --max-removed-cgroups.
 pub const MAX_CGROUPS: i64 = 1_048_576;
+/// The largest --max-clients and --max-clients-per-user (the descriptor
+/// limit may allow fewer: then --max-clients is refused at start).
+const MAX_CLIENTS: usize = 1 << 20;
+/// The largest --max-pending-output: 1 GiB.
+const MAX_PENDING_OUTPUT: usize = 1 << 30;
+/// The longest --exit-grace, --idle-timeout and --client-timeout: a day.
+const MAX_SECONDS: f64 = 86_400.0;
+/// The shortest --idle-timeout and --client-timeout.
+const MIN_TIMEOUT: f64 = 0.1;
 
 #[derive(Parser, Debug)]
 #[command(
@@ -67,35 +76,41 @@ pub struct Args {
     pub verbose: u8,
     /// Seconds after a process exits during which a newly connected client
     /// still gets its final totals.
-    #[arg(long, value_name = "SECONDS", default_value_t = 10.0)]
+    #[arg(long, value_name = "SECONDS", default_value_t = 10.0,
+          value_parser = seconds(0.0, MAX_SECONDS))]
     pub exit_grace: f64,
     /// Exited-process records kept for clients; beyond it the oldest go.
-    #[arg(long, value_name = "N", default_value_t = 65536)]
+    #[arg(long, value_name = "N", default_value_t = 65536,
+          value_parser = count(1, MAX_TASKS as usize))]
     pub max_exited: usize,
     /// Clients served at once; connections beyond it are closed at once.
     /// Default 4096, lowered (with a warning) to what the descriptor limit
     /// allows; a number given here that the limit cannot meet is refused.
-    #[arg(long, value_name = "N")]
+    #[arg(long, value_name = "N", value_parser = count(1, MAX_CLIENTS))]
     pub max_clients: Option<usize>,
     /// Connections one user other than root may hold at once (both sockets
     /// together). Root's connections are never limited this way, and the
     /// last 16 slots of --max-clients (half, below 32) are kept for root.
-    #[arg(long, value_name = "N", default_value_t = 16)]
+    #[arg(long, value_name = "N", default_value_t = 16,
+          value_parser = count(1, MAX_CLIENTS))]
     pub max_clients_per_user: usize,
     /// Seconds a connection of a user other than root may stay without
     /// sending a whole request or taking a response before it is closed
     /// (root's are never closed for idleness: atop's daily logger asks
     /// every 10 minutes).
-    #[arg(long, value_name = "SECONDS", default_value_t = 60.0)]
+    #[arg(long, value_name = "SECONDS", default_value_t = 60.0,
+          value_parser = seconds(MIN_TIMEOUT, MAX_SECONDS))]
     pub idle_timeout: f64,
     /// Bytes of responses a client may leave unread before netatopd stops
     /// reading its requests (one response is always sent whole; about 1 MB
     /// at 10,000 processes).
-    #[arg(long, value_name = "BYTES", default_value_t = 4 << 20)]
+    #[arg(long, value_name = "BYTES", default_value_t = 4 << 20,
+          value_parser = count(1, MAX_PENDING_OUTPUT))]
     pub max_pending_output: usize,
     /// Seconds a client may leave its pending response unread before it is
     /// disconnected.
-    #[arg(long, value_name = "SECONDS", default_value_t = 30.0)]
+    #[arg(long, value_name = "SECONDS", default_value_t = 30.0,
+          value_parser = seconds(MIN_TIMEOUT, MAX_SECONDS))]
     pub client_timeout: f64,
     /// Kernel map size: threads counted at once, where their counters are
     /// kept in a hash map (--thread-counters hash-map; task storage has no
@@ -172,6 +187,22 @@ pub fn init_logging(args: &Args) {
         });
     }
     b.init();
+}
+
+/// A whole number from `lo` to `hi`.
+fn count(lo: usize, hi: usize) -> impl Fn(&str) -> Result<usize, String> + Clone {
+    move |s| match s.parse::<usize>() {
+        Ok(n) if (lo..=hi).contains(&n) => Ok(n),
+        _ => Err(format!("must be a whole number from {lo} to {hi}")),
+    }
+}
+
+/// A number of seconds from `lo` to `hi` (fractions allowed).
+fn seconds(lo: f64, hi: f64) -> impl Fn(&str) -> Result<f64, String> + Clone {
+    move |s| match s.parse::<f64>() {
+        Ok(v) if (lo..=hi).contains(&v) => Ok(v),
+        _ => Err(format!("must be a number of seconds from {lo} to {hi}")),
+    }
 }
 
 fn parse_mode(s: &str) -> Result<u32, String> {

@@ -8,7 +8,7 @@ use std::os::fd::AsRawFd;
 use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 
-use anyhow::{bail, Context, Result};
+use anyhow::{anyhow, bail, Context, Result};
 
 pub struct PidFile {
     /// Open for as long as the lock is held.
@@ -20,7 +20,7 @@ impl PidFile {
     /// Locks `path` and writes this process's pid into it; refuses when
     /// another process holds the lock, naming it.
     pub fn lock(path: &Path) -> Result<Self> {
-        crate::sockets::create_parent(path)?;
+        crate::dirs::create_parent(path)?;
         loop {
             let file = Self::open_locked(path)?;
             // A netatopd that was stopping may have removed the file between
@@ -42,8 +42,28 @@ impl PidFile {
             .create(true)
             .truncate(false)
             .mode(0o644)
+            // A link in its place is refused, never followed.
+            .custom_flags(libc::O_NOFOLLOW | libc::O_CLOEXEC)
             .open(path)
-            .with_context(|| format!("cannot open the pid file {}", path.display()))?;
+            .map_err(|e| match e.raw_os_error() {
+                Some(libc::ELOOP) => anyhow!(
+                    "the pid file {} is a symbolic link: give the path of a file, or remove it",
+                    path.display()
+                ),
+                _ => anyhow!(e).context(format!("cannot open the pid file {}", path.display())),
+            })?;
+        let meta = file
+            .metadata()
+            .with_context(|| format!("cannot inspect the pid file {}", path.display()))?;
+        // SAFETY: geteuid has no preconditions and cannot fail.
+        let me = unsafe { libc::geteuid() };
+        if !meta.is_file() || meta.uid() != me {
+            bail!(
+                "the pid file {} is not a regular file of uid {me}: remove it, or give another \
+                 --pid-file",
+                path.display()
+            );
+        }
         // SAFETY: flock on a descriptor this function owns.
         if unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) } != 0 {
             let err = io::Error::last_os_error();

@@ -23,6 +23,8 @@ use netatopd_bpf::{Kernel, LoadOptions, MapSizes, Pinned, Tracer};
 use sd_notify::NotifyState;
 
 mod cli;
+mod dirs;
+mod group;
 mod lock;
 mod sockets;
 
@@ -165,19 +167,9 @@ impl Drop for Pins {
     }
 }
 
+/// What the command line cannot check alone (each number's range it
+/// checks as it parses).
 fn check_options(args: &Args) -> Result<()> {
-    for (name, v) in [
-        ("--exit-grace", args.exit_grace),
-        ("--client-timeout", args.client_timeout),
-        ("--idle-timeout", args.idle_timeout),
-    ] {
-        if !v.is_finite() || v < 0.0 {
-            bail!("{name} must be a number of seconds >= 0");
-        }
-    }
-    if args.max_clients == Some(0) {
-        bail!("--max-clients must be at least 1");
-    }
     if args.control_socket == args.socket {
         bail!("--control-socket must differ from --socket");
     }
@@ -195,7 +187,7 @@ fn run(args: &Args) -> Result<()> {
     let gid = args
         .socket_group
         .as_deref()
-        .map(sockets::resolve_group)
+        .map(group::resolve_group)
         .transpose()?;
     // Before loading or binding anything: from here on, SIGTERM stops cleanly.
     let signals = stop_signals().context("cannot install signal handlers")?;

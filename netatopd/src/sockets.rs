@@ -4,7 +4,8 @@
 
 use std::fs;
 use std::io;
-use std::os::unix::fs::{DirBuilderExt, FileTypeExt, MetadataExt, PermissionsExt};
+use std::os::fd::AsRawFd;
+use std::os::unix::fs::{FileTypeExt, MetadataExt, OpenOptionsExt, PermissionsExt};
 use std::os::unix::net::{UnixListener, UnixStream};
 use std::path::{Path, PathBuf};
 
@@ -13,6 +14,7 @@ use log::{info, warn};
 
 /// Refuses a live socket; removes a stale one left by a crashed service.
 pub fn claim_socket(path: &Path) -> Result<()> {
+    crate::dirs::check_parent(path)?;
     match UnixStream::connect(path) {
         Ok(_) => bail!(
             "another netatop service is already answering on {}: stop it first, or give this one \
@@ -37,41 +39,6 @@ pub fn claim_socket(path: &Path) -> Result<()> {
     }
 }
 
-/// Where group names are read from.
-const GROUP_FILE: &str = "/etc/group";
-
-/// The gid of `group`: a number, or a name in /etc/group. Names are read
-/// from the file itself, not through the C library's name services: the
-/// release build is static, and a static program cannot load their
-/// modules (LDAP, systemd's dynamic groups...); such a group is given by
-/// its number.
-pub fn resolve_group(group: &str) -> Result<u32> {
-    if let Ok(gid) = group.parse::<u32>() {
-        return Ok(gid);
-    }
-    let text = fs::read_to_string(GROUP_FILE)
-        .with_context(|| format!("--socket-group {group}: cannot read {GROUP_FILE}"))?;
-    match gid_in(&text, group) {
-        Some(gid) => Ok(gid),
-        None => bail!(
-            "--socket-group: no group named {group:?} in {GROUP_FILE} (groups of other \
-             sources, such as LDAP, are not looked up: give its number)"
-        ),
-    }
-}
-
-/// The gid of group `name` in the text of a group file (lines of
-/// "name:password:gid:members").
-fn gid_in(text: &str, name: &str) -> Option<u32> {
-    text.lines().find_map(|line| {
-        let mut fields = line.split(':');
-        if fields.next()? != name {
-            return None;
-        }
-        fields.nth(1)?.trim().parse().ok()
-    })
-}
-
 /// A socket file this netatopd bound; removed when dropped, if it is still
 /// the one bound (another service may have replaced it meanwhile).
 pub struct SocketFile {
@@ -81,7 +48,11 @@ pub struct SocketFile {
 
 impl Drop for SocketFile {
     fn drop(&mut self) {
-        if fs::metadata(&self.path).map(|m| (m.dev(), m.ino())).ok() == self.id {
+        if fs::symlink_metadata(&self.path)
+            .map(|m| (m.dev(), m.ino()))
+            .ok()
+            == self.id
+        {
             let _ = fs::remove_file(&self.path);
         }
     }
@@ -89,7 +60,10 @@ impl Drop for SocketFile {
 
 /// Binds the socket, created 0600 (only root), then gives it its group and
 /// the requested mode, in that order, so it is never wider than asked.
+/// Both are changed on the socket bound, never through a symbolic link
+/// put in its place.
 pub fn bind(path: &Path, mode: u32, gid: Option<u32>) -> Result<(UnixListener, SocketFile)> {
+    crate::dirs::check_parent(path)?;
     // SAFETY: umask only swaps the process's file-creation mask; no other
     // thread creates files while the daemon starts.
     let old = unsafe { libc::umask(0o177) };
@@ -97,15 +71,33 @@ pub fn bind(path: &Path, mode: u32, gid: Option<u32>) -> Result<(UnixListener, S
     // SAFETY: as above, restoring the previous mask.
     unsafe { libc::umask(old) };
     let listener = res.with_context(|| format!("cannot listen on {}", path.display()))?;
+    // The file itself, not what a link in its place points to.
+    let bound = fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_PATH | libc::O_NOFOLLOW | libc::O_CLOEXEC)
+        .open(path)
+        .with_context(|| format!("cannot open the socket file {}", path.display()))?;
+    let meta = bound
+        .metadata()
+        .with_context(|| format!("cannot inspect {}", path.display()))?;
+    // SAFETY: geteuid has no preconditions and cannot fail.
+    if !meta.file_type().is_socket() || meta.uid() != unsafe { libc::geteuid() } {
+        bail!(
+            "{} was replaced by another file right after it was bound",
+            path.display()
+        );
+    }
     let file = SocketFile {
         path: path.to_owned(),
-        id: fs::metadata(path).map(|m| (m.dev(), m.ino())).ok(),
+        id: Some((meta.dev(), meta.ino())),
     };
+    // The descriptor's own path: changes reach exactly the file opened.
+    let inode = PathBuf::from(format!("/proc/self/fd/{}", bound.as_raw_fd()));
     if let Some(gid) = gid {
-        std::os::unix::fs::chown(path, None, Some(gid))
+        std::os::unix::fs::chown(&inode, None, Some(gid))
             .with_context(|| format!("cannot give {} to group {gid}", path.display()))?;
     }
-    fs::set_permissions(path, fs::Permissions::from_mode(mode))
+    fs::set_permissions(&inode, fs::Permissions::from_mode(mode))
         .with_context(|| format!("cannot set mode {mode:o} on {}", path.display()))?;
     if mode & 0o006 != 0 {
         warn!(
@@ -116,36 +108,8 @@ pub fn bind(path: &Path, mode: u32, gid: Option<u32>) -> Result<(UnixListener, S
     Ok((listener, file))
 }
 
-/// Creates the directory `path` lies in, if it does not exist (mode 0755).
-pub fn create_parent(path: &Path) -> Result<()> {
-    if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
-        fs::DirBuilder::new()
-            .recursive(true)
-            .mode(0o755)
-            .create(dir)
-            .with_context(|| format!("cannot create {}", dir.display()))?;
-    }
-    Ok(())
-}
-
 /// Like [`bind`], creating the socket's directory first if needed.
 pub fn bind_in_dir(path: &Path, mode: u32, gid: Option<u32>) -> Result<(UnixListener, SocketFile)> {
-    create_parent(path)?;
+    crate::dirs::create_parent(path)?;
     bind(path, mode, gid)
-}
-
-#[cfg(test)]
-mod tests {
-    use super::gid_in;
-
-    #[test]
-    fn a_group_file_gives_the_gid_of_a_name() {
-        let text = "root:x:0:\nadm:x:4:syslog,alice\n# not a group\nmonitoring:x:998:\nbad:x:\n";
-        assert_eq!(gid_in(text, "adm"), Some(4));
-        assert_eq!(gid_in(text, "monitoring"), Some(998));
-        assert_eq!(gid_in(text, "root"), Some(0));
-        assert_eq!(gid_in(text, "mon"), None);
-        assert_eq!(gid_in(text, "bad"), None);
-        assert_eq!(gid_in(text, "# not a group"), None);
-    }
 }

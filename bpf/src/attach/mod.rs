@@ -53,6 +53,16 @@ pub(crate) const COMMON: [Hook; 4] = [
     Hook::new("netatop_cgroup_rmdir", "link_cgroup_rmdir"),
 ];
 
+/// Every program any start may attach, whatever the kernel and options:
+/// what a pin directory of netatopd's may hold links of.
+pub(crate) fn every_hook() -> Vec<Hook> {
+    let mut hooks: Vec<Hook> = Mode::ALL.iter().flat_map(|m| m.hooks()).copied().collect();
+    hooks.extend(COMMON);
+    hooks.extend([fexit::SENDPAGE, fexit::SPLICE]);
+    hooks.extend(kprobe::SENDPAGE.into_iter().chain(kprobe::SPLICE));
+    hooks
+}
+
 /// How the send and receive calls are hooked.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Mode {
