@@ -15,7 +15,7 @@ use std::time::Duration;
 
 use anyhow::{bail, Context, Result};
 use clap::CommandFactory;
-use log::{info, warn};
+use log::{error, info, warn};
 use netatopd::collect::Collector;
 use netatopd::exits::ExitLog;
 use netatopd::server::{stop_signals, Config, Server};
@@ -161,6 +161,16 @@ impl Pins {
 
 impl Drop for Pins {
     fn drop(&mut self) {
+        // A panic never costs what the kernel counted, however netatopd
+        // started: the programs go on, and the next netatopd adopts them.
+        if std::thread::panicking() {
+            error!(
+                "netatopd failed; the programs keep counting, pinned under {}: the next netatopd \
+                 adopts them (netatopd --unload removes them)",
+                self.dir.display()
+            );
+            return;
+        }
         if self.remove {
             let _ = netatopd_bpf::remove_pins(&self.dir);
         }

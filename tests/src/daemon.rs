@@ -73,6 +73,8 @@ pub struct Daemon {
     nofile: Option<(u64, u64)>,
     /// It starts in a mount namespace of its own without cgroup2 mounts.
     without_cgroup2: bool,
+    /// Variables added to its environment.
+    env: Vec<(String, String)>,
 }
 
 /// How to start a [`Daemon`]: `Daemon::builder()`, its settings, `start()`.
@@ -86,6 +88,7 @@ pub struct DaemonBuilder {
     socket: Option<PathBuf>,
     nofile: Option<(u64, u64)>,
     without_cgroup2: bool,
+    env: Vec<(String, String)>,
 }
 
 impl DaemonBuilder {
@@ -134,6 +137,12 @@ impl DaemonBuilder {
     }
 
     /// Starts netatopd and waits until it answers on its socket.
+    /// Adds `key=value` to its environment.
+    pub fn env(mut self, key: &str, value: &str) -> Self {
+        self.env.push((key.to_owned(), value.to_owned()));
+        self
+    }
+
     pub fn start(self) -> Daemon {
         require_bpf_machine();
         let dir = self.dir.unwrap_or_else(scratch_dir);
@@ -147,6 +156,7 @@ impl DaemonBuilder {
             extra: self.extra,
             nofile: self.nofile,
             without_cgroup2: self.without_cgroup2,
+            env: self.env,
         };
         d.restart();
         d
@@ -218,6 +228,7 @@ impl Daemon {
             }
         }
         cmd.args(&self.extra);
+        cmd.envs(self.env.iter().map(|(k, v)| (k, v)));
         cmd
     }
 
@@ -234,6 +245,17 @@ impl Daemon {
     /// Its pid file.
     pub fn pid_file(&self) -> PathBuf {
         self.dir.join("netatopd.pid")
+    }
+
+    /// Waits (up to 20 s) for the daemon to exit by itself, and returns
+    /// its exit status.
+    pub fn exit_status(&mut self) -> ExitStatus {
+        let mut child = self.child.take().expect("daemon not running");
+        wait_exit(&mut child, Duration::from_secs(20)).unwrap_or_else(|| {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!("netatopd did not exit within 20 s:\n{}", self.log())
+        })
     }
 
     /// Kills the daemon with SIGKILL, as a crash would, and reaps it.

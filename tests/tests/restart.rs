@@ -352,3 +352,55 @@ fn a_start_that_fails_after_loading_leaves_nothing_behind() {
     assert!(!dir.join("netatopd.pid").exists(), "pid file left behind");
     std::fs::remove_dir_all(dir).unwrap();
 }
+
+/// Makes `d` panic (a test hook of debug builds, on a statistics request),
+/// and checks that it failed as a panic does.
+fn panic_now(d: &mut Daemon) {
+    let out = run(d.ctl().arg("stats"));
+    assert!(!out.status.success(), "stats answered: {out:?}");
+    let status = d.exit_status();
+    assert_eq!(status.code(), Some(101), "{status}:\n{}", d.log());
+    assert!(
+        d.log()
+            .contains("NETATOPD_TEST_PANIC_ON_STATS is set: a panic"),
+        "{}",
+        d.log()
+    );
+    assert!(
+        d.log()
+            .contains("netatopd failed; the programs keep counting, pinned under"),
+        "{}",
+        d.log()
+    );
+}
+
+#[test]
+fn a_panic_keeps_what_the_kernel_counted_however_netatopd_started() {
+    for keep in [&[][..], &["--keep-counting"][..]] {
+        let mut d = Daemon::builder()
+            .args(keep)
+            .env("NETATOPD_TEST_PANIC_ON_STATS", "1")
+            .start();
+        let (g, r) = run_lingering("udp4", &["--count", "300", "--size", "700"]);
+        assert_eq!(record_for(&d.query(), g.pid()).counters, r.counters);
+        // A fresh start, then an adopting one: both keep the pins.
+        for (n, start) in ["fresh", "adopting"].into_iter().enumerate() {
+            panic_now(&mut d);
+            assert!(
+                d.pin_dir.join("meta").exists() && d.pin_dir.join("link_exit").exists(),
+                "{keep:?}, {start} start: the pins went with the panic"
+            );
+            d.restart();
+            let adopted = d.log().matches("adopted the programs and maps").count();
+            assert_eq!(adopted, n + 1, "{}", d.log());
+            let rec = record_for(&d.query(), g.pid());
+            assert_eq!(
+                rec.counters, r.counters,
+                "{keep:?}, after a {start} start's panic"
+            );
+        }
+        assert_eq!(r.counters.udpsndpacks, 300);
+        assert_eq!(r.counters.udpsndbytes, 210_000);
+        g.finish();
+    }
+}

@@ -59,6 +59,11 @@ impl Statistics {
         removed_cgroups_kept: usize,
         conns: &Tally,
     ) -> io::Result<Stats> {
+        // How a test makes netatopd panic (debug builds only).
+        #[cfg(debug_assertions)]
+        if std::env::var_os("NETATOPD_TEST_PANIC_ON_STATS").is_some() {
+            panic!("NETATOPD_TEST_PANIC_ON_STATS is set: a panic, as a test asked");
+        }
         let census = collector.census()?;
         let tracer = collector.tracer();
         let k = tracer.stats();
