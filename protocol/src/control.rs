@@ -202,6 +202,14 @@ fn config() -> bincode::config::Configuration {
     bincode::config::standard()
 }
 
+/// Decoding: the same format, and no length inside a frame may claim more
+/// than a whole response may hold, so a lying length allocates nothing
+/// beyond that (without a limit, bincode allocates a claimed string up
+/// front).
+fn decoding() -> impl bincode::config::Config {
+    config().with_limit::<MAX_RESPONSE>()
+}
+
 /// A whole frame (length and content) for `msg`.
 pub fn encode<T: Serialize>(msg: &T) -> Vec<u8> {
     let mut out = vec![0u8; 4];
@@ -216,14 +224,21 @@ pub fn encode<T: Serialize>(msg: &T) -> Vec<u8> {
 /// The content of a frame (after its length): its version, checked, and
 /// the message.
 pub fn decode<T: DeserializeOwned>(content: &[u8]) -> Result<T, ControlError> {
-    let malformed = |e: bincode::error::DecodeError| ControlError::Malformed(e.to_string());
+    let malformed = |e: bincode::error::DecodeError| {
+        ControlError::Malformed(match e {
+            bincode::error::DecodeError::LimitExceeded => {
+                format!("a length in it claims more than the {MAX_RESPONSE} bytes a frame may hold")
+            }
+            e => e.to_string(),
+        })
+    };
     let (version, used): (u32, usize) =
-        bincode::serde::decode_from_slice(content, config()).map_err(malformed)?;
+        bincode::serde::decode_from_slice(content, decoding()).map_err(malformed)?;
     if version != VERSION {
         return Err(ControlError::Version { theirs: version });
     }
     let (msg, n): (T, usize) =
-        bincode::serde::decode_from_slice(&content[used..], config()).map_err(malformed)?;
+        bincode::serde::decode_from_slice(&content[used..], decoding()).map_err(malformed)?;
     if used + n != content.len() {
         return Err(ControlError::Malformed(format!(
             "{} bytes after the message",
@@ -382,6 +397,23 @@ mod tests {
         ));
         assert!(matches!(
             decode::<Request>(&[VERSION as u8, 99]),
+            Err(ControlError::Malformed(_))
+        ));
+    }
+
+    #[test]
+    fn a_lying_length_inside_a_frame_allocates_nothing_beyond_the_frame() {
+        // A refusal whose text claims 2^40 bytes, then a list of processes
+        // claiming 2^40 entries: refused by the limit, not allocated.
+        let mut huge = vec![VERSION as u8, 0];
+        huge.extend_from_slice(&[253, 0, 0, 0, 0, 0, 1, 0, 0]); // varint u64 2^40
+        let Err(ControlError::Malformed(why)) = decode::<Response>(&huge) else {
+            panic!("a 2^40-byte string was accepted")
+        };
+        assert!(why.contains("a length in it claims more than"), "{why}");
+        huge[1] = 1;
+        assert!(matches!(
+            decode::<Response>(&huge),
             Err(ControlError::Malformed(_))
         ));
     }
