@@ -3,7 +3,10 @@
 //! A record is delivered exactly once to each client: in the next response
 //! of every client connected when the process exited, and in the first
 //! response of a client that connects within the grace period after it.
+//! A record that expires before any client had it is counted (and logged
+//! at debug level): while no client is connected, exits are lost there.
 
+use std::cell::Cell;
 use std::collections::VecDeque;
 
 use netatop_protocol::NetPerTask;
@@ -39,6 +42,8 @@ impl Cursor {
 struct Exited {
     exit_ns: u64,
     rec: NetPerTask,
+    /// A client has had it.
+    delivered: Cell<bool>,
 }
 
 #[derive(Debug)]
@@ -49,6 +54,7 @@ pub struct ExitLog {
     grace_ns: u64,
     cap: usize,
     dropped: u64,
+    undelivered: u64,
 }
 
 impl ExitLog {
@@ -59,6 +65,7 @@ impl ExitLog {
             grace_ns,
             cap: cap.max(1),
             dropped: 0,
+            undelivered: 0,
         }
     }
 
@@ -79,7 +86,11 @@ impl ExitLog {
             self.first_seq += 1;
             self.dropped += 1;
         }
-        self.recs.push_back(Exited { exit_ns, rec });
+        self.recs.push_back(Exited {
+            exit_ns,
+            rec,
+            delivered: Cell::new(false),
+        });
     }
 
     /// How long after an exit a newly connected client still gets it.
@@ -90,6 +101,11 @@ impl ExitLog {
     /// Records dropped because the log was full.
     pub fn dropped(&self) -> u64 {
         self.dropped
+    }
+
+    /// Records that expired before any client had them.
+    pub fn undelivered(&self) -> u64 {
+        self.undelivered
     }
 
     pub fn len(&self) -> usize {
@@ -113,6 +129,7 @@ impl ExitLog {
             let seq = self.first_seq + (skip + i) as u64;
             if self.wanted(c, seq, e) {
                 out.push(e.rec);
+                e.delivered.set(true);
             }
         }
         c.seen = self.next_seq() - 1;
@@ -127,6 +144,14 @@ impl ExitLog {
                 || clients.clone().any(|c| self.wanted(c, seq, e))
             {
                 break;
+            }
+            if !e.delivered.get() {
+                self.undelivered += 1;
+                log::debug!(
+                    "the final totals of pid {} ({}) expired before any client had them",
+                    e.rec.id,
+                    e.rec.command_str()
+                );
             }
             self.recs.pop_front();
             self.first_seq += 1;
@@ -195,5 +220,19 @@ mod tests {
         }
         assert_eq!(log.dropped(), 1);
         assert_eq!(ids(&log, &mut a), vec![2, 3]);
+    }
+
+    #[test]
+    fn a_record_no_client_had_is_counted_when_it_expires() {
+        let mut log = ExitLog::new(10 * S, 100);
+        log.push(S, rec(1));
+        let mut a = log.cursor(2 * S);
+        log.push(3 * S, rec(2));
+        assert_eq!(ids(&log, &mut a), vec![1, 2]);
+        log.push(4 * S, rec(3));
+        // Client a is gone before it had record 3.
+        log.expire(30 * S, std::iter::empty());
+        assert!(log.is_empty());
+        assert_eq!(log.undelivered(), 1);
     }
 }

@@ -21,8 +21,8 @@ use crate::Counters;
 /// 3: the connections per uid, the refusals and idle closes; 4: the
 /// counting mode and the unattributed traffic; 5: the cgroups; 6: the
 /// packets the receive program did not see; 7: the kernel's counts as one
-/// list of names and values).
-pub const VERSION: u32 = 7;
+/// list of names and values; 8: the exited records no client had).
+pub const VERSION: u32 = 8;
 /// Where netatopd serves the control protocol unless told otherwise.
 pub const DEFAULT_CONTROL_SOCKET: &str = "/run/netatopd/control.sock";
 /// Largest request frame a server accepts (bytes after the length).
@@ -140,6 +140,9 @@ pub struct Stats {
     /// there were more than --max-exited.
     pub exited_kept: u64,
     pub exited_dropped: u64,
+    /// Exited-process records that expired (--exit-grace) before any
+    /// client had them: no client was connected when the process exited.
+    pub exited_undelivered: u64,
     /// Clients connected now, on the atop socket and the control socket.
     pub atop_clients: u64,
     pub control_clients: u64,
@@ -312,17 +315,17 @@ mod tests {
     /// The byte-level examples of netatop-protocol(5).
     #[test]
     fn documented_encoding() {
-        assert_eq!(encode(&Request::Stats), [2, 0, 0, 0, 7, 1]);
+        assert_eq!(encode(&Request::Stats), [2, 0, 0, 0, 8, 1]);
         assert_eq!(
             encode(&Request::Processes {
                 threads: true,
                 exited: false
             }),
-            [4, 0, 0, 0, 7, 0, 1, 0]
+            [4, 0, 0, 0, 8, 0, 1, 0]
         );
         assert_eq!(
             encode(&Request::Cgroups { removed: true }),
-            [3, 0, 0, 0, 7, 2, 1]
+            [3, 0, 0, 0, 8, 2, 1]
         );
         // Zigzag signed integers, 251-prefixed u16, length-prefixed strings.
         let frame = encode(&Thread {
@@ -331,7 +334,7 @@ mod tests {
             name: "ab".into(),
             counters: Counters::default(),
         });
-        assert_eq!(&frame[4..12], [7, 1, 251, 88, 2, 2, b'a', b'b']);
+        assert_eq!(&frame[4..12], [8, 1, 251, 88, 2, 2, b'a', b'b']);
     }
 
     #[test]

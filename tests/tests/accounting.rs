@@ -4,9 +4,11 @@
 //! Every generator runs after the daemon's readiness probe has closed its
 //! connection: counting never depends on a connected client.
 
+use std::time::Duration;
+
 use netatopd_tests::{
     assert_atop_btime, json, ok, query_on, record_for, records_for, run_lingering, run_to_exit,
-    Daemon,
+    wait_until, Daemon,
 };
 
 /// Runs a lingering scenario and asserts netatopd reports exactly its truth.
@@ -252,6 +254,59 @@ fn exited_process_after_the_grace_period_is_not_sent_to_new_clients() {
     // the daemon has collected the exit yet or collects it during this query.
     assert!(records_for(&d.query(), r.pid).is_empty());
     assert!(!d.map_has("procs", r.pid as u32));
+}
+
+#[test]
+fn exits_no_client_had_are_counted_as_lost() {
+    let d = Daemon::start(&["--exit-grace", "0"]);
+    // A client connected when this process exits has it.
+    let mut c = d.connect();
+    query_on(&mut c);
+    let had = run_to_exit("udp4", &["--count", "10"]);
+    assert_eq!(
+        record_for(&query_on(&mut c), had.pid).counters,
+        had.counters
+    );
+    drop(c);
+    // With none connected, these three exit unseen, and expire.
+    let lost: Vec<_> = (0..3)
+        .map(|_| run_to_exit("udp6", &["--count", "10"]))
+        .collect();
+    let line = |pid: i32| format!("the final totals of pid {pid} (netatop-gen) expired before");
+    wait_until(Duration::from_secs(10), "the unseen exits expire", || {
+        lost.iter().all(|r| d.log().contains(&line(r.pid)))
+    });
+    assert!(!d.log().contains(&line(had.pid)), "{}", d.log());
+    // The count is the records logged as expired (other processes of the
+    // host may exit meanwhile): read it between two looks at the log.
+    let expired = || {
+        d.log()
+            .matches("expired before any client had them")
+            .count() as u64
+    };
+    wait_until(
+        Duration::from_secs(10),
+        "a count between two equal logs",
+        || {
+            let before = expired();
+            let s = json(d.ctl().args(["stats", "--json"]));
+            s["exited_undelivered"] == before && expired() == before
+        },
+    );
+    let n = expired();
+    assert!(n >= 3);
+    let text = ok(d.ctl().arg("stats"));
+    assert!(
+        text.contains("expired before any client had them"),
+        "{text}"
+    );
+    let metrics = ok(d.ctl().args(["export", "--format", "prometheus"]));
+    let lost_line = metrics
+        .lines()
+        .find(|l| l.starts_with("netatop_exited_lost_total{why=\"expired\"} "))
+        .expect("the export's lost exits");
+    let exported: u64 = lost_line.rsplit(' ').next().unwrap().parse().unwrap();
+    assert!(exported >= n && exported <= expired(), "{lost_line}, {n}");
 }
 
 #[test]

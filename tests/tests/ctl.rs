@@ -352,6 +352,7 @@ fn stats_describes_the_daemon() {
         "exit_map_full",
         "exited_kept",
         "exited_dropped",
+        "exited_undelivered",
     ] {
         assert!(s[k].is_u64(), "{k}");
     }

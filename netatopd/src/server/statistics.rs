@@ -86,6 +86,7 @@ impl Statistics {
             events: collector.events(),
             exited_kept: exits.len() as u64,
             exited_dropped: exits.dropped(),
+            exited_undelivered: exits.undelivered(),
             atop_clients: conns.atop,
             control_clients: conns.control,
             queries: self.queries,

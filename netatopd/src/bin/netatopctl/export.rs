@@ -160,10 +160,13 @@ fn family<'a>(
 /// The metrics text in `format`. Counting the wire (`wire`: what is
 /// unattributed per network namespace), each family's help says that its
 /// packets are IP packets and its bytes their IP length, and the
-/// unattributed families follow, labelled by namespace.
+/// unattributed families follow, labelled by namespace. `exited_lost`:
+/// the exited processes' final totals no client had, by why (none from a
+/// plain netatop service).
 pub fn write_metrics(
     series: &[(String, Counters)],
     wire: Option<&[(u32, Counters)]>,
+    exited_lost: &[(&str, u64)],
     format: Format,
     out: &mut impl Write,
 ) -> io::Result<()> {
@@ -193,6 +196,21 @@ pub fn write_metrics(
             family(out, format, &name, f.bytes, &help, samples)?;
         }
     }
+    if !exited_lost.is_empty() {
+        let labels: Vec<(String, u64)> = exited_lost
+            .iter()
+            .map(|(why, n)| (format!("why=\"{why}\""), *n))
+            .collect();
+        family(
+            out,
+            format,
+            "netatop_exited_lost",
+            false,
+            "Exited processes whose final totals no client had: dropped beyond \
+             --max-exited, or expired (--exit-grace) while no client was connected",
+            labels.iter().map(|(l, n)| (l.as_str(), *n)),
+        )?;
+    }
     if format == Format::Openmetrics {
         writeln!(out, "# EOF")?;
     }
@@ -202,7 +220,19 @@ pub fn write_metrics(
 pub fn run(args: &Args, o: &Opts) -> Result<()> {
     let group = o.by.group();
     let mut source = Source::open(args, group.map(|_| "--by with cgroups"))?;
-    let wire = source.wire()?;
+    let stats = source.stats()?;
+    let wire = stats
+        .as_ref()
+        .and_then(|s| (s.count == "wire").then(|| s.unattributed.clone()));
+    let exited_lost: Vec<(&str, u64)> = stats
+        .as_ref()
+        .map(|s| {
+            vec![
+                ("max-exited", s.exited_dropped),
+                ("expired", s.exited_undelivered),
+            ]
+        })
+        .unwrap_or_default();
     let series = match group {
         None => series(&source.processes(false, false)?, o.by),
         Some(g) => group_series(&crate::groups::rows(
@@ -211,7 +241,8 @@ pub fn run(args: &Args, o: &Opts) -> Result<()> {
         )),
     };
     let mut text = Vec::new();
-    write_metrics(&series, wire.as_deref(), o.format, &mut text).expect("writing to memory");
+    write_metrics(&series, wire.as_deref(), &exited_lost, o.format, &mut text)
+        .expect("writing to memory");
     match &o.output {
         None => output(io::stdout().lock().write_all(&text)),
         Some(path) => {
@@ -252,6 +283,7 @@ mod tests {
         write_metrics(
             &series(&procs, By::Pid),
             None,
+            &[],
             Format::Openmetrics,
             &mut out,
         )
@@ -275,6 +307,7 @@ mod tests {
         write_metrics(
             &series(&procs, By::Command),
             None,
+            &[],
             Format::Openmetrics,
             &mut out,
         )
@@ -295,6 +328,7 @@ mod tests {
         write_metrics(
             &series(&procs, By::Pid),
             Some(&un),
+            &[("max-exited", 2), ("expired", 3)],
             Format::Prometheus,
             &mut out,
         )
@@ -310,6 +344,9 @@ mod tests {
         assert!(
             text.contains("netatop_unattributed_tcp_send_bytes_total{netns=\"4026531840\"} 60\n")
         );
-        assert_eq!(text.matches("# TYPE").count(), 16);
+        assert!(text.contains(
+            "netatop_exited_lost_total{why=\"max-exited\"} 2\nnetatop_exited_lost_total{why=\"expired\"} 3\n"
+        ));
+        assert_eq!(text.matches("# TYPE").count(), 17);
     }
 }

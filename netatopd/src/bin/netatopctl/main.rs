@@ -195,9 +195,17 @@ impl Source {
     /// it counts calls, or for a plain netatop service (which counts
     /// calls). Asked of the control socket.
     pub fn wire(&mut self) -> Result<Option<Vec<(u32, Counters)>>> {
+        Ok(self
+            .stats()?
+            .and_then(|s| (s.count == "wire").then_some(s.unattributed)))
+    }
+
+    /// netatopd's statistics; None for a plain netatop service, which has
+    /// none.
+    pub fn stats(&mut self) -> Result<Option<Box<control::Stats>>> {
         match self {
             Source::Control(..) => match self.call(&Request::Stats)? {
-                Response::Stats(s) => Ok((s.count == "wire").then_some(s.unattributed)),
+                Response::Stats(s) => Ok(Some(s)),
                 other => bail!("unexpected response {other:?}"),
             },
             Source::Atop(..) => Ok(None),

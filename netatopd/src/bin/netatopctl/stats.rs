@@ -97,7 +97,10 @@ fn print_text(s: &Stats, out: &mut impl Write) -> io::Result<()> {
         ("events counted", s.events.to_string()),
         (
             "exited records",
-            format!("{} kept, {} dropped", s.exited_kept, s.exited_dropped),
+            format!(
+                "{} kept, {} dropped (--max-exited), {} expired before any client had them",
+                s.exited_kept, s.exited_dropped, s.exited_undelivered
+            ),
         ),
         (
             "clients",
