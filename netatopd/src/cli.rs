@@ -107,8 +107,14 @@ pub struct Args {
     #[arg(long, value_name = "BYTES", default_value_t = 4 << 20,
           value_parser = count(1, MAX_PENDING_OUTPUT))]
     pub max_pending_output: usize,
-    /// Seconds a client may leave its pending response unread before it is
-    /// disconnected.
+    /// Bytes of responses the clients of users other than root may leave
+    /// unread all together; beyond it none of their requests is read until
+    /// they take some (root's are never held back).
+    #[arg(long, value_name = "BYTES", default_value_t = 64 << 20,
+          value_parser = count(1, MAX_PENDING_OUTPUT))]
+    pub max_unprivileged_output: usize,
+    /// Seconds a client may take to read what it was sent: output it leaves
+    /// unread this long (taking nothing, or a trickle) disconnects it.
     #[arg(long, value_name = "SECONDS", default_value_t = 30.0,
           value_parser = seconds(MIN_TIMEOUT, MAX_SECONDS))]
     pub client_timeout: f64,

@@ -274,6 +274,7 @@ fn run(args: &Args) -> Result<()> {
             max_streams,
             client_timeout: Duration::from_secs_f64(args.client_timeout),
             max_pending_output: args.max_pending_output,
+            max_unprivileged_output: args.max_unprivileged_output,
             pin_dir: pin_dir.to_string(),
             pinned: pinned.to_string(),
         },

@@ -52,6 +52,10 @@ fn every_number_out_of_its_range_is_refused_before_anything_is_loaded() {
         ("--max-clients", &["0", "-1", huge]),
         ("--max-clients-per-user", &["0", "-1", huge]),
         ("--max-pending-output", &["0", "-1", huge, "1073741825"]),
+        (
+            "--max-unprivileged-output",
+            &["0", "-1", huge, "1073741825"],
+        ),
         ("--max-threads", &["0", "-1", huge, "4194305"]),
         ("--max-processes", &["0", "-1", huge]),
         ("--max-pending-exits", &["0", "-1", huge]),

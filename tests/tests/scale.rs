@@ -1,16 +1,23 @@
 //! Scale: 10,000 processes in one response, all present, every record
 //! whole; 20,000 live threads and 3,000 short-lived ones, every count
-//! exact, nothing dropped, nothing left behind.
+//! exact, nothing dropped, nothing left behind; and trickle readers of
+//! another user against 20,000 threads' responses, closed in time while
+//! the daemon's memory stays bounded.
 
 use std::collections::HashMap;
-use std::io::Write;
+use std::io::{ErrorKind, Read, Write};
+use std::os::fd::AsRawFd;
 use std::os::unix::net::UnixStream;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use netatop_protocol::control::{self, Request, Response};
-use netatop_protocol::{Counters, RECORD_SIZE};
+use netatop_protocol::{Counters, NetPerTask, RECORD_SIZE};
+use zerocopy::IntoBytes;
 
-use netatopd_tests::{json, query_on, record_for, records_for, run_lingering, Daemon, Gen};
+use netatopd_tests::{
+    connect_as_nobody, json, query_on, record_for, records_for, response_on, run_lingering, Daemon,
+    Gen,
+};
 
 /// The tests here each take a third of the machine's pids (32,768 by
 /// default): one at a time.
@@ -237,4 +244,155 @@ fn twenty_thousand_live_threads_and_three_thousand_short_lived_count_exactly() {
     assert_eq!(listed, 0, "exited threads listed");
     let s = json(d.ctl().args(["stats", "--json"]));
     nothing_lost(&s);
+}
+
+/// A daemon's resident memory, in bytes.
+fn rss(d: &Daemon) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{}/status", d.pid())).unwrap();
+    let kb: u64 = status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.trim().trim_end_matches(" kB").parse().ok())
+        .expect("VmRSS");
+    kb * 1024
+}
+
+/// Whether the other end of `s` has closed, whatever is left to read.
+fn hung_up(s: &UnixStream) -> bool {
+    let mut fd = libc::pollfd {
+        fd: s.as_raw_fd(),
+        events: libc::POLLRDHUP,
+        revents: 0,
+    };
+    // SAFETY: one pollfd, valid for the call; a zero timeout.
+    let n = unsafe { libc::poll(&mut fd, 1, 0) };
+    n == 1 && fd.revents & (libc::POLLRDHUP | libc::POLLHUP) != 0
+}
+
+#[test]
+fn trickle_readers_of_another_user_are_closed_and_hold_bounded_memory() {
+    const FARMS: usize = 20;
+    const THREADS: usize = 1000;
+    const READERS: usize = 16;
+    const CAP: u64 = 8 << 20;
+    let _serial = one_at_a_time();
+    let d = Daemon::builder()
+        .open_to_all()
+        .args(&["--client-timeout", "3"])
+        .args(&["--max-unprivileged-output", &CAP.to_string()])
+        .start();
+    let farms: Vec<_> = (0..FARMS)
+        .map(|_| {
+            run_lingering(
+                "thread-farm",
+                &["--threads", &THREADS.to_string(), "--count", "1"],
+            )
+        })
+        .collect();
+    // Root's thread responses: about 2 MB each, built whole.
+    let threads_request = NetPerTask::THREADS_REQUEST;
+    let mut root = d.connect();
+    root.write_all(threads_request.as_bytes()).unwrap();
+    let whole = response_on(&mut root);
+    assert!(whole.len() > FARMS * THREADS, "{} records", whole.len());
+    let response_bytes = (whole.len() * RECORD_SIZE) as u64;
+    let baseline = rss(&d);
+    // The first farm's total: its leader's and its threads' counts.
+    let first = &farms[0].1;
+    let mut farm_total = first.counters;
+    for t in &first.threads {
+        farm_total.add(&t.counters);
+    }
+
+    // nobody's readers (--max-clients-per-user of them): each asks for
+    // eight thread responses at once, then takes 6 KiB every 50 ms
+    // (120 KiB/s), forever: its output always moves, but a response takes
+    // it 16 s. Those answered past the cap wait until others are gone.
+    let mut readers: Vec<UnixStream> = (0..READERS)
+        .map(|_| {
+            let mut s = connect_as_nobody(&d.socket).expect("nobody connects");
+            for _ in 0..8 {
+                s.write_all(threads_request.as_bytes()).unwrap();
+            }
+            s.set_nonblocking(true).unwrap();
+            s
+        })
+        .collect();
+    let start = Instant::now();
+    // Per reader: when its first byte came, and when it was closed.
+    let mut first_byte: Vec<Option<Instant>> = vec![None; READERS];
+    let mut closed: Vec<Option<Instant>> = vec![None; READERS];
+    let mut peak = baseline;
+    while closed.iter().any(Option::is_none) {
+        if start.elapsed() > Duration::from_secs(120) {
+            let log = d.log();
+            let tail: Vec<&str> = log.lines().rev().take(15).collect();
+            panic!(
+                "trickle readers still connected after 120 s (--client-timeout 3): {} answered, \
+                 {} closed; the log ends {tail:#?}",
+                first_byte.iter().flatten().count(),
+                closed.iter().flatten().count()
+            );
+        }
+        for (i, s) in readers.iter_mut().enumerate() {
+            if closed[i].is_some() {
+                continue;
+            }
+            // Closed by the daemon: with most of a response still unread
+            // in its socket, only poll can tell.
+            if hung_up(s) {
+                closed[i] = Some(Instant::now());
+                continue;
+            }
+            let mut some = [0u8; 6 << 10];
+            match s.read(&mut some) {
+                Ok(0) => closed[i] = Some(Instant::now()),
+                Ok(_) => {
+                    first_byte[i].get_or_insert_with(Instant::now);
+                }
+                Err(e) if e.kind() == ErrorKind::WouldBlock => {}
+                Err(e) => panic!("a trickle reader: {e}"),
+            }
+        }
+        peak = peak.max(rss(&d));
+        // Root is served exactly meanwhile.
+        let recs = query_on(&mut root);
+        assert_eq!(record_for(&recs, first.pid).counters, farm_total);
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let closed_after = start.elapsed();
+    // Each was closed within the timeout (and its sixteenth, and the
+    // second housekeeping may take) of its first byte, however it read.
+    for (first, end) in first_byte.iter().zip(&closed) {
+        let first = first.expect("every reader was answered at last");
+        let took = end.unwrap() - first;
+        assert!(
+            took < Duration::from_millis(6_500),
+            "closed {took:?} after its first byte"
+        );
+    }
+    let log = d.log();
+    assert_eq!(
+        log.matches("of uid 65534 disconnected: its responses")
+            .count(),
+        READERS,
+        "{log}"
+    );
+    // What nobody's clients made it hold: the cap, one response answered
+    // past it, the pages of the responses they had partly taken (a buffer
+    // keeps them until it is given back), and 4 MiB for the allocator.
+    // Without the cap it would be some 6 MB per reader.
+    let grew = peak.saturating_sub(baseline);
+    let bound = CAP + 4 * response_bytes + (4 << 20);
+    eprintln!(
+        "{READERS} trickle readers: closed within {closed_after:?}; the daemon grew by {} KiB \
+         (bound {} KiB; responses of {} KiB)",
+        grew >> 10,
+        bound >> 10,
+        response_bytes >> 10
+    );
+    assert!(grew <= bound, "grew by {grew} bytes, bound {bound}");
+    for (g, _) in farms {
+        g.finish();
+    }
 }

@@ -8,7 +8,7 @@
 //! chunks of whole records that the kernel queues all-or-nothing, so a
 //! reader never finds a partial record at the end of the queue.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
 use std::io::{self, Read, Write};
 use std::os::fd::AsRawFd;
 use std::time::{Duration, Instant};
@@ -138,8 +138,12 @@ pub(super) struct Client {
     /// The client shut down its sending side (or its requests cannot be
     /// trusted any more): close once its output is out.
     eof: bool,
-    /// Since when pending output has not moved (None: nothing is stuck).
-    stalled_since: Option<Instant>,
+    /// Bytes of output written to it so far.
+    written: u64,
+    /// Marks of (bytes that had entered its output by then, when), oldest
+    /// first, taken once a second while output is pending: each must be
+    /// written within the client timeout, however slowly it reads.
+    marks: VecDeque<(u64, Instant)>,
     /// An atop response being streamed from the kernel's snapshot, a chunk
     /// at a time as the client takes it; its exits and terminator follow.
     streaming: Option<Snapshot>,
@@ -167,7 +171,8 @@ impl Client {
             out: Vec::new(),
             sent: 0,
             eof: false,
-            stalled_since: None,
+            written: 0,
+            marks: VecDeque::new(),
             streaming: None,
             idle_since: Some(Instant::now()),
         }
@@ -198,9 +203,27 @@ impl Client {
         self.idle_since.get_or_insert_with(Instant::now).elapsed() >= limit
     }
 
-    /// Whether its pending output has not moved for `limit`.
-    pub(super) fn stuck_for(&self, limit: Duration) -> bool {
-        self.stalled_since.is_some_and(|t| t.elapsed() >= limit)
+    /// Whether it has left output unwritten for `limit`: a byte is late
+    /// when it was pending at a mark `limit` ago, whether the client took
+    /// nothing since or a trickle. Looked at once a second; a mark is
+    /// taken at most every `limit / 16`, so a client is closed between
+    /// `limit` and `limit` plus a sixteenth and a second after its output
+    /// fell behind.
+    pub(super) fn late_for(&mut self, limit: Duration) -> bool {
+        while self.marks.front().is_some_and(|&(m, _)| m <= self.written) {
+            self.marks.pop_front();
+        }
+        let due = match self.marks.back() {
+            Some(&(_, t)) => t.elapsed() >= limit / 16,
+            None => true,
+        };
+        if self.pending() > 0 && due {
+            let entered = self.written + self.pending() as u64;
+            self.marks.push_back((entered, Instant::now()));
+        }
+        self.marks
+            .front()
+            .is_some_and(|&(_, t)| t.elapsed() >= limit)
     }
 
     /// Bytes sent to it that it has not read yet (SIOCOUTQ, the same
@@ -267,12 +290,9 @@ impl Client {
                         debug!("short write of {n} bytes to a client");
                     }
                     self.sent += n;
-                    self.stalled_since = None;
+                    self.written += n as u64;
                 }
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
-                    self.stalled_since.get_or_insert_with(Instant::now);
-                    return Ok(false);
-                }
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok(false),
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
                 Err(e) => return Err(e),
             }
@@ -284,7 +304,6 @@ impl Client {
             self.out.clear();
         }
         self.sent = 0;
-        self.stalled_since = None;
         Ok(true)
     }
 

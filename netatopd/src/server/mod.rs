@@ -77,12 +77,14 @@ pub struct Config {
     /// Responses streamed from the kernel at once (each holds a
     /// descriptor); beyond it, snapshots are built whole.
     pub max_streams: usize,
-    /// A client whose pending response does not move for this long is
-    /// disconnected.
+    /// A client that leaves output untaken for this long (taking none or
+    /// a trickle) is disconnected.
     pub client_timeout: Duration,
     /// Bytes of responses a client may leave unread before its further
     /// requests are left unread too (one response is always allowed).
     pub max_pending_output: usize,
+    /// The same for all clients of users other than root together.
+    pub max_unprivileged_output: usize,
     /// Where the programs are pinned and what the start found there, for
     /// the statistics.
     pub pin_dir: String,
@@ -97,6 +99,9 @@ pub struct Server {
     clients: Clients,
     /// Clients that may have more requests waiting, served in turns.
     busy: VecDeque<Token>,
+    /// Clients whose requests wait for users other than root to take
+    /// their output, served on the next tick.
+    held: Vec<Token>,
     next_token: usize,
     responder: Responder,
     admission: Admission,
@@ -134,6 +139,7 @@ impl Server {
             max_streams,
             client_timeout,
             max_pending_output,
+            max_unprivileged_output,
             pin_dir,
             pinned,
         } = config;
@@ -144,6 +150,7 @@ impl Server {
             signals,
             clients: Clients::new(),
             busy: VecDeque::new(),
+            held: Vec::new(),
             next_token: FIRST_CLIENT,
             responder: Responder::new(
                 collector,
@@ -151,6 +158,7 @@ impl Server {
                 Statistics::new(pin_dir, pinned),
                 max_streams,
                 max_pending_output,
+                max_unprivileged_output,
             ),
             admission: Admission::new(max_clients, max_clients_per_user),
             ticks: Ticks::new(tick, housekeeping, idle_timeout, client_timeout),
@@ -199,6 +207,9 @@ impl Server {
                 self.ticks
                     .tick(&mut self.responder, &mut self.clients, &mut self.admission);
                 next_tick = Instant::now() + self.ticks.period();
+                for token in std::mem::take(&mut self.held) {
+                    self.serve(token);
+                }
             }
         }
     }
@@ -262,6 +273,11 @@ impl Server {
             Ok(State::Busy) => {
                 if !self.busy.contains(&token) {
                     self.busy.push_back(token);
+                }
+            }
+            Ok(State::Held) => {
+                if !self.held.contains(&token) {
+                    self.held.push(token);
                 }
             }
             Ok(State::Closed) => {

@@ -17,7 +17,7 @@ use netatop_protocol::{NetPerTask, RECORD_SIZE};
 use netatopd_bpf::Tracer;
 use zerocopy::IntoBytes;
 
-use super::admission::Tally;
+use super::admission::{privileged, Tally};
 use super::cgroup_totals::CgroupTotals;
 use super::client::{give_back, Client, Incoming, RELEASE_ABOVE};
 use super::processes::{process_list, LiveThread};
@@ -31,6 +31,9 @@ pub(super) enum State {
     Idle,
     /// More requests may be waiting: give it another turn.
     Busy,
+    /// Its requests wait until the clients of users other than root take
+    /// some of their output: give it a turn on the next tick.
+    Held,
     Closed,
 }
 
@@ -51,6 +54,11 @@ pub(super) struct Responder {
     /// Bytes of responses a client may leave unread before its further
     /// requests are left unread too.
     max_pending_output: usize,
+    /// The same for all clients of users other than root together, and
+    /// what they leave unread (counted on every tick, and added to as
+    /// their responses are made).
+    max_unprivileged_output: usize,
+    unprivileged_pending: usize,
 }
 
 impl Responder {
@@ -60,6 +68,7 @@ impl Responder {
         stats: Statistics,
         max_streams: usize,
         max_pending_output: usize,
+        max_unprivileged_output: usize,
     ) -> Self {
         Self {
             collector,
@@ -70,7 +79,14 @@ impl Responder {
             holding_since: None,
             max_streams,
             max_pending_output,
+            max_unprivileged_output,
+            unprivileged_pending: 0,
         }
+    }
+
+    /// What the clients of users other than root leave unread, counted.
+    pub(super) fn set_unprivileged_pending(&mut self, bytes: usize) {
+        self.unprivileged_pending = bytes;
     }
 
     pub(super) fn tracer(&self) -> &Tracer {
@@ -91,11 +107,21 @@ impl Responder {
             }
             return Ok(streaming(c));
         }
-        // Over its output cap, its further requests wait in its socket.
+        // Over its output cap, its further requests wait in its socket;
+        // a user other than root's also while all of theirs together are
+        // over theirs, until a tick finds them under it.
         if c.takes_requests(cap) {
+            let unprivileged = !privileged(c.uid());
+            if unprivileged && self.unprivileged_pending >= self.max_unprivileged_output {
+                return Ok(State::Held);
+            }
+            let before = c.pending();
             if let Some(incoming) = c.read_request()? {
                 self.respond(c, incoming, conns)?;
                 c.flush()?;
+                if unprivileged {
+                    self.unprivileged_pending += c.pending().saturating_sub(before);
+                }
                 if c.is_streaming() {
                     return Ok(streaming(c));
                 }

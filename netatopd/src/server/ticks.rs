@@ -21,8 +21,7 @@ pub(super) struct Ticks {
     /// A connection of a uid other than root that sends no whole request
     /// for this long is closed.
     idle_timeout: Duration,
-    /// A client whose pending response does not move for this long is
-    /// disconnected.
+    /// A client that leaves output untaken for this long is disconnected.
     client_timeout: Duration,
     next_housekeeping: Instant,
     /// The programs' exit counter when exits were last collected.
@@ -73,6 +72,15 @@ impl Ticks {
             self.cgroups_removed_seen = k.cgroups_removed;
             r.collect_removed_cgroups();
         }
+        // What the clients of users other than root leave unread, which
+        // holds back their requests beyond --max-unprivileged-output.
+        r.set_unprivileged_pending(
+            clients
+                .values()
+                .filter(|c| !privileged(c.uid()))
+                .map(Client::pending)
+                .sum(),
+        );
         if Instant::now() >= self.next_housekeeping {
             self.next_housekeeping = Instant::now() + self.housekeeping;
             self.drop_stuck_clients(clients, admission);
@@ -113,20 +121,22 @@ impl Ticks {
         }
     }
 
-    /// Disconnects clients that have not taken any of their response for
-    /// `client_timeout`: they hold memory and would never catch up.
+    /// Disconnects clients that leave output untaken for `client_timeout`,
+    /// taking none of it or a trickle: they hold memory and would never
+    /// catch up.
     fn drop_stuck_clients(&self, clients: &mut Clients, admission: &mut Admission) {
         let limit = self.client_timeout;
         let stuck: Vec<_> = clients
-            .iter()
-            .filter(|(_, c)| c.stuck_for(limit))
-            .map(|(token, _)| *token)
+            .iter_mut()
+            .filter_map(|(token, c)| c.late_for(limit).then_some(*token))
             .collect();
         for token in stuck {
             if let Some(c) = clients.get(&token) {
                 debug!(
-                    "client {} disconnected: its response ({} bytes pending) did not move for {limit:?}",
+                    "client {} of uid {} disconnected: its responses ({} bytes pending) were not \
+                     taken within {limit:?}",
                     token.0,
+                    c.uid(),
                     c.pending()
                 );
             }
