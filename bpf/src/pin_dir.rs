@@ -46,12 +46,10 @@ pub(crate) fn foreign(dir: &Path) -> Option<String> {
     if mode & 0o022 != 0 {
         return Some(format!("others may write in it (mode {mode:04o})"));
     }
-    let names = match fs::read_dir(dir) {
-        Ok(rd) => rd
-            .map(|e| e.map(|e| e.file_name().to_string_lossy().into_owned()))
-            .collect::<Result<Vec<_>, _>>(),
-        Err(e) => return Some(format!("cannot list it: {e}")),
-    };
+    let names = fs::read_dir(dir).and_then(|rd| {
+        rd.map(|e| e.map(|e| e.file_name().to_string_lossy().into_owned()))
+            .collect::<Result<Vec<_>, _>>()
+    });
     let names = match names {
         Ok(n) => n,
         Err(e) => return Some(format!("cannot list it: {e}")),

@@ -54,8 +54,7 @@ fn parent(path: &Path) -> Option<&Path> {
 
 /// Whom else a directory lets replace its entries (None: nobody).
 fn unsafe_dir(meta: &Metadata) -> Option<String> {
-    // SAFETY: geteuid has no preconditions and cannot fail.
-    let me = unsafe { libc::geteuid() };
+    let me = nix::unistd::geteuid().as_raw();
     if meta.uid() != 0 && meta.uid() != me {
         return Some(format!("belongs to uid {}", meta.uid()));
     }

@@ -55,8 +55,7 @@ impl PidFile {
         let meta = file
             .metadata()
             .with_context(|| format!("cannot inspect the pid file {}", path.display()))?;
-        // SAFETY: geteuid has no preconditions and cannot fail.
-        let me = unsafe { libc::geteuid() };
+        let me = nix::unistd::geteuid().as_raw();
         if !meta.is_file() || meta.uid() != me {
             bail!(
                 "the pid file {} is not a regular file of uid {me}: remove it, or give another \

@@ -12,7 +12,9 @@ use std::path::{Path, PathBuf};
 use anyhow::{bail, Context, Result};
 use log::{info, warn};
 
-/// Refuses a live socket; removes a stale one left by a crashed service.
+/// Refuses a live socket, and one in a directory others could replace it
+/// in ([`crate::dirs::check_parent`]); removes a stale one left by a
+/// crashed service.
 pub fn claim_socket(path: &Path) -> Result<()> {
     crate::dirs::check_parent(path)?;
     match UnixStream::connect(path) {
@@ -61,9 +63,9 @@ impl Drop for SocketFile {
 /// Binds the socket, created 0600 (only root), then gives it its group and
 /// the requested mode, in that order, so it is never wider than asked.
 /// Both are changed on the socket bound, never through a symbolic link
-/// put in its place.
+/// put in its place. Its directory was checked when it was claimed (or
+/// made, by [`bind_in_dir`]).
 pub fn bind(path: &Path, mode: u32, gid: Option<u32>) -> Result<(UnixListener, SocketFile)> {
-    crate::dirs::check_parent(path)?;
     // SAFETY: umask only swaps the process's file-creation mask; no other
     // thread creates files while the daemon starts.
     let old = unsafe { libc::umask(0o177) };
@@ -80,8 +82,7 @@ pub fn bind(path: &Path, mode: u32, gid: Option<u32>) -> Result<(UnixListener, S
     let meta = bound
         .metadata()
         .with_context(|| format!("cannot inspect {}", path.display()))?;
-    // SAFETY: geteuid has no preconditions and cannot fail.
-    if !meta.file_type().is_socket() || meta.uid() != unsafe { libc::geteuid() } {
+    if !meta.file_type().is_socket() || meta.uid() != nix::unistd::geteuid().as_raw() {
         bail!(
             "{} was replaced by another file right after it was bound",
             path.display()

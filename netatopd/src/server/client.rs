@@ -256,6 +256,12 @@ impl Client {
         self.eof && self.pending() == 0
     }
 
+    /// Its requests wait for other users' clients to take their output:
+    /// it is not idle meanwhile (its idleness starts again after).
+    pub(super) fn hold(&mut self) {
+        self.idle_since = None;
+    }
+
     /// Reads no more of its requests: it is closed once its output is out.
     pub(super) fn hang_up(&mut self) {
         self.eof = true;

@@ -113,6 +113,7 @@ impl Responder {
         if c.takes_requests(cap) {
             let unprivileged = !privileged(c.uid());
             if unprivileged && self.unprivileged_pending >= self.max_unprivileged_output {
+                c.hold();
                 return Ok(State::Held);
             }
             let before = c.pending();

@@ -221,9 +221,7 @@ pub fn run(args: &Args, o: &Opts) -> Result<()> {
     let group = o.by.group();
     let mut source = Source::open(args, group.map(|_| "--by with cgroups"))?;
     let stats = source.stats()?;
-    let wire = stats
-        .as_ref()
-        .and_then(|s| (s.count == "wire").then(|| s.unattributed.clone()));
+    let wire = stats.as_deref().and_then(crate::wire_of);
     let exited_lost: Vec<(&str, u64)> = stats
         .as_ref()
         .map(|s| {
@@ -241,8 +239,7 @@ pub fn run(args: &Args, o: &Opts) -> Result<()> {
         )),
     };
     let mut text = Vec::new();
-    write_metrics(&series, wire.as_deref(), &exited_lost, o.format, &mut text)
-        .expect("writing to memory");
+    write_metrics(&series, wire, &exited_lost, o.format, &mut text).expect("writing to memory");
     match &o.output {
         None => output(io::stdout().lock().write_all(&text)),
         Some(path) => {

@@ -197,7 +197,9 @@ impl Source {
     pub fn wire(&mut self) -> Result<Option<Vec<(u32, Counters)>>> {
         Ok(self
             .stats()?
-            .and_then(|s| (s.count == "wire").then_some(s.unattributed)))
+            .as_deref()
+            .and_then(wire_of)
+            .map(<[_]>::to_vec))
     }
 
     /// netatopd's statistics; None for a plain netatop service, which has
@@ -238,6 +240,12 @@ impl Source {
             }
         }
     }
+}
+
+/// When netatopd counts the wire (IP packets and their bytes) rather than
+/// calls, what is unattributed per network namespace, from its statistics.
+pub fn wire_of(s: &control::Stats) -> Option<&[(u32, Counters)]> {
+    (s.count == "wire").then_some(&s.unattributed[..])
 }
 
 /// One entry per process (pid and start time), for services that send a
