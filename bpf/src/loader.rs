@@ -71,7 +71,12 @@ impl Tracer {
         // The pinned programs go on counting when they are adopted.
         choose_programs(&mut open, &plan, &hooks, pinned != Pinned::Adopted);
         use_pinned(&mut open, &pinned, &plan, pin_dir)?;
-        let skel = load(open, kernel)?;
+        let mut skel = load(open, kernel)?;
+        // In .bss, which an adopted state's programs share: set at every
+        // start.
+        if let Some(bss) = skel.maps.bss_data.as_deref_mut() {
+            bss.max_user_procs = plan.sizes.procs_per_user.into();
+        }
         let iters = iters::attach(&skel, &plan)?;
         let (cgroup, root) = cgroup.unzip();
         let mut tracer = Self {

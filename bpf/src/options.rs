@@ -108,6 +108,10 @@ pub struct MapSizes {
     /// totals awaiting collection.
     pub cgroups: u32,
     pub removed_cgroups: u32,
+    /// Not a map's size: the most entries of `procs` the processes of one
+    /// user other than root may hold (0: no limit), so that no one user
+    /// fills it and leaves everyone else uncounted.
+    pub procs_per_user: u32,
 }
 
 impl Default for MapSizes {
@@ -121,6 +125,8 @@ impl Default for MapSizes {
             cgroups: 16384,
             // Collected within a second of their removal.
             removed_cgroups: 4096,
+            // A quarter of `procs`.
+            procs_per_user: 16384,
         }
     }
 }
@@ -133,6 +139,7 @@ pub(crate) enum SizeOption {
     Exited,
     Cgroups,
     RemovedCgroups,
+    ProcsPerUser,
 }
 
 impl SizeOption {
@@ -144,6 +151,7 @@ impl SizeOption {
             SizeOption::Exited => "--max-pending-exits",
             SizeOption::Cgroups => "--max-cgroups",
             SizeOption::RemovedCgroups => "--max-removed-cgroups",
+            SizeOption::ProcsPerUser => "--max-processes-per-user",
         }
     }
 
@@ -155,6 +163,7 @@ impl SizeOption {
             SizeOption::Exited => sizes.exited,
             SizeOption::Cgroups => sizes.cgroups,
             SizeOption::RemovedCgroups => sizes.removed_cgroups,
+            SizeOption::ProcsPerUser => sizes.procs_per_user,
         }
     }
 }

@@ -57,7 +57,7 @@ const fn lost(what: &'static str, raise: Option<SizeOption>) -> Option<Loss> {
 }
 
 /// Every count, in the order of `struct netatop_stats`.
-pub const KERNEL_STATS: [KernelStat; 13] = [
+pub const KERNEL_STATS: [KernelStat; 14] = [
     KernelStat {
         name: "thread_map_full",
         label: "thread map full",
@@ -79,6 +79,18 @@ pub const KERNEL_STATS: [KernelStat; 13] = [
             Some(SizeOption::Procs),
         ),
         value: |s| s.proc_map_full,
+    },
+    KernelStat {
+        name: "user_procs_capped",
+        label: "per-user limit",
+        help: "socket calls not counted (their user's processes at the limit)",
+        wire_only: false,
+        loss: lost(
+            "socket calls not counted: their process's user (not root) has as many processes \
+             counted as one user may",
+            Some(SizeOption::ProcsPerUser),
+        ),
+        value: |s| s.user_procs_capped,
     },
     KernelStat {
         name: "thread_storage_failed",

@@ -66,6 +66,8 @@ impl Tracer {
             exited: m.exited.max_entries(),
             cgroups: m.cgroups.max_entries(),
             removed_cgroups: m.cgroups_gone.max_entries(),
+            // Set at this start (load_on), adopted state included.
+            procs_per_user: self.plan.sizes.procs_per_user,
         }
     }
 }

@@ -128,6 +128,12 @@ pub struct Args {
     #[arg(long, value_name = "N", default_value_t = MapSizes::default().procs,
           value_parser = clap::value_parser!(u32).range(1..=MAX_TASKS))]
     pub max_processes: u32,
+    /// The most processes of one user other than root counted at once
+    /// (entries of the process map), so that no one user can fill it and
+    /// leave everyone else uncounted. Default: a quarter of
+    /// --max-processes; --max-processes or more: no limit.
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..=MAX_TASKS))]
+    pub max_processes_per_user: Option<u32>,
     /// Kernel map size: exited processes awaiting collection (collected
     /// within 100 ms of their exit). Default: --max-processes, so that even
     /// every counted process exiting at once fits.

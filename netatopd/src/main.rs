@@ -211,6 +211,10 @@ fn run(args: &Args) -> Result<()> {
         exited: args.max_pending_exits.unwrap_or(args.max_processes),
         cgroups: args.max_cgroups,
         removed_cgroups: args.max_removed_cgroups,
+        procs_per_user: args
+            .max_processes_per_user
+            .unwrap_or(args.max_processes / 4)
+            .max(1),
     };
     let opts = LoadOptions {
         sizes,

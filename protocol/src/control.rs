@@ -22,7 +22,7 @@ use crate::Counters;
 /// counting mode and the unattributed traffic; 5: the cgroups; 6: the
 /// packets the receive program did not see; 7: the kernel's counts as one
 /// list of names and values; 8: the exited records no client had).
-pub const VERSION: u32 = 8;
+pub const VERSION: u32 = 9;
 /// Where netatopd serves the control protocol unless told otherwise.
 pub const DEFAULT_CONTROL_SOCKET: &str = "/run/netatopd/control.sock";
 /// Largest request frame a server accepts (bytes after the length).
@@ -179,6 +179,9 @@ pub struct Stats {
     pub cgroups: u64,
     pub max_cgroups: u64,
     pub max_removed_cgroups: u64,
+    /// The most processes one user other than root has counted at once
+    /// (--max-processes-per-user; as large as max_processes: no limit).
+    pub max_processes_per_user: u64,
     /// Removed cgroups' final totals kept for clients now.
     pub removed_cgroups_kept: u64,
     /// The kernel's counts of rare events since counting started (lost
@@ -315,17 +318,17 @@ mod tests {
     /// The byte-level examples of netatop-protocol(5).
     #[test]
     fn documented_encoding() {
-        assert_eq!(encode(&Request::Stats), [2, 0, 0, 0, 8, 1]);
+        assert_eq!(encode(&Request::Stats), [2, 0, 0, 0, 9, 1]);
         assert_eq!(
             encode(&Request::Processes {
                 threads: true,
                 exited: false
             }),
-            [4, 0, 0, 0, 8, 0, 1, 0]
+            [4, 0, 0, 0, 9, 0, 1, 0]
         );
         assert_eq!(
             encode(&Request::Cgroups { removed: true }),
-            [3, 0, 0, 0, 8, 2, 1]
+            [3, 0, 0, 0, 9, 2, 1]
         );
         // Zigzag signed integers, 251-prefixed u16, length-prefixed strings.
         let frame = encode(&Thread {
@@ -334,7 +337,7 @@ mod tests {
             name: "ab".into(),
             counters: Counters::default(),
         });
-        assert_eq!(&frame[4..12], [8, 1, 251, 88, 2, 2, b'a', b'b']);
+        assert_eq!(&frame[4..12], [9, 1, 251, 88, 2, 2, b'a', b'b']);
     }
 
     #[test]

@@ -46,6 +46,7 @@ fn socket_is_private_and_removed_on_sigterm_with_programs_detached() {
         "netatop_.rodata",
         "procs",
         "threads",
+        "user_procs",
         "walk",
         "walk_stale",
     ];

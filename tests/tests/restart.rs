@@ -145,9 +145,9 @@ fn unload_removes_every_pinned_object_and_refuses_while_running() {
         String::from_utf8_lossy(&out.stderr)
     );
     assert!(
-        // 7 maps (with the two of the cgroups), and 6 links: send,
-        // receive, exit, exec, rename, cgroup removal.
-        String::from_utf8_lossy(&out.stderr).contains("removed 13 pinned objects"),
+        // 8 maps (with the two of the cgroups and the per-user counts),
+        // and 6 links: send, receive, exit, exec, rename, cgroup removal.
+        String::from_utf8_lossy(&out.stderr).contains("removed 14 pinned objects"),
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );

@@ -1,7 +1,9 @@
-//! Sockets widened to other users (`--socket-mode 0666`): a user other than
-//! root is held to its share of connections, never takes the slots kept for
-//! root, and loses connections it leaves idle; root is served throughout.
-//! The other user is `nobody`, on a thread of its own (`as_user`).
+//! Other users than root. Sockets widened to them (`--socket-mode 0666`):
+//! a user other than root is held to its share of connections, never takes
+//! the slots kept for root, and loses connections it leaves idle; root is
+//! served throughout. And whatever the sockets: one user's processes
+//! cannot fill the process map. The other user is `nobody`, on a thread of
+//! its own (`as_user`).
 
 use std::io::{ErrorKind, Read, Write};
 use std::os::unix::net::UnixStream;
@@ -12,8 +14,8 @@ use std::time::{Duration, Instant};
 use netatop_protocol::control::{self, Request, Response};
 use netatop_protocol::{Counters, NetPerTask, RECORD_SIZE};
 use netatopd_tests::{
-    bin, connect_as_nobody, expect_closed, json, ok, query_on, record_for, run_lingering, Daemon,
-    Report, NOBODY,
+    as_user, bin, connect_as_nobody, expect_closed, json, ok, query_on, record_for, records_for,
+    run_lingering, wait_until, Daemon, Gen, Report, NOBODY,
 };
 use serde_json::Value;
 use zerocopy::FromBytes;
@@ -348,4 +350,65 @@ fn netatopctl_run_by_a_user_reads_widened_sockets() {
     // Its own connection, seen from inside.
     assert_eq!(held_by(&s, NOBODY), 1, "{s}");
     g.finish();
+}
+
+/// The processes of `r` (a `fork` generator's children) that a snapshot
+/// has, each checked to be exactly its one datagram of 10 bytes.
+fn counted_children(d: &Daemon, r: &Report) -> usize {
+    let recs = d.query();
+    let mut n = 0;
+    for &pid in &r.children {
+        if let [rec] = records_for(&recs, pid)[..] {
+            assert_eq!(
+                (rec.counters.udpsndpacks, rec.counters.udpsndbytes),
+                (1, 10)
+            );
+            n += 1;
+        }
+    }
+    n
+}
+
+/// One user's processes take at most --max-processes-per-user entries of
+/// the process map: its others are not counted, and counted as lost;
+/// root's processes are all counted; and a user's exited processes make
+/// room for its next.
+#[test]
+fn one_user_cannot_fill_the_process_map() {
+    let d = Daemon::start(&["--max-processes", "256", "--max-processes-per-user", "16"]);
+    let spawn_as_nobody = |n: &'static str| {
+        as_user(NOBODY, NOBODY, move || {
+            Gen::spawn("fork", &["--count", n, "--size", "10"])
+        })
+    };
+    let mut g = spawn_as_nobody("60");
+    let r = g.report();
+    let counted = counted_children(&d, &r);
+    // Processes starting at once on several CPUs may pass the limit by
+    // as many.
+    let cpus = std::thread::available_parallelism().unwrap().get();
+    assert!(
+        (16..=16 + cpus).contains(&counted),
+        "{counted} of nobody's 60 processes counted, limit 16"
+    );
+    let s = stats(&d);
+    assert_eq!(s["max_processes_per_user"], 16, "{s}");
+    assert_eq!(s["user_procs_capped"], (60 - counted) as u64, "{s}");
+    wait_until(Duration::from_secs(10), "the per-user warning", || {
+        d.log().contains("raise --max-processes-per-user")
+    });
+    let text = ok(d.ctl().arg("stats"));
+    assert!(
+        text.contains("at most 16 per user other than root"),
+        "{text}"
+    );
+    // Root's are all counted, the map's other entries theirs.
+    let mut root = Gen::spawn("fork", &["--count", "40", "--size", "10"]);
+    assert_eq!(counted_children(&d, &root.report()), 40);
+    root.finish();
+    // Once nobody's processes have exited, its next are counted.
+    g.finish();
+    let mut again = spawn_as_nobody("10");
+    assert_eq!(counted_children(&d, &again.report()), 10);
+    again.finish();
 }

@@ -172,6 +172,13 @@ fn udp_counted_on_the_wire_adds_up() {
         assert_eq!(r.process.udpsndpacks, r.carried.packets, "{size} {extra:?}");
         assert_eq!(r.process.udprcvbytes, r.carried.bytes, "{size} {extra:?}");
     }
+    // Every datagram the first of its socket: a reply can reach the
+    // client's socket while the call that sent the request is still
+    // returning, on another CPU, as it makes the socket the client's.
+    let r = reckon(&d, &w, "udp-conns", 2000, 64, &[]);
+    assert_eq!(r.unattributed, Counters::default(), "udp-conns");
+    assert_eq!(r.process.udpsndpacks, r.carried.packets, "udp-conns");
+    assert_eq!(r.process.udprcvbytes, r.carried.bytes, "udp-conns");
 }
 
 /// A process whose address is on a bridge: its packets leave through the

@@ -32,7 +32,7 @@ static __always_inline void fold_thread(struct proc_val *p, const struct counter
 SEC("tp_btf/sched_process_exit")
 int BPF_PROG(netatop_exit, struct task_struct *task)
 {
-	__u32 tid = task->pid, tgid = task->tgid;
+	__u32 tid = task->pid, tgid = task->tgid, uid;
 	struct thread_val *t;
 	struct proc_val *p;
 	struct exit_key key = {};
@@ -86,9 +86,11 @@ int BPF_PROG(netatop_exit, struct task_struct *task)
 	key.tgid = tgid;
 	key.start_ns = p->start_ns;
 	val.c = p->exited;
+	uid = p->uid;
 	__builtin_memcpy(val.comm, p->comm, sizeof(val.comm));
 	if (bpf_map_delete_elem(&procs, &tgid))
 		return 0; /* another exiting thread published them */
+	user_release(uid);
 	val.exit_ns = bpf_ktime_get_boot_ns();
 	if (bpf_map_update_elem(&exited, &key, &val, BPF_NOEXIST))
 		stat_inc(exit_map_full);

@@ -47,6 +47,21 @@ struct {
 	__type(value, struct proc_val);
 } procs SEC(".maps");
 
+/* Per user (real uid, not root): its processes in `procs`; an entry goes
+ * with the user's last. Sized like `procs` by user space. */
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(map_flags, BPF_F_NO_PREALLOC);
+	__uint(max_entries, 32768);
+	__type(key, __u32);
+	__type(value, __u64);
+} user_procs SEC(".maps");
+
+/* Set by user space at every start (in .bss, so that an adopted state's
+ * programs take it too): the most processes a user other than root has
+ * in `procs`; 0: no limit. */
+__u64 max_user_procs;
+
 struct {
 	__uint(type, BPF_MAP_TYPE_HASH);
 	__uint(map_flags, BPF_F_NO_PREALLOC);
@@ -99,6 +114,17 @@ struct {
 	__type(key, int);
 	__type(value, struct sock_owner);
 } owners SEC(".maps");
+
+/* Wire counting: the sockets whose owner is taking what they carried
+ * without one (key: the address of its `owners` entry): a lock, one
+ * taker at a time (see claim() in owners.bpf.h). */
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(map_flags, BPF_F_NO_PREALLOC);
+	__uint(max_entries, 1024);
+	__type(key, __u64);
+	__type(value, __u32);
+} claiming SEC(".maps");
 
 /* Wire counting: the owner of each listening socket, by its address: a
  * SYN-ACK leaves on a request socket, whose listener only a plain read

@@ -46,7 +46,9 @@ struct proc_val {
 	__u64 start_ns;
 	/* Number of entries this process has in the threads map. */
 	__s32 nthreads;
-	__u32 _pad;
+	/* Its real user id (in the initial user namespace) at its first
+	 * counted call: the user it counts against in `user_procs`. */
+	__u32 uid;
 	/* Group leader's comm. */
 	char comm[TASK_COMM_LEN];
 	/* The totals the last snapshot reported (written by the snapshot
@@ -90,14 +92,16 @@ struct sock_owner {
 	__u64 start_ns;
 	/* The socket's network namespace (its inode number). */
 	__u32 netns;
-	__u32 _pad;
-	/* Packets of the socket before it had an owner (tgid 0): a UDP
+	/* Claims of `pending` tried (see claim() in owners.bpf.h). */
+	__u32 asked;
+	/* Packets of the socket while it had no owner (tgid 0): a UDP
 	 * socket's first datagram leaves, and a server socket's first one
-	 * arrives, before the call that returns it. The first call claims
-	 * them. */
+	 * arrives, before the call that returns it; a reply can arrive, on
+	 * another CPU, while the call that sent the request returns. Its
+	 * owner takes them (claim() in owners.bpf.h). */
 	struct counters pending;
 	/* Of the packets received in `pending`, those the namespace's
-	 * receive program did not see (see struct rx_tally): the first call
+	 * receive program did not see (see struct rx_tally): its owner
 	 * adds them to its namespace's received too. */
 	__u64 unseen_packets;
 	__u64 unseen_bytes;
@@ -166,6 +170,9 @@ struct netatop_stats {
 	/* Events not counted because the threads or procs map was full. */
 	__u64 thread_map_full;
 	__u64 proc_map_full;
+	/* Events not counted because their process's user (not root) had
+	 * `max_user_procs` processes counted already. */
+	__u64 user_procs_capped;
 	/* Events not counted because the thread's task-local storage could
 	 * not be had (another task-storage operation in progress on that CPU,
 	 * or no memory). */

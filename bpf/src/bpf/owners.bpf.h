@@ -2,8 +2,8 @@
 /*
  * Counting the wire: each socket's owner. A thread that sends, receives,
  * connects or listens on a socket becomes its owner (tag(), in `owners`);
- * the first owner takes what the socket carried before it had one
- * (claim()). A packet of the socket counts to its owner thread's counters,
+ * the owner takes what the socket carried while it had none (claim(),
+ * claim_late()). A packet of the socket counts to its owner thread's counters,
  * or its process's (owner_proc(), owner_counters()). A listener's owner is
  * also kept by address, for its SYN-ACKs (netatop_state, `listeners`).
  * Also each network namespace's wire counters (netns_entry()).
@@ -15,53 +15,130 @@
 #ifndef NETATOP_OWNERS_BPF_H
 #define NETATOP_OWNERS_BPF_H
 
+/* A namespace's first wire counters: zero, kept out of the programs'
+ * stack (512 bytes for a program and the functions it calls). */
+static const struct wire_netns no_wire;
+
 /* The wire counters of network namespace `netns`, made if needed. */
 static __always_inline struct wire_netns *netns_entry(__u32 netns)
 {
 	struct wire_netns *w = bpf_map_lookup_elem(&netns_wire, &netns);
-	struct wire_netns zero = {};
 
 	if (w)
 		return w;
-	bpf_map_update_elem(&netns_wire, &netns, &zero, BPF_NOEXIST);
+	bpf_map_update_elem(&netns_wire, &netns, &no_wire, BPF_NOEXIST);
 	w = bpf_map_lookup_elem(&netns_wire, &netns);
 	if (!w)
 		stat_inc(wire_map_full);
 	return w;
 }
 
-/* The first owner of a socket takes what it carried before: into its
- * counters `to`, and what it received into its namespace's claims (and
- * what of that its receive program missed, into its received). */
-static __noinline void claim(struct sock_owner *o, struct counters *to, __u32 netns)
+/* Whether socket `o` carried anything while it had no owner that no
+ * owner has taken yet. */
+static __always_inline bool pending_any(struct sock_owner *o)
 {
-	__u64 unseen, unseen_bytes;
-	struct counters got;
-	struct wire_netns *w;
-	bool tcp;
+	volatile struct counters *c = &o->pending;
+
+	return c->tcpsndpacks | c->tcpsndbytes | c->tcprcvpacks | c->tcprcvbytes |
+	       c->udpsndpacks | c->udpsndbytes | c->udprcvpacks | c->udprcvbytes |
+	       *(volatile __u64 *)&o->unseen_packets | *(volatile __u64 *)&o->unseen_bytes;
+}
+
+/* What field `f` holds, taken out of it (read, then subtracted: what is
+ * added meanwhile stays). */
+static __always_inline __u64 take_field(__u64 *f)
+{
+	__u64 v = *(volatile __u64 *)f;
+
+	if (v)
+		__sync_fetch_and_add(f, -v);
+	return v;
+}
+
+/* Takes what socket `o` carried without an owner out of `pending` into
+ * the owner's counters `to`, and what it received into its namespace's
+ * claims (what of that its receive program missed, into its received).
+ * One taker at a time (claim()). `tcp`: the socket is TCP (else UDP). */
+static __noinline void take_pending(struct sock_owner *o, struct counters *to, __u32 netns,
+				    bool tcp)
+{
+	struct wire_netns *w = netns_entry(netns);
+	__u64 v;
+
+/* Field `f` of `pending` into `to`; `in`: and into what the namespace's
+ * sockets claimed. */
+#define TAKE(f, in)                                                            \
+	do {                                                                   \
+		v = take_field(&o->pending.f);                                 \
+		if (v) {                                                       \
+			__sync_fetch_and_add(&to->f, v);                       \
+			if ((in) && w)                                         \
+				__sync_fetch_and_add(&w->attributed_in.f, v);  \
+		}                                                              \
+	} while (0)
+	TAKE(tcpsndpacks, false);
+	TAKE(tcpsndbytes, false);
+	TAKE(udpsndpacks, false);
+	TAKE(udpsndbytes, false);
+	TAKE(tcprcvpacks, true);
+	TAKE(tcprcvbytes, true);
+	TAKE(udprcvpacks, true);
+	TAKE(udprcvbytes, true);
+#undef TAKE
+	v = take_field(&o->unseen_packets);
+	if (v && w)
+		__sync_fetch_and_add(tcp ? &w->received.tcprcvpacks : &w->received.udprcvpacks, v);
+	v = take_field(&o->unseen_bytes);
+	if (v && w)
+		__sync_fetch_and_add(tcp ? &w->received.tcprcvbytes : &w->received.udprcvbytes, v);
+}
+
+/*
+ * The owner of socket `o` takes what the socket carried while it had
+ * none: into its counters `to`, its namespace `netns`'s figures (see
+ * take_pending()). `tcp`: the socket is TCP.
+ *
+ * Who calls: the owner, once published (tag()); and a packet that found
+ * no owner and added to `pending`, if one was published meanwhile
+ * (claim_late()). Each publishes or adds, then a full barrier (an atomic
+ * add: one on x86-64, the one architecture built for), then reads the
+ * other's: of the two, at least one sees the other, so nothing added
+ * stays behind.
+ *
+ * One taker at a time, so that nothing is taken twice: the `claiming`
+ * entry of the socket is the lock (the map is the arbiter: one insertion
+ * succeeds; Linux 5.10's instructions have no exchange). A caller that
+ * finds it taken counts itself in `asked` first; the holder, seeing
+ * `asked` move while it held the lock, takes again: what the other added
+ * before asking is then there to take.
+ */
+static __noinline void claim(struct sock_owner *o, struct counters *to, __u32 netns, bool tcp)
+{
+	__u64 key = (__u64)o;
+	__u32 asked, one = 1;
+	long err;
 
 	if (!o || !to)
 		return;
-	/* Read before the packets they are part of are taken. */
-	unseen = o->unseen_packets;
-	unseen_bytes = o->unseen_bytes;
-	got = take_counters(&o->pending);
-	/* A socket is TCP or UDP: the unseen are of the kind received. */
-	tcp = got.tcprcvpacks != 0;
-	__sync_fetch_and_add(&o->unseen_packets, -unseen);
-	__sync_fetch_and_add(&o->unseen_bytes, -unseen_bytes);
-	w = netns_entry(netns);
-	if (w) {
-		__sync_fetch_and_add(&w->attributed_in.tcprcvpacks, got.tcprcvpacks);
-		__sync_fetch_and_add(&w->attributed_in.tcprcvbytes, got.tcprcvbytes);
-		__sync_fetch_and_add(&w->attributed_in.udprcvpacks, got.udprcvpacks);
-		__sync_fetch_and_add(&w->attributed_in.udprcvbytes, got.udprcvbytes);
-		__sync_fetch_and_add(tcp ? &w->received.tcprcvpacks : &w->received.udprcvpacks,
-				     unseen);
-		__sync_fetch_and_add(tcp ? &w->received.tcprcvbytes : &w->received.udprcvbytes,
-				     unseen_bytes);
+	for (int i = 0; i < 4; i++) {
+		__sync_fetch_and_add(&o->asked, 1);
+		if (!pending_any(o))
+			return;
+		err = bpf_map_update_elem(&claiming, &key, &one, BPF_NOEXIST);
+		if (err == -EEXIST)
+			return; /* its holder takes again */
+		asked = *(volatile __u32 *)&o->asked;
+		take_pending(o, to, netns, tcp);
+		if (err) {
+			/* No room for the lock (many sockets claimed at
+			 * once): taken without it. */
+			stat_inc(owner_failed);
+			return;
+		}
+		bpf_map_delete_elem(&claiming, &key);
+		if (*(volatile __u32 *)&o->asked == asked)
+			return;
 	}
-	fold(to, &got);
 }
 
 /*
@@ -96,12 +173,14 @@ static __always_inline void tag(struct sock *sk)
 		return;
 	task = bpf_get_current_task_btf();
 	netns = sk->__sk_common.skc_net.net->ns.inum;
-	if (!o->tgid)
-		claim(o, t ? &t->c : &p->exited, netns);
-	o->tgid = tgid;
 	o->tid = (__u32)id;
 	o->start_ns = task->group_leader->start_boottime;
 	o->netns = netns;
+	/* Published last (a packet that sees it reads the rest); then what
+	 * the socket carried without an owner is taken (see claim()). */
+	__asm__ __volatile__("" ::: "memory");
+	*(volatile __u32 *)&o->tgid = tgid;
+	claim(o, t ? &t->c : &p->exited, netns, sk->sk_type == SOCK_STREAM);
 }
 
 /* The process entry of a socket's owner, if that process still runs (a
@@ -133,6 +212,22 @@ static __always_inline struct counters *owner_counters(const struct sock_owner *
 	if (t && t->tgid == o->tgid)
 		return &t->c;
 	return &p->exited;
+}
+
+/* After a packet of socket `o` found no owner and added to its
+ * `pending` (with an atomic add: a full barrier on x86-64, the one
+ * architecture built for): if an owner was published meanwhile, on
+ * another CPU, after it took what was pending, the packet is taken for
+ * it here (see claim()). `tcp`: the packet is TCP. */
+static __always_inline void claim_late(struct sock_owner *o, bool tcp)
+{
+	struct proc_val *p;
+
+	if (!*(volatile __u32 *)&o->tgid)
+		return;
+	p = owner_proc(o);
+	if (p)
+		claim(o, owner_counters(o, p), o->netns, tcp);
 }
 
 /* connect() and listen() make their caller the owner before any packet

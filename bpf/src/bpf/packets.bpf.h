@@ -145,12 +145,13 @@ int BPF_PROG(netatop_xmit, struct sk_buff *skb, struct net_device *dev)
 			if ((!o || !o->tgid) &&
 			    !BPF_CORE_READ_BITFIELD_PROBED(sk, sk_kern_sock)) {
 				/* A process's socket before its first call: kept
-				 * for that call to claim. */
+				 * for its owner to claim. */
 				if (!o)
 					o = bpf_sk_storage_get(&owners, sk, 0,
 							       BPF_SK_STORAGE_GET_F_CREATE);
 				if (o) {
 					add_packet(&o->pending, &pkt, true);
+					claim_late(o, pkt.tcp);
 					return 0;
 				}
 			}
@@ -326,13 +327,14 @@ int netatop_sock_in(struct __sk_buff *skb)
 		__sync_fetch_and_add(&stats.rx_unseen, pkt.packets);
 	owner = *(volatile __u32 *)&o->tgid;
 	if (!owner) {
-		/* Before the socket's first call: kept for that call (its
+		/* Before the socket's first call: kept for its owner (its
 		 * namespace is known then). */
 		add_packet(&o->pending, &pkt, false);
 		if (unseen) {
 			__sync_fetch_and_add(&o->unseen_packets, pkt.packets);
 			__sync_fetch_and_add(&o->unseen_bytes, pkt.bytes);
 		}
+		claim_late(o, pkt.tcp);
 		return 1;
 	}
 	w = netns_entry(o->netns);

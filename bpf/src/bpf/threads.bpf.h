@@ -10,6 +10,51 @@
 #define NETATOP_THREADS_BPF_H
 
 /*
+ * Admits one more process of user `uid` (not root) to `procs`: false
+ * when the user has `max_user_procs` there already, so that no one user
+ * fills the map and leaves everyone else uncounted. Checked, then added:
+ * processes starting at once on several CPUs can pass the limit by as
+ * many. With `user_procs` full (it has the size of `procs`), no limit.
+ */
+static __always_inline bool user_admit(__u32 uid)
+{
+	__u64 limit = *(volatile __u64 *)&max_user_procs;
+	__u64 zero = 0, *n;
+
+	if (!uid || !limit)
+		return true;
+	n = bpf_map_lookup_elem(&user_procs, &uid);
+	if (!n) {
+		bpf_map_update_elem(&user_procs, &uid, &zero, BPF_NOEXIST);
+		n = bpf_map_lookup_elem(&user_procs, &uid);
+		if (!n)
+			return true;
+	}
+	if (*(volatile __u64 *)n >= limit)
+		return false;
+	__sync_fetch_and_add(n, 1);
+	return true;
+}
+
+/* A process of user `uid` admitted by user_admit() leaves `procs` (or
+ * never entered it). The user's entry goes with its last process. */
+static __always_inline void user_release(__u32 uid)
+{
+	__u64 *n;
+
+	if (!uid)
+		return;
+	n = bpf_map_lookup_elem(&user_procs, &uid);
+	if (!n)
+		return;
+	__sync_fetch_and_add(n, -1);
+	/* A process admitted between the two steps loses its place in the
+	 * count: the limit is then passed by one, never wrongly applied. */
+	if (*(volatile __u64 *)n == 0)
+		bpf_map_delete_elem(&user_procs, &uid);
+}
+
+/*
  * The entry of the calling thread's process, created if needed. Out of
  * line (a BPF subprogram, verified once), like its callers: only a
  * thread's first counted call takes it, and every program's hot path
@@ -27,11 +72,21 @@ static __noinline struct proc_val *proc_init(__u32 tgid)
 		struct proc_val pv = {};
 
 		pv.start_ns = BPF_CORE_READ(leader, start_boottime);
+		pv.uid = BPF_CORE_READ(leader, real_cred, uid.val);
 		BPF_CORE_READ_STR_INTO(&pv.comm, leader, comm);
-		err = bpf_map_update_elem(&procs, &tgid, &pv, BPF_NOEXIST);
-		if (err && err != -EEXIST) {
-			stat_inc(proc_map_full);
+		if (!user_admit(pv.uid)) {
+			stat_inc(user_procs_capped);
 			return NULL;
+		}
+		err = bpf_map_update_elem(&procs, &tgid, &pv, BPF_NOEXIST);
+		if (err) {
+			/* Not entered: full, or another thread's entry made
+			 * first. */
+			user_release(pv.uid);
+			if (err != -EEXIST) {
+				stat_inc(proc_map_full);
+				return NULL;
+			}
 		}
 		p = bpf_map_lookup_elem(&procs, &tgid);
 	}

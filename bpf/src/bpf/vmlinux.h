@@ -244,6 +244,15 @@ struct css_set {
 	struct cgroup *dfl_cgrp;
 };
 
+typedef struct {
+	__u32 val;
+} kuid_t;
+
+/* A task's credentials: its real user id (in the initial namespace). */
+struct cred {
+	kuid_t uid;
+};
+
 struct task_struct {
 	int pid;
 	int tgid;
@@ -252,6 +261,7 @@ struct task_struct {
 	char comm[TASK_COMM_LEN];
 	struct task_struct *group_leader;
 	struct signal_struct *signal;
+	const struct cred *real_cred;
 };
 
 struct linux_binprm;

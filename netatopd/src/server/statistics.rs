@@ -104,6 +104,7 @@ impl Statistics {
             cgroups: tracer.cgroup_count()? as u64,
             max_cgroups: sizes.cgroups.into(),
             max_removed_cgroups: sizes.removed_cgroups.into(),
+            max_processes_per_user: sizes.procs_per_user.into(),
             removed_cgroups_kept: removed_cgroups_kept as u64,
             kernel_counts: KERNEL_STATS
                 .iter()

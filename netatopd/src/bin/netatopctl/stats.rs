@@ -76,7 +76,14 @@ fn print_text(s: &Stats, out: &mut impl Write) -> io::Result<()> {
         ),
         (
             "processes",
-            format!("{} tracked (map of {})", s.processes, s.max_processes),
+            if s.max_processes_per_user < s.max_processes {
+                format!(
+                    "{} tracked (map of {}; at most {} per user other than root)",
+                    s.processes, s.max_processes, s.max_processes_per_user
+                )
+            } else {
+                format!("{} tracked (map of {})", s.processes, s.max_processes)
+            },
         ),
         (
             "threads",

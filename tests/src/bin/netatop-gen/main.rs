@@ -223,6 +223,10 @@ const SCENARIOS: &[(&str, Run)] = &[
         let (n, size, gso) = (c.opts.count, c.opts.size, c.args.num("--gso", 0));
         wire::udp_exchanges(o.truth(), &c.peer(), n, size, gso)
     }),
+    ("udp-conns", |o, c| {
+        let (n, size) = (c.opts.count, c.opts.size);
+        (0..n).try_for_each(|_| wire::udp_exchanges(o.truth(), &c.peer(), 1, size, 0))
+    }),
 ];
 
 /// Prints `report` as the one JSON line the test reads.
