@@ -13,6 +13,9 @@ const SRC: &str = "src/bpf/netatop.bpf.c";
 const EMPTY: &str = "src/bpf/empty.bpf.c";
 /// The benchmarks' other way of counting the wire (TCP's own counters).
 const TCPINFO: &str = "src/bpf/tcpinfo.bpf.c";
+/// The benchmarks' candidate design of wire counting (socket counters at
+/// the cgroup hooks, folded at calls).
+const SOCKFOLD: &str = "src/bpf/sockfold.bpf.c";
 const SHARED: &str = "src/bpf/netatop.h";
 /// For bpf_tracing.h's kprobe argument macros; vmlinux.h carries x86_64's
 /// struct pt_regs, the one architecture built for.
@@ -35,18 +38,19 @@ fn main() {
         .clang_args(["-Wall", "-Werror", "-mcpu=v3", "-Isrc/bpf", TARGET_ARCH])
         .build_and_generate(&out)
         .unwrap_or_else(|e| panic!("building {SRC} (needs clang >= 14): {e:#}"));
-    SkeletonBuilder::new()
-        .source(EMPTY)
-        .obj(dir.join("empty.bpf.o"))
-        .clang_args(["-Wall", "-Werror", "-mcpu=v3", "-Isrc/bpf"])
-        .build_and_generate(dir.join("empty.skel.rs"))
-        .unwrap_or_else(|e| panic!("building {EMPTY}: {e:#}"));
-    SkeletonBuilder::new()
-        .source(TCPINFO)
-        .obj(dir.join("tcpinfo.bpf.o"))
-        .clang_args(["-Wall", "-Werror", "-mcpu=v3", "-Isrc/bpf"])
-        .build_and_generate(dir.join("tcpinfo.skel.rs"))
-        .unwrap_or_else(|e| panic!("building {TCPINFO}: {e:#}"));
+    // The benchmarks' objects.
+    for (src, name) in [
+        (EMPTY, "empty"),
+        (TCPINFO, "tcpinfo"),
+        (SOCKFOLD, "sockfold"),
+    ] {
+        SkeletonBuilder::new()
+            .source(src)
+            .obj(dir.join(format!("{name}.bpf.o")))
+            .clang_args(["-Wall", "-Werror", "-mcpu=v3", "-Isrc/bpf"])
+            .build_and_generate(dir.join(format!("{name}.skel.rs")))
+            .unwrap_or_else(|e| panic!("building {src}: {e:#}"));
+    }
     // Pinned state is adopted only by a netatopd whose shared records are
     // the same (layout) and whose programs are the same (build).
     let layout = fnv1a(&fs::read(SHARED).expect("reading netatop.h"));

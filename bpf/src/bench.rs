@@ -1,15 +1,18 @@
 //! The benchmark's programs, attached while they live and never pinned:
 //! the do-nothing programs on the tracepoints netatopd uses (the floor
-//! for the cost of any tp_btf program) and the other way of counting the
-//! wire, TCP's own counters (`bpf/tcpinfo.bpf.c`).
+//! for the cost of any tp_btf program), the other way of counting the
+//! wire, TCP's own counters (`bpf/tcpinfo.bpf.c`), and a candidate design
+//! of wire counting (`bpf/sockfold.bpf.c`).
+
+use std::os::fd::AsRawFd;
 
 use libbpf_rs::skel::{OpenSkel, Skel, SkelBuilder};
-use libbpf_rs::{MapCore, MapFlags};
+use libbpf_rs::{Link, MapCore, MapFlags};
 
 use crate::error::{libbpf, LoadError};
 use crate::kernel::Kernel;
 use crate::probe;
-use crate::skel::{empty, from_bytes, leaked_object, tcpinfo, types};
+use crate::skel::{empty, from_bytes, leaked_object, sockfold, tcpinfo, types};
 
 /// The do-nothing programs, attached; detached when dropped, never pinned.
 pub struct EmptyProbe {
@@ -64,5 +67,62 @@ impl TcpInfoProbe {
             .flatten()
             .map(|v| from_bytes(&v))
             .unwrap_or_default()
+    }
+}
+
+/// The benchmarks' candidate design of wire counting
+/// (`bpf/sockfold.bpf.c`): per-socket counters at the socket's cgroup
+/// hooks, folded into the calling thread at each call. Attached while it
+/// lives (the cgroup programs on the cgroup v2 root), never pinned.
+pub struct SockFoldProbe {
+    _links: Vec<Link>,
+    _skel: sockfold::SockfoldSkel<'static>,
+}
+
+impl SockFoldProbe {
+    /// The candidate's programs, attached.
+    pub fn attach() -> Result<Self, LoadError> {
+        Self::attach_as(false)
+    }
+
+    /// Only cgroup_skb programs that do nothing, on the same hooks: their
+    /// floor.
+    pub fn attach_empty_hooks() -> Result<Self, LoadError> {
+        Self::attach_as(true)
+    }
+
+    fn attach_as(empty: bool) -> Result<Self, LoadError> {
+        Kernel::probe().check()?;
+        let mut open = sockfold::SockfoldSkelBuilder::default()
+            .open(leaked_object())
+            .map_err(libbpf("opening"))?;
+        let p = &mut open.progs;
+        p.sockfold_send.set_autoload(!empty);
+        p.sockfold_recv.set_autoload(!empty);
+        p.sockfold_egress.set_autoload(!empty);
+        p.sockfold_ingress.set_autoload(!empty);
+        p.sockfold_nop_egress.set_autoload(empty);
+        p.sockfold_nop_ingress.set_autoload(empty);
+        let mut skel = open.load().map_err(libbpf("loading"))?;
+        // The tracepoints; the cgroup programs need their cgroup.
+        skel.attach().map_err(libbpf("attaching"))?;
+        let (root, _) = crate::wire::cgroup2_root().map_err(|e| LoadError::NoWire {
+            why: format!("cannot open the root of the cgroup v2 hierarchy: {e}"),
+        })?;
+        let progs = &skel.progs;
+        let hooks = if empty {
+            [&progs.sockfold_nop_egress, &progs.sockfold_nop_ingress]
+        } else {
+            [&progs.sockfold_egress, &progs.sockfold_ingress]
+        };
+        let links = hooks
+            .into_iter()
+            .map(|p| p.attach_cgroup(root.as_raw_fd()))
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(libbpf("attaching"))?;
+        Ok(Self {
+            _links: links,
+            _skel: skel,
+        })
     }
 }

@@ -28,6 +28,12 @@ pub(crate) mod tcpinfo {
     include!(concat!(env!("OUT_DIR"), "/tcpinfo.skel.rs"));
 }
 
+#[allow(clippy::all, clippy::pedantic)]
+#[allow(non_camel_case_types, non_snake_case, dead_code, unused_imports)]
+pub(crate) mod sockfold {
+    include!(concat!(env!("OUT_DIR"), "/sockfold.skel.rs"));
+}
+
 use std::mem::{size_of, MaybeUninit};
 
 use libbpf_rs::skel::Skel;

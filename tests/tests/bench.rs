@@ -5,9 +5,14 @@ use std::process::Command;
 
 use netatopd_tests::{bin, ok, require_bpf_machine};
 
+/// One suite at a time: each switches kernel.bpf_stats_enabled on and
+/// back.
+static ONE_AT_A_TIME: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
 #[test]
 fn the_benchmark_suite_runs_every_section() {
     require_bpf_machine();
+    let _one = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
     const STATS: &str = "/proc/sys/kernel/bpf_stats_enabled";
     let before = std::fs::read_to_string(STATS).unwrap();
     let text = ok(Command::new(bin("netatop-bench")).arg("--quick"));
@@ -40,4 +45,27 @@ fn the_benchmark_suite_runs_every_section() {
     }
     // bpf_stats is switched back to what it was.
     assert_eq!(std::fs::read_to_string(STATS).unwrap(), before);
+}
+
+/// The designs of wire counting side by side (a section only run when
+/// named), without netatop-bpf, which no test uses.
+#[test]
+fn the_design_section_runs_without_netatop_bpf() {
+    require_bpf_machine();
+    let _one = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
+    let text = ok(Command::new(bin("netatop-bench"))
+        .args(["--quick", "design"])
+        .env_remove("NETATOP_BENCH_ANCHOR"));
+    for line in [
+        "## 9b. Designs of wire counting",
+        "(netatop-bpf not measured: NETATOP_BENCH_ANCHOR is not set)",
+        "| candidate: socket counters at the cgroup hooks, folded at calls |",
+        "### TCP request/response, 64 B",
+        "### TCP bulk, 64 KiB writes",
+        "| sockfold_egress |",
+        "| sockfold_send |",
+    ] {
+        assert!(text.contains(line), "{line} missing:\n{text}");
+    }
+    assert!(!text.contains("netatop-bpf (C"), "{text}");
 }

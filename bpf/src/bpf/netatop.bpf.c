@@ -47,6 +47,7 @@
  *   counters.bpf.h  a socket's kind; adding counters up
  *   threads.bpf.h   a thread's counters and its process's entry
  *   owners.bpf.h    counting the wire: sockets' owners, listeners
+ *   segments.bpf.h  a GSO/GRO packet's segments at a socket's hook
  *   packets.bpf.h   counting the wire: the packets' programs
  *   account.bpf.h   what a call counts: account(), count()
  *   tp_btf.bpf.h    the tp_btf way of attaching
@@ -70,6 +71,7 @@ char LICENSE[] SEC("license") = "Dual BSD/GPL";
 #include "counters.bpf.h"
 #include "threads.bpf.h"
 #include "owners.bpf.h"
+#include "segments.bpf.h"
 #include "packets.bpf.h"
 #include "account.bpf.h"
 #include "tp_btf.bpf.h"

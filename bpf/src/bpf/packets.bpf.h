@@ -283,7 +283,6 @@ int netatop_sock_in(struct __sk_buff *skb)
 	struct proc_val *p;
 	__u32 segs, hdr = 0, owner;
 	bool unseen;
-	__u8 b[2];
 
 	if (!sk)
 		return 1;
@@ -300,23 +299,8 @@ int netatop_sock_in(struct __sk_buff *skb)
 	segs = skb->gso_segs;
 	if (segs < 1)
 		segs = 1;
-	if (segs > 1) {
-		/* Headers of each segment: IP, then TCP's data offset. */
-		if (skb->protocol == bpf_htons(ETH_P_IP)) {
-			if (bpf_skb_load_bytes(skb, 0, b, 1))
-				return 1;
-			hdr = (b[0] & 0xf) * 4;
-		} else {
-			hdr = 40;
-		}
-		if (pkt.tcp) {
-			if (bpf_skb_load_bytes(skb, hdr + 12, b, 1))
-				return 1;
-			hdr += (b[0] >> 4) * 4;
-		} else {
-			hdr += 8;
-		}
-	}
+	if (segs > 1 && !segment_headers(skb, pkt.tcp, &hdr))
+		return 1;
 	pkt.packets = segs;
 	pkt.bytes = skb->len + (__u64)(segs - 1) * hdr;
 	if (!pkt.tcp && segs == 1 && skb->protocol == bpf_htons(ETH_P_IP) &&

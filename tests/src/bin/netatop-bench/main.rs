@@ -6,6 +6,7 @@
 #![doc = "```"]
 
 mod calls;
+mod design;
 mod large;
 mod lifecycle;
 mod load;
@@ -86,7 +87,7 @@ impl Scale {
 type Section = fn(&Scale);
 
 /// Every section, in the order a run takes them.
-const SECTIONS: [(&str, Section); 11] = [
+const SECTIONS: [(&str, Section); 12] = [
     ("calls", calls::calls),
     ("ways", calls::ways),
     ("threads", calls::threads),
@@ -97,11 +98,12 @@ const SECTIONS: [(&str, Section); 11] = [
     ("startup", lifecycle::startup),
     ("large", large::large),
     ("wire", wire::wire),
+    ("design", design::design),
     ("others", calls::others),
 ];
 
-/// The section that runs only when named.
-const ONLY_WHEN_NAMED: &str = "others";
+/// The sections that run only when named.
+const ONLY_WHEN_NAMED: [&str; 2] = ["design", "others"];
 
 fn main() {
     let args: Vec<String> = std::env::args().skip(1).collect();
@@ -148,7 +150,7 @@ fn main() {
     );
     for (name, run) in SECTIONS {
         let named = sections.contains(&name);
-        if (!sections.is_empty() || name == ONLY_WHEN_NAMED) && !named {
+        if (!sections.is_empty() || ONLY_WHEN_NAMED.contains(&name)) && !named {
             continue;
         }
         run(&scale);

@@ -1,8 +1,10 @@
-//! How the benchmarks measure: the UDP ping-pong whose calls they time,
+//! How the benchmarks measure: the UDP ping-pong whose calls they time
+//! (and TCP's request/response and bulk transfer),
 //! medians of interleaved rounds, and the table of what each variant adds
 //! to a call.
 
-use std::net::UdpSocket;
+use std::io::{Read, Write};
+use std::net::{TcpListener, TcpStream, UdpSocket};
 use std::time::Instant;
 
 use crate::Scale;
@@ -22,7 +24,21 @@ pub fn interleaved<const N: usize>(rounds: usize, run: impl FnMut(usize) -> f64)
 }
 
 /// [`interleaved`], of `n` variants.
-pub fn interleaved_n(rounds: usize, n: usize, mut run: impl FnMut(usize) -> f64) -> Vec<f64> {
+pub fn interleaved_n(rounds: usize, n: usize, run: impl FnMut(usize) -> f64) -> Vec<f64> {
+    interleaved_rounds(rounds, n, run)
+        .into_iter()
+        .map(|mut v| median(&mut v))
+        .collect()
+}
+
+/// Every measurement of `rounds` rounds of `n` variants, by variant and
+/// round, `run(i)` measuring variant `i`; the order rotates from round to
+/// round.
+pub fn interleaved_rounds(
+    rounds: usize,
+    n: usize,
+    mut run: impl FnMut(usize) -> f64,
+) -> Vec<Vec<f64>> {
     let mut got: Vec<Vec<f64>> = vec![Vec::new(); n];
     for r in 0..rounds {
         for k in 0..n {
@@ -30,7 +46,7 @@ pub fn interleaved_n(rounds: usize, n: usize, mut run: impl FnMut(usize) -> f64)
             got[which].push(run(which));
         }
     }
-    got.into_iter().map(|mut v| median(&mut v)).collect()
+    got
 }
 
 /// One UDP socket sending 64-byte datagrams to itself and reading each
@@ -41,16 +57,22 @@ pub fn ping_pong(n: u64, cpu: usize) -> f64 {
     s.connect(s.local_addr().unwrap()).expect("connect");
     let msg = [0x42u8; 64];
     let mut buf = [0u8; 128];
-    let mut run = |n: u64| {
+    let run = |n: u64| {
         for _ in 0..n {
             s.send(&msg).expect("send");
             s.recv(&mut buf).expect("recv");
         }
     };
-    run(n / 10); // warm-up
+    timed(n, 2, run)
+}
+
+/// `run(n / 10)` to warm up, then `run(n)` timed: nanoseconds per call,
+/// each of the `n` making `calls` calls.
+fn timed(n: u64, calls: u64, mut run: impl FnMut(u64)) -> f64 {
+    run(n / 10);
     let t = Instant::now();
     run(n);
-    t.elapsed().as_nanos() as f64 / (2 * n) as f64
+    t.elapsed().as_nanos() as f64 / (calls * n) as f64
 }
 
 /// `threads` ping-pongs at once, thread i on CPU i: mean ns per call.
@@ -76,4 +98,59 @@ pub fn cost_table<S: AsRef<str>>(s: &Scale, each: &str, column: &str, rows: &[(S
         let what = what.as_ref();
         println!("| {what} | {v:.1} | {:.1} | {:.3} |", v - off, v / off);
     }
+}
+
+/// A TCP connection over loopback, both ends in this thread on `cpu`:
+/// `size` bytes one way and back, `n` times: nanoseconds per socket call
+/// (four a round trip).
+pub fn tcp_ping_pong(n: u64, size: usize, cpu: usize) -> f64 {
+    let _cpu = netatopd_tests::Affinity::only(cpu);
+    let (mut a, mut b) = tcp_pair();
+    a.set_nodelay(true).unwrap();
+    b.set_nodelay(true).unwrap();
+    let msg = vec![0x42u8; size];
+    let mut buf = vec![0u8; size];
+    let run = |n: u64| {
+        for _ in 0..n {
+            a.write_all(&msg).expect("write");
+            b.read_exact(&mut buf).expect("read");
+            b.write_all(&buf).expect("write");
+            a.read_exact(&mut buf).expect("read");
+        }
+    };
+    timed(n, 4, run)
+}
+
+/// `n` writes of `size` bytes over a loopback TCP connection, read by a
+/// second thread, both on `cpu`: nanoseconds per write.
+pub fn tcp_bulk(n: u64, size: usize, cpu: usize) -> f64 {
+    let _cpu = netatopd_tests::Affinity::only(cpu);
+    let (mut a, mut b) = tcp_pair();
+    let total = (n + n / 10) * size as u64;
+    let reader = std::thread::spawn(move || {
+        let _cpu = netatopd_tests::Affinity::only(cpu);
+        let mut buf = vec![0u8; size];
+        let mut got = 0u64;
+        while got < total {
+            got += b.read(&mut buf).expect("read") as u64;
+        }
+    });
+    let msg = vec![0x42u8; size];
+    for _ in 0..n / 10 {
+        a.write_all(&msg).expect("write"); // warm-up
+    }
+    let t = Instant::now();
+    for _ in 0..n {
+        a.write_all(&msg).expect("write");
+    }
+    reader.join().expect("the reader");
+    t.elapsed().as_nanos() as f64 / n as f64
+}
+
+/// Both ends of a new TCP connection over loopback.
+fn tcp_pair() -> (TcpStream, TcpStream) {
+    let l = TcpListener::bind("127.0.0.1:0").expect("bind");
+    let a = TcpStream::connect(l.local_addr().unwrap()).expect("connect");
+    let (b, _) = l.accept().expect("accept");
+    (a, b)
 }

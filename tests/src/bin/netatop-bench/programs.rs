@@ -110,8 +110,18 @@ impl BpfStats {
 
     /// netatopd's programs that ran: name, runs, ns per run.
     pub fn read(&self) -> Vec<(String, u64, f64)> {
+        self.read_named(&["netatop_"])
+    }
+
+    /// The programs whose names start with one of `prefixes` that ran:
+    /// name, runs, ns per run.
+    pub fn read_named(&self, prefixes: &[&str]) -> Vec<(String, u64, f64)> {
         libbpf_rs::query::ProgInfoIter::default()
-            .filter(|p| p.name.to_str().is_some_and(|n| n.starts_with("netatop_")))
+            .filter(|p| {
+                p.name
+                    .to_str()
+                    .is_some_and(|n| prefixes.iter().any(|x| n.starts_with(x)))
+            })
             .filter(|p| p.run_cnt > 0)
             .map(|p| {
                 let name = p.name.to_string_lossy().into_owned();

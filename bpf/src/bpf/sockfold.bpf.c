@@ -1,0 +1,169 @@
+// SPDX-License-Identifier: GPL-2.0 OR BSD-2-Clause
+/*
+ * A candidate design of wire counting, for the benchmarks' comparison
+ * only (netatop-bench wire): what its hot path costs. Each packet a local
+ * socket sends or receives is counted where the socket's cgroup hooks see
+ * it (cgroup_skb egress and ingress on the cgroup v2 root: one program per
+ * packet and direction, the socket at hand, a GSO/GRO packet as the
+ * packets it stands for) into counters kept on the socket (socket-local
+ * storage). Each send and receive call (the tp_btf socket tracepoints)
+ * folds what its socket counted since into the calling thread's counters
+ * (task-local storage: no thread capacity), with one read of the socket's
+ * storage and no atomic operation when nothing waits. No device program:
+ * what no socket claims would be each namespace's interface counters less
+ * what the sockets counted, read when a snapshot is taken.
+ *
+ * Also the floor of its hooks: cgroup_skb programs that do nothing.
+ */
+#include "vmlinux.h"
+#include <bpf/bpf_helpers.h>
+#include <bpf/bpf_tracing.h>
+#include <bpf/bpf_core_read.h>
+#include <bpf/bpf_endian.h>
+#include "netatop.h"
+
+char LICENSE[] SEC("license") = "Dual BSD/GPL";
+
+#define SOCK_STREAM 1
+#define SOCK_DGRAM 2
+#define IPPROTO_TCP 6
+#define IPPROTO_UDP 17
+#define ETH_P_IP 0x0800
+
+#include "segments.bpf.h"
+
+/* What a socket's packets added since the last call on it folded them. */
+struct sock_counts {
+	__u64 out_packets;
+	__u64 out_bytes;
+	__u64 in_packets;
+	__u64 in_bytes;
+};
+
+struct {
+	__uint(type, BPF_MAP_TYPE_SK_STORAGE);
+	__uint(map_flags, BPF_F_NO_PREALLOC);
+	__type(key, int);
+	__type(value, struct sock_counts);
+} sock_counts SEC(".maps");
+
+/* Each thread's counters. */
+struct {
+	__uint(type, BPF_MAP_TYPE_TASK_STORAGE);
+	__uint(map_flags, BPF_F_NO_PREALLOC);
+	__type(key, int);
+	__type(value, struct counters);
+} thread_counts SEC(".maps");
+
+/* A packet of a TCP or UDP socket, as the packets it stands for, into its
+ * socket's counters. */
+static __always_inline int packet(struct __sk_buff *skb, bool out)
+{
+	struct bpf_sock *sk = skb->sk;
+	struct sock_counts *c;
+	__u32 segs, hdr;
+
+	if (!sk)
+		return 1;
+	sk = bpf_sk_fullsock(sk);
+	if (!sk || (sk->protocol != IPPROTO_TCP && sk->protocol != IPPROTO_UDP))
+		return 1;
+	c = bpf_sk_storage_get(&sock_counts, sk, 0, BPF_SK_STORAGE_GET_F_CREATE);
+	if (!c)
+		return 1;
+	segs = skb->gso_segs ?: 1;
+	hdr = 0;
+	if (segs > 1 && !segment_headers(skb, sk->protocol == IPPROTO_TCP, &hdr))
+		return 1;
+	if (out) {
+		__sync_fetch_and_add(&c->out_packets, segs);
+		__sync_fetch_and_add(&c->out_bytes, skb->len + (__u64)(segs - 1) * hdr);
+	} else {
+		__sync_fetch_and_add(&c->in_packets, segs);
+		__sync_fetch_and_add(&c->in_bytes, skb->len + (__u64)(segs - 1) * hdr);
+	}
+	return 1;
+}
+
+SEC("cgroup_skb/egress")
+int sockfold_egress(struct __sk_buff *skb)
+{
+	return packet(skb, true);
+}
+
+SEC("cgroup_skb/ingress")
+int sockfold_ingress(struct __sk_buff *skb)
+{
+	return packet(skb, false);
+}
+
+SEC("cgroup_skb/egress")
+int sockfold_nop_egress(struct __sk_buff *skb)
+{
+	return 1;
+}
+
+SEC("cgroup_skb/ingress")
+int sockfold_nop_ingress(struct __sk_buff *skb)
+{
+	return 1;
+}
+
+/* What `*f` holds, taken out of it (read, then subtracted). */
+static __always_inline __u64 take(__u64 *f)
+{
+	__u64 v = *(volatile __u64 *)f;
+
+	if (v)
+		__sync_fetch_and_add(f, -v);
+	return v;
+}
+
+/* A call on `sk`: what its packets added since, to the calling thread. */
+static __always_inline int call(struct sock *sk)
+{
+	struct sock_counts *s;
+	struct counters *t;
+	bool tcp;
+
+	if (!sk)
+		return 0;
+	if (sk->sk_type == SOCK_STREAM && sk->sk_protocol == IPPROTO_TCP)
+		tcp = true;
+	else if (sk->sk_type == SOCK_DGRAM && sk->sk_protocol == IPPROTO_UDP)
+		tcp = false;
+	else
+		return 0;
+	s = bpf_sk_storage_get(&sock_counts, sk, 0, 0);
+	if (!s || !(s->out_packets | s->in_packets))
+		return 0;
+	t = bpf_task_storage_get(&thread_counts, bpf_get_current_task_btf(), 0,
+				 BPF_LOCAL_STORAGE_GET_F_CREATE);
+	if (!t)
+		return 0;
+	/* Only this thread writes its counters: plain adds. */
+	if (tcp) {
+		t->tcpsndpacks += take(&s->out_packets);
+		t->tcpsndbytes += take(&s->out_bytes);
+		t->tcprcvpacks += take(&s->in_packets);
+		t->tcprcvbytes += take(&s->in_bytes);
+	} else {
+		t->udpsndpacks += take(&s->out_packets);
+		t->udpsndbytes += take(&s->out_bytes);
+		t->udprcvpacks += take(&s->in_packets);
+		t->udprcvbytes += take(&s->in_bytes);
+	}
+	return 0;
+}
+
+SEC("tp_btf/sock_send_length")
+int BPF_PROG(sockfold_send, struct sock *sk, int ret, int flags)
+{
+	return call(sk);
+}
+
+SEC("tp_btf/sock_recv_length")
+int BPF_PROG(sockfold_recv, struct sock *sk, int ret, int flags)
+{
+	return call(sk);
+}
