@@ -78,7 +78,7 @@ fn print_text(s: &Stats, out: &mut impl Write) -> io::Result<()> {
             "processes",
             if s.max_processes_per_user < s.max_processes {
                 format!(
-                    "{} tracked (map of {}; at most {} per user other than root)",
+                    "{} tracked (map of {}), at most {} per user other than root",
                     s.processes, s.max_processes, s.max_processes_per_user
                 )
             } else {
