@@ -82,20 +82,29 @@ pub struct SockFoldProbe {
 impl SockFoldProbe {
     /// The candidate's programs, attached.
     pub fn attach() -> Result<Self, LoadError> {
-        Self::attach_as(false)
+        Self::attach_as(false, true)
+    }
+
+    /// The second candidate: the calls only record each socket's owner
+    /// (its counters stay on the socket).
+    pub fn attach_owner_only() -> Result<Self, LoadError> {
+        Self::attach_as(false, false)
     }
 
     /// Only cgroup_skb programs that do nothing, on the same hooks: their
     /// floor.
     pub fn attach_empty_hooks() -> Result<Self, LoadError> {
-        Self::attach_as(true)
+        Self::attach_as(true, true)
     }
 
-    fn attach_as(empty: bool) -> Result<Self, LoadError> {
+    fn attach_as(empty: bool, fold: bool) -> Result<Self, LoadError> {
         Kernel::probe().check()?;
         let mut open = sockfold::SockfoldSkelBuilder::default()
             .open(leaked_object())
             .map_err(libbpf("opening"))?;
+        if let Some(ro) = open.maps.rodata_data.as_deref_mut() {
+            ro.fold = fold;
+        }
         let p = &mut open.progs;
         p.sockfold_send.set_autoload(!empty);
         p.sockfold_recv.set_autoload(!empty);

@@ -13,6 +13,11 @@
  * what no socket claims would be each namespace's interface counters less
  * what the sockets counted, read when a snapshot is taken.
  *
+ * With `fold` off, the second candidate: each call only records the
+ * socket's owner when it changes (one read of the socket's storage), and
+ * the counters stay on the socket, to be summed per owner when a
+ * snapshot is taken (a walk of the sockets' storage, not measured here).
+ *
  * Also the floor of its hooks: cgroup_skb programs that do nothing.
  */
 #include "vmlinux.h"
@@ -32,12 +37,19 @@ char LICENSE[] SEC("license") = "Dual BSD/GPL";
 
 #include "segments.bpf.h"
 
-/* What a socket's packets added since the last call on it folded them. */
+/* Set before load: calls fold the socket's counters into their thread
+ * (else they only record the socket's owner). */
+const volatile bool fold = true;
+
+/* What a socket's packets added since the last call on it folded them
+ * (with `fold` off: ever), and its owner (the thread that last called). */
 struct sock_counts {
 	__u64 out_packets;
 	__u64 out_bytes;
 	__u64 in_packets;
 	__u64 in_bytes;
+	__u32 owner;
+	__u32 _pad;
 };
 
 struct {
@@ -134,6 +146,14 @@ static __always_inline int call(struct sock *sk)
 		tcp = false;
 	else
 		return 0;
+	if (!fold) {
+		__u32 tid = (__u32)bpf_get_current_pid_tgid();
+
+		s = bpf_sk_storage_get(&sock_counts, sk, 0, BPF_SK_STORAGE_GET_F_CREATE);
+		if (s && s->owner != tid)
+			s->owner = tid;
+		return 0;
+	}
 	s = bpf_sk_storage_get(&sock_counts, sk, 0, 0);
 	if (!s || !(s->out_packets | s->in_packets))
 		return 0;

@@ -24,6 +24,7 @@ enum Variant {
     Wire,
     EmptyHooks,
     SockFold,
+    OwnerOnly,
 }
 
 impl Variant {
@@ -35,6 +36,9 @@ impl Variant {
             Variant::Wire => "netatopd --count wire (device and socket programs)",
             Variant::EmptyHooks => "empty cgroup_skb programs, egress and ingress (their floor)",
             Variant::SockFold => "candidate: socket counters at the cgroup hooks, folded at calls",
+            Variant::OwnerOnly => {
+                "candidate 2: the same counters, calls only record the owner (summed at snapshots)"
+            }
         }
     }
 }
@@ -99,6 +103,11 @@ fn with(v: Variant, anchor: Option<&str>, work: &dyn Fn() -> f64) -> f64 {
             let _p = netatopd_bpf::SockFoldProbe::attach().expect("the candidate's programs");
             work()
         }
+        Variant::OwnerOnly => {
+            let _p = netatopd_bpf::SockFoldProbe::attach_owner_only()
+                .expect("the second candidate's programs");
+            work()
+        }
     }
 }
 
@@ -116,6 +125,7 @@ pub fn design(s: &Scale) {
         Variant::Wire,
         Variant::EmptyHooks,
         Variant::SockFold,
+        Variant::OwnerOnly,
     ]);
     let n = s.round_trips;
     let workloads: [Workload; 3] = [
@@ -163,7 +173,12 @@ pub fn design(s: &Scale) {
         "The kernel's own figures per program run (kernel.bpf_stats_enabled=1), one round each:\n"
     );
     for (title, _, work) in &workloads[..2] {
-        for v in [Variant::Anchor, Variant::Wire, Variant::SockFold] {
+        for v in [
+            Variant::Anchor,
+            Variant::Wire,
+            Variant::SockFold,
+            Variant::OwnerOnly,
+        ] {
             if matches!(v, Variant::Anchor) && anchor.is_none() {
                 continue;
             }
