@@ -18,7 +18,7 @@ use netatopd_tests::{
     run_lingering, wait_until, Daemon, Gen, Report, NOBODY,
 };
 use serde_json::Value;
-use zerocopy::FromBytes;
+use zerocopy::{FromBytes, IntoBytes};
 
 /// A netatopd with both sockets open to everyone and options `extra`.
 fn widened(extra: &[&str]) -> Daemon {
@@ -411,4 +411,69 @@ fn one_user_cannot_fill_the_process_map() {
     let mut again = spawn_as_nobody("10");
     assert_eq!(counted_children(&d, &again.report()), 10);
     again.finish();
+}
+
+/// A request of a user other than root held back while those users'
+/// unread output is over --max-unprivileged-output is not idleness: its
+/// connection outlives --idle-timeout, and is answered once that output
+/// is taken.
+#[test]
+fn a_held_request_outlives_the_idle_timeout() {
+    let d = widened(&[
+        "--idle-timeout",
+        "1",
+        "--max-unprivileged-output",
+        "4096",
+        "--client-timeout",
+        "120",
+    ]);
+    // 3,000 processes with traffic, and a request for their threads too:
+    // a response of about 576 kB, built whole, more than a socket's buffer
+    // takes, so that much of it waits in netatopd.
+    let mut g = Gen::spawn("fork", &["--count", "3000", "--size", "10"]);
+    let r = g.report();
+    let mut hog = connect_as_nobody(&d.socket).unwrap();
+    hog.set_read_timeout(Some(Duration::from_secs(20))).unwrap();
+    hog.write_all(NetPerTask::THREADS_REQUEST.as_bytes())
+        .unwrap();
+    let mut first = vec![0u8; RECORD_SIZE];
+    hog.read_exact(&mut first).expect("the response begins");
+    // Another connection of nobody's asks: held while hog takes nothing.
+    let mut held = connect_as_nobody(&d.socket).unwrap();
+    held.write_all(&[0u8; RECORD_SIZE]).unwrap();
+    // Past --idle-timeout and the once-a-second look at idle clients.
+    std::thread::sleep(Duration::from_secs(4));
+    held.set_nonblocking(true).unwrap();
+    let mut byte = [0u8; 1];
+    match held.read(&mut byte) {
+        Err(e) if e.kind() == ErrorKind::WouldBlock => {}
+        Ok(0) => panic!("a held request was closed as idle"),
+        Err(e) if e.kind() == ErrorKind::ConnectionReset => {
+            panic!("a held request was closed as idle (reset)")
+        }
+        other => panic!("a held request was answered while held: {other:?}"),
+    }
+    held.set_nonblocking(false).unwrap();
+    // hog takes its output: the held request is answered, whole.
+    let mut rec = [0u8; RECORD_SIZE];
+    let mut response = first;
+    while !ends_response(&response) {
+        hog.read_exact(&mut rec).expect("hog's response");
+        response.extend_from_slice(&rec);
+    }
+    held.set_read_timeout(Some(Duration::from_secs(20)))
+        .unwrap();
+    let mut response = vec![0u8; RECORD_SIZE];
+    held.read_exact(&mut response)
+        .expect("the held request is answered");
+    while !ends_response(&response) {
+        held.read_exact(&mut rec)
+            .expect("the held request's response");
+        response.extend_from_slice(&rec);
+    }
+    let recs = records(&response);
+    for &pid in &r.children[..10] {
+        assert_eq!(record_for(&recs, pid).counters.udpsndpacks, 1);
+    }
+    g.finish();
 }
