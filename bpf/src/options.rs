@@ -125,8 +125,8 @@ impl Default for MapSizes {
             cgroups: 16384,
             // Collected within a second of their removal.
             removed_cgroups: 4096,
-            // A quarter of `procs`.
-            procs_per_user: 16384,
+            // A quarter of `procs`, as main.rs derives it from the options.
+            procs_per_user: 65536 / 4,
         }
     }
 }

@@ -98,8 +98,8 @@ static __noinline void take_pending(struct sock_owner *o, struct counters *to, _
  * none: into its counters `to`, its namespace `netns`'s figures (see
  * take_pending()). `tcp`: the socket is TCP.
  *
- * Who calls: the owner, once published (tag()); and a packet that found
- * no owner and added to `pending`, if one was published meanwhile
+ * Who calls: the first owner, once published (tag()); and a packet that
+ * found no owner and added to `pending`, if one was published meanwhile
  * (claim_late()). Each publishes or adds, then a full barrier (an atomic
  * add: one on x86-64, the one architecture built for), then reads the
  * other's: of the two, at least one sees the other, so nothing added
@@ -156,6 +156,7 @@ static __always_inline void tag(struct sock *sk)
 	struct thread_val *t;
 	struct proc_val *p;
 	__u32 netns, tgid;
+	bool first;
 
 	o = bpf_sk_storage_get(&owners, sk, 0, BPF_SK_STORAGE_GET_F_CREATE);
 	if (!o) {
@@ -173,6 +174,9 @@ static __always_inline void tag(struct sock *sk)
 		return;
 	task = bpf_get_current_task_btf();
 	netns = sk->__sk_common.skc_net.net->ns.inum;
+	/* Packets wait in `pending` only while the socket has no owner: a
+	 * later owner has nothing to take. */
+	first = !o->tgid;
 	o->tid = (__u32)id;
 	o->start_ns = task->group_leader->start_boottime;
 	o->netns = netns;
@@ -180,7 +184,8 @@ static __always_inline void tag(struct sock *sk)
 	 * the socket carried without an owner is taken (see claim()). */
 	__asm__ __volatile__("" ::: "memory");
 	*(volatile __u32 *)&o->tgid = tgid;
-	claim(o, t ? &t->c : &p->exited, netns, sk->sk_type == SOCK_STREAM);
+	if (first)
+		claim(o, t ? &t->c : &p->exited, netns, sk->sk_type == SOCK_STREAM);
 }
 
 /* The process entry of a socket's owner, if that process still runs (a
