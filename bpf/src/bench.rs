@@ -28,11 +28,22 @@ impl EmptyProbe {
     }
 
     pub fn attach() -> Result<Self, LoadError> {
+        Self::attach_as(true)
+    }
+
+    /// Only the one on sock_recv_length: the floor of a design whose sends
+    /// need no call program.
+    pub fn attach_recv_only() -> Result<Self, LoadError> {
+        Self::attach_as(false)
+    }
+
+    fn attach_as(send: bool) -> Result<Self, LoadError> {
         Kernel::probe().check()?;
         let mut open = empty::EmptySkelBuilder::default()
             .open(leaked_object())
             .map_err(libbpf("opening"))?;
         open.progs.empty_kprobe.set_autoload(false);
+        open.progs.empty_send.set_autoload(send);
         let mut skel = open.load().map_err(libbpf("loading"))?;
         skel.attach().map_err(libbpf("attaching"))?;
         Ok(Self { _skel: skel })
@@ -97,18 +108,32 @@ impl SockFoldProbe {
         Self::attach_as(true, true)
     }
 
+    /// The third candidate: the second with one atomic add per packet;
+    /// with `device`, the fourth: its packets sent counted where they
+    /// leave the lowest device (a tp_btf program) instead of at the
+    /// cgroup egress hook.
+    pub fn attach_packed(device: bool) -> Result<Self, LoadError> {
+        Self::attach_with(false, false, true, device)
+    }
+
     fn attach_as(empty: bool, fold: bool) -> Result<Self, LoadError> {
+        Self::attach_with(empty, fold, false, false)
+    }
+
+    fn attach_with(empty: bool, fold: bool, packed: bool, device: bool) -> Result<Self, LoadError> {
         Kernel::probe().check()?;
         let mut open = sockfold::SockfoldSkelBuilder::default()
             .open(leaked_object())
             .map_err(libbpf("opening"))?;
         if let Some(ro) = open.maps.rodata_data.as_deref_mut() {
             ro.fold = fold;
+            ro.packed = packed;
         }
         let p = &mut open.progs;
         p.sockfold_send.set_autoload(!empty);
         p.sockfold_recv.set_autoload(!empty);
-        p.sockfold_egress.set_autoload(!empty);
+        p.sockfold_egress.set_autoload(!empty && !device);
+        p.sockfold_xmit.set_autoload(device);
         p.sockfold_ingress.set_autoload(!empty);
         p.sockfold_nop_egress.set_autoload(empty);
         p.sockfold_nop_ingress.set_autoload(empty);
@@ -120,9 +145,11 @@ impl SockFoldProbe {
         })?;
         let progs = &skel.progs;
         let hooks = if empty {
-            [&progs.sockfold_nop_egress, &progs.sockfold_nop_ingress]
+            vec![&progs.sockfold_nop_egress, &progs.sockfold_nop_ingress]
+        } else if device {
+            vec![&progs.sockfold_ingress]
         } else {
-            [&progs.sockfold_egress, &progs.sockfold_ingress]
+            vec![&progs.sockfold_egress, &progs.sockfold_ingress]
         };
         let links = hooks
             .into_iter()

@@ -18,6 +18,13 @@
  * the counters stay on the socket, to be summed per owner when a
  * snapshot is taken (a walk of the sockets' storage, not measured here).
  *
+ * With `packed` on (and `fold` off), the third: each packet's count and
+ * bytes go into one word of the socket's storage with one atomic add (the
+ * packets in its top 24 bits), spilled into wide counters when a field
+ * nears its limit. With `sockfold_xmit` loaded instead of the egress
+ * program, the fourth: the packets sent counted where they leave the
+ * lowest device (a BTF raw tracepoint) instead of at the egress hook.
+ *
  * Also the floor of its hooks: cgroup_skb programs that do nothing.
  */
 #include "vmlinux.h"
@@ -41,6 +48,9 @@ char LICENSE[] SEC("license") = "Dual BSD/GPL";
  * (else they only record the socket's owner). */
 const volatile bool fold = true;
 
+/* Set before load: one atomic add per packet (see packed_add()). */
+const volatile bool packed = false;
+
 /* What a socket's packets added since the last call on it folded them
  * (with `fold` off: ever), and its owner (the thread that last called). */
 struct sock_counts {
@@ -50,7 +60,13 @@ struct sock_counts {
 	__u64 in_bytes;
 	__u32 owner;
 	__u32 _pad;
+	/* With `packed`: packets << PACK_SHIFT | bytes, per direction. */
+	__u64 out_word;
+	__u64 in_word;
 };
+
+#define PACK_SHIFT 40
+#define PACK_BYTES ((1ULL << PACK_SHIFT) - 1)
 
 struct {
 	__uint(type, BPF_MAP_TYPE_SK_STORAGE);
@@ -66,6 +82,40 @@ struct {
 	__type(key, int);
 	__type(value, struct counters);
 } thread_counts SEC(".maps");
+
+/* `segs` packets of `len` bytes into `word` with one atomic add; when
+ * the word's bytes pass 2^39 or its packets 2^23, what it holds moves
+ * into the wide counters (`packets`, `bytes`), before either can wrap. */
+static __always_inline void packed_add(__u64 *word, __u64 *packets, __u64 *bytes, __u32 segs,
+				       __u64 len)
+{
+	__u64 old = __sync_fetch_and_add(word, ((__u64)segs << PACK_SHIFT) + len);
+
+	if ((old & PACK_BYTES) >= (1ULL << 39) || old >= (1ULL << 63)) {
+		__u64 v = *(volatile __u64 *)word;
+
+		__sync_fetch_and_add(word, -v);
+		__sync_fetch_and_add(packets, v >> PACK_SHIFT);
+		__sync_fetch_and_add(bytes, v & PACK_BYTES);
+	}
+}
+
+/* `segs` packets of `len` bytes into socket counters `c`. */
+static __always_inline void add(struct sock_counts *c, __u32 segs, __u64 len, bool out)
+{
+	if (packed) {
+		if (out)
+			packed_add(&c->out_word, &c->out_packets, &c->out_bytes, segs, len);
+		else
+			packed_add(&c->in_word, &c->in_packets, &c->in_bytes, segs, len);
+	} else if (out) {
+		__sync_fetch_and_add(&c->out_packets, segs);
+		__sync_fetch_and_add(&c->out_bytes, len);
+	} else {
+		__sync_fetch_and_add(&c->in_packets, segs);
+		__sync_fetch_and_add(&c->in_bytes, len);
+	}
+}
 
 /* A packet of a TCP or UDP socket, as the packets it stands for, into its
  * socket's counters. */
@@ -87,13 +137,7 @@ static __always_inline int packet(struct __sk_buff *skb, bool out)
 	hdr = 0;
 	if (segs > 1 && !segment_headers(skb, sk->protocol == IPPROTO_TCP, &hdr))
 		return 1;
-	if (out) {
-		__sync_fetch_and_add(&c->out_packets, segs);
-		__sync_fetch_and_add(&c->out_bytes, skb->len + (__u64)(segs - 1) * hdr);
-	} else {
-		__sync_fetch_and_add(&c->in_packets, segs);
-		__sync_fetch_and_add(&c->in_bytes, skb->len + (__u64)(segs - 1) * hdr);
-	}
+	add(c, segs, skb->len + (__u64)(segs - 1) * hdr, out);
 	return 1;
 }
 
@@ -107,6 +151,48 @@ SEC("cgroup_skb/ingress")
 int sockfold_ingress(struct __sk_buff *skb)
 {
 	return packet(skb, false);
+}
+
+/* Whether `dev` has devices beneath it: its packets leave again through
+ * them, and count there. */
+static __always_inline bool stacked(struct net_device *dev)
+{
+	__u64 lower = (__u64)dev + bpf_core_field_offset(struct net_device, adj_list.lower);
+
+	return (__u64)dev->adj_list.lower.next != lower;
+}
+
+/* The fourth candidate's egress: every packet a local socket sends, where
+ * it leaves the lowest device (after segmentation and fragmentation: the
+ * packets as they leave), into its socket's counters. */
+SEC("tp_btf/net_dev_start_xmit")
+int BPF_PROG(sockfold_xmit, struct sk_buff *skb, struct net_device *dev)
+{
+	struct sock *sk = skb->sk;
+	struct sock_counts *c;
+	__u16 segs[2] = {};
+	__u32 len;
+	__u8 state;
+
+	if (!sk || stacked(dev))
+		return 0;
+	state = sk->__sk_common.skc_state;
+	/* TIME_WAIT and request sockets carry no storage. */
+	if (state == 6 || state == 12)
+		return 0;
+	if (sk->sk_protocol != IPPROTO_TCP && sk->sk_protocol != IPPROTO_UDP)
+		return 0;
+	c = bpf_sk_storage_get(&sock_counts, sk, 0, 0);
+	if (!c)
+		return 0;
+	len = skb->len - (skb->network_header - (__u32)((__u64)skb->data - (__u64)skb->head));
+	bpf_probe_read_kernel(segs, sizeof(segs),
+			      skb->head + skb->end +
+				      bpf_core_field_offset(struct skb_shared_info, gso_size));
+	/* A GSO packet's segments (their headers not added here: rare on the
+	 * small exchanges measured). */
+	add(c, segs[0] && segs[1] > 1 ? segs[1] : 1, len, true);
+	return 0;
 }
 
 SEC("cgroup_skb/egress")

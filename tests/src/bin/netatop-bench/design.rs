@@ -23,8 +23,12 @@ enum Variant {
     Calls,
     Wire,
     EmptyHooks,
+    EmptyAll,
+    EmptyRecvHooks,
     SockFold,
     OwnerOnly,
+    Packed,
+    PackedDevice,
 }
 
 impl Variant {
@@ -35,9 +39,21 @@ impl Variant {
             Variant::Calls => "netatopd --count calls",
             Variant::Wire => "netatopd --count wire (device and socket programs)",
             Variant::EmptyHooks => "empty cgroup_skb programs, egress and ingress (their floor)",
+            Variant::EmptyAll => {
+                "empty programs on the calls' tracepoints and the cgroup hooks (the floor of \
+                 any design with both)"
+            }
+            Variant::EmptyRecvHooks => {
+                "empty programs on the receive tracepoint only and the cgroup hooks (the floor \
+                 of a design whose sends need no call program)"
+            }
             Variant::SockFold => "candidate: socket counters at the cgroup hooks, folded at calls",
             Variant::OwnerOnly => {
                 "candidate 2: the same counters, calls only record the owner (summed at snapshots)"
+            }
+            Variant::Packed => "candidate 3: the second, one atomic add per packet",
+            Variant::PackedDevice => {
+                "candidate 4: the third, packets sent counted at the device (tp_btf)"
             }
         }
     }
@@ -99,6 +115,16 @@ fn with(v: Variant, anchor: Option<&str>, work: &dyn Fn() -> f64) -> f64 {
             let _p = netatopd_bpf::SockFoldProbe::attach_empty_hooks().expect("empty programs");
             work()
         }
+        Variant::EmptyAll => {
+            let _calls = netatopd_bpf::EmptyProbe::attach().expect("empty tp_btf programs");
+            let _hooks = netatopd_bpf::SockFoldProbe::attach_empty_hooks().expect("empty programs");
+            work()
+        }
+        Variant::EmptyRecvHooks => {
+            let _calls = netatopd_bpf::EmptyProbe::attach_recv_only().expect("an empty program");
+            let _hooks = netatopd_bpf::SockFoldProbe::attach_empty_hooks().expect("empty programs");
+            work()
+        }
         Variant::SockFold => {
             let _p = netatopd_bpf::SockFoldProbe::attach().expect("the candidate's programs");
             work()
@@ -106,6 +132,12 @@ fn with(v: Variant, anchor: Option<&str>, work: &dyn Fn() -> f64) -> f64 {
         Variant::OwnerOnly => {
             let _p = netatopd_bpf::SockFoldProbe::attach_owner_only()
                 .expect("the second candidate's programs");
+            work()
+        }
+        Variant::Packed | Variant::PackedDevice => {
+            let device = matches!(v, Variant::PackedDevice);
+            let _p = netatopd_bpf::SockFoldProbe::attach_packed(device)
+                .expect("the third or fourth candidate's programs");
             work()
         }
     }
@@ -124,8 +156,12 @@ pub fn design(s: &Scale) {
         Variant::Calls,
         Variant::Wire,
         Variant::EmptyHooks,
+        Variant::EmptyAll,
+        Variant::EmptyRecvHooks,
         Variant::SockFold,
         Variant::OwnerOnly,
+        Variant::Packed,
+        Variant::PackedDevice,
     ]);
     let n = s.round_trips;
     let workloads: [Workload; 3] = [
@@ -178,6 +214,8 @@ pub fn design(s: &Scale) {
             Variant::Wire,
             Variant::SockFold,
             Variant::OwnerOnly,
+            Variant::Packed,
+            Variant::PackedDevice,
         ] {
             if matches!(v, Variant::Anchor) && anchor.is_none() {
                 continue;
