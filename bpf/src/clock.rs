@@ -18,3 +18,12 @@ pub fn clock_ns(clock: libc::clockid_t) -> u64 {
 pub fn boottime_ns() -> u64 {
     clock_ns(libc::CLOCK_BOOTTIME)
 }
+
+/// The Unix time, in whole seconds, of a CLOCK_BOOTTIME instant `boot_ns`:
+/// both clocks read one after the other, so the answer is the same from
+/// one call to the next while the system clock is not set.
+pub fn unix_secs_of_boottime(boot_ns: u64) -> u64 {
+    let boot_now = boottime_ns();
+    let real_now = clock_ns(libc::CLOCK_REALTIME);
+    (real_now.saturating_sub(boot_now.saturating_sub(boot_ns))) / 1_000_000_000
+}

@@ -68,7 +68,7 @@ use libbpf_rs::PrintLevel;
 pub use attach::{Extra, Extras, Mode, Way};
 pub use attached::Attached;
 pub use bench::{EmptyProbe, SockFoldProbe, TcpInfoProbe};
-pub use clock::{boottime_ns, clock_ns};
+pub use clock::{boottime_ns, clock_ns, unix_secs_of_boottime};
 pub use error::LoadError;
 pub use features::Features;
 pub use kernel::Kernel;

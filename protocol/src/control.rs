@@ -22,7 +22,7 @@ use crate::Counters;
 /// counting mode and the unattributed traffic; 5: the cgroups; 6: the
 /// packets the receive program did not see; 7: the kernel's counts as one
 /// list of names and values; 8: the exited records no client had).
-pub const VERSION: u32 = 9;
+pub const VERSION: u32 = 10;
 /// Where netatopd serves the control protocol unless told otherwise.
 pub const DEFAULT_CONTROL_SOCKET: &str = "/run/netatopd/control.sock";
 /// Largest request frame a server accepts (bytes after the length).
@@ -117,6 +117,9 @@ pub struct Stats {
     /// Seconds since counting started (earlier than uptime when pinned
     /// state was adopted).
     pub counting_secs: f64,
+    /// When counting started, in Unix seconds (whole: the same in every
+    /// answer while the clock is not set).
+    pub counting_since_unix: u64,
     /// Kernel release.
     pub kernel: String,
     /// How the programs are attached.
@@ -318,17 +321,17 @@ mod tests {
     /// The byte-level examples of netatop-protocol(5).
     #[test]
     fn documented_encoding() {
-        assert_eq!(encode(&Request::Stats), [2, 0, 0, 0, 9, 1]);
+        assert_eq!(encode(&Request::Stats), [2, 0, 0, 0, 10, 1]);
         assert_eq!(
             encode(&Request::Processes {
                 threads: true,
                 exited: false
             }),
-            [4, 0, 0, 0, 9, 0, 1, 0]
+            [4, 0, 0, 0, 10, 0, 1, 0]
         );
         assert_eq!(
             encode(&Request::Cgroups { removed: true }),
-            [3, 0, 0, 0, 9, 2, 1]
+            [3, 0, 0, 0, 10, 2, 1]
         );
         // Zigzag signed integers, 251-prefixed u16, length-prefixed strings.
         let frame = encode(&Thread {
@@ -337,7 +340,7 @@ mod tests {
             name: "ab".into(),
             counters: Counters::default(),
         });
-        assert_eq!(&frame[4..12], [9, 1, 251, 88, 2, 2, b'a', b'b']);
+        assert_eq!(&frame[4..12], [10, 1, 251, 88, 2, 2, b'a', b'b']);
     }
 
     #[test]

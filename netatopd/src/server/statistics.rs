@@ -74,6 +74,7 @@ impl Statistics {
             version: env!("CARGO_PKG_VERSION").to_owned(),
             uptime_secs: self.started.elapsed().as_secs_f64(),
             counting_secs: boottime_ns().saturating_sub(tracer.counting_since_ns()) as f64 / 1e9,
+            counting_since_unix: netatopd_bpf::unix_secs_of_boottime(tracer.counting_since_ns()),
             kernel: netatopd_bpf::kernel::kernel_release(),
             attach_mode: tracer.attached().to_string(),
             pin_dir: self.pin_dir.clone(),

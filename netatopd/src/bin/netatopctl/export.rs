@@ -82,41 +82,57 @@ fn escape(v: &str) -> String {
     out
 }
 
-/// Label sets and their counters, per process or command.
-fn series(procs: &[Process], by: By) -> Vec<(String, Counters)> {
+/// One series: its labels, its counters, and since when they count (Unix
+/// seconds; for `_created`).
+pub struct Series {
+    pub labels: String,
+    pub counters: Counters,
+    pub created: f64,
+}
+
+/// Label sets and their counters, per process or command; each counts
+/// since its process started or since counting started (`since`),
+/// whichever is later (a command: its oldest process).
+fn series(procs: &[Process], by: By, since: f64) -> Vec<Series> {
+    let start = |p: &Process| (p.btime as f64).max(since);
     match by {
         By::Cgroup | By::Unit | By::Container | By::Pod => {
             unreachable!("cgroup groupings come from group_series")
         }
         By::Pid => {
-            let mut v: Vec<(i32, String, Counters)> = procs
-                .iter()
-                .map(|p| {
-                    (
-                        p.pid,
-                        format!("pid=\"{}\",command=\"{}\"", p.pid, escape(&p.command)),
-                        p.counters,
-                    )
+            let mut v: Vec<&Process> = procs.iter().collect();
+            v.sort_by_key(|p| p.pid);
+            v.into_iter()
+                .map(|p| Series {
+                    labels: format!("pid=\"{}\",command=\"{}\"", p.pid, escape(&p.command)),
+                    counters: p.counters,
+                    created: start(p),
                 })
-                .collect();
-            v.sort_by_key(|(pid, ..)| *pid);
-            v.into_iter().map(|(_, l, c)| (l, c)).collect()
+                .collect()
         }
         By::Command => {
-            let mut sums: BTreeMap<&str, Counters> = BTreeMap::new();
+            let mut sums: BTreeMap<&str, (Counters, f64)> = BTreeMap::new();
             for p in procs {
-                sums.entry(&p.command).or_default().add(&p.counters);
+                let e = sums
+                    .entry(&p.command)
+                    .or_insert((Counters::default(), f64::MAX));
+                e.0.add(&p.counters);
+                e.1 = e.1.min(start(p));
             }
             sums.into_iter()
-                .map(|(cmd, c)| (format!("command=\"{}\"", escape(cmd)), c))
+                .map(|(cmd, (c, created))| Series {
+                    labels: format!("command=\"{}\"", escape(cmd)),
+                    counters: c,
+                    created,
+                })
                 .collect()
         }
     }
 }
 
 /// Label sets and their counters, per group of cgroups (removed ones
-/// left out: their totals were final).
-fn group_series(rows: &[crate::groups::Row]) -> Vec<(String, Counters)> {
+/// left out: their totals were final), counting since counting started.
+fn group_series(rows: &[crate::groups::Row], since: f64) -> Vec<Series> {
     rows.iter()
         .filter(|r| !r.removed)
         .map(|r| {
@@ -125,20 +141,27 @@ fn group_series(rows: &[crate::groups::Row]) -> Vec<(String, Counters)> {
                 .iter()
                 .map(|(k, v)| format!("{k}=\"{}\"", escape(v)))
                 .collect();
-            (labels.join(","), r.counters)
+            Series {
+                labels: labels.join(","),
+                counters: r.counters,
+                created: since,
+            }
         })
         .collect()
 }
 
 /// One counter family: its metadata in `format`, then one sample per
-/// label set.
+/// label set, and with `created`, when each began counting (Unix
+/// seconds): `_created` samples of the family in OpenMetrics, a gauge
+/// family of their own in the Prometheus text format.
 fn family<'a>(
     out: &mut impl Write,
     format: Format,
     name: &str,
     bytes: bool,
     help: &str,
-    samples: impl Iterator<Item = (&'a str, u64)>,
+    created: bool,
+    samples: impl Iterator<Item = (&'a str, u64, f64)> + Clone,
 ) -> io::Result<()> {
     // OpenMetrics names the family without the `_total` of its samples;
     // the Prometheus text format names it as they are.
@@ -151,37 +174,96 @@ fn family<'a>(
         writeln!(out, "# UNIT {family} bytes")?;
     }
     writeln!(out, "# HELP {family} {help}")?;
-    for (labels, v) in samples {
+    for (labels, v, since) in samples.clone() {
         writeln!(out, "{name}_total{{{labels}}} {v}")?;
+        if created && format == Format::Openmetrics {
+            writeln!(out, "{name}_created{{{labels}}} {since:.3}")?;
+        }
+    }
+    if created && format == Format::Prometheus {
+        writeln!(out, "# TYPE {name}_created gauge")?;
+        writeln!(
+            out,
+            "# HELP {name}_created When {family} began counting (Unix seconds)"
+        )?;
+        for (labels, _, since) in samples {
+            writeln!(out, "{name}_created{{{labels}}} {since:.3}")?;
+        }
     }
     Ok(())
 }
 
-/// The metrics text in `format`. Counting the wire (`wire`: what is
-/// unattributed per network namespace), each family's help says that its
-/// packets are IP packets and its bytes their IP length, and the
-/// unattributed families follow, labelled by namespace. `exited_lost`:
-/// the exited processes' final totals no client had, by why (none from a
-/// plain netatop service).
+/// What one export or scrape shows.
+pub struct Metrics {
+    pub series: Vec<Series>,
+    /// Counting the wire: what is unattributed, per network namespace.
+    pub wire: Option<Vec<(u32, Counters)>>,
+    /// The exited processes' final totals no client had, by why (none
+    /// from a plain netatop service).
+    pub exited_lost: Vec<(&'static str, u64)>,
+    /// When counting started (Unix seconds; 0 when the source cannot
+    /// tell: a plain netatop service).
+    pub since: f64,
+}
+
+impl Metrics {
+    /// Asks `source` for the series of `by`.
+    pub fn collect(source: &mut Source, by: By) -> Result<Metrics> {
+        let stats = source.stats()?;
+        let wire = stats.as_deref().and_then(crate::wire_of).map(<[_]>::to_vec);
+        let exited_lost = stats
+            .as_ref()
+            .map(|s| {
+                vec![
+                    ("max-exited", s.exited_dropped),
+                    ("expired", s.exited_undelivered),
+                ]
+            })
+            .unwrap_or_default();
+        let since = stats.as_ref().map_or(0.0, |s| s.counting_since_unix as f64);
+        let series = match by.group() {
+            None => series(&source.processes(false, false)?, by, since),
+            Some(g) => group_series(
+                &crate::groups::rows(&crate::groups::fetch(source, false)?, g),
+                since,
+            ),
+        };
+        Ok(Metrics {
+            series,
+            wire,
+            exited_lost,
+            since,
+        })
+    }
+}
+
+/// The metrics text in `format`, with `_created` samples if `created`.
+/// Counting the wire, each family's help says that its packets are IP
+/// packets and its bytes their IP length, and the unattributed families
+/// follow, labelled by namespace. In OpenMetrics, `gauges` (name, help,
+/// value) come before `# EOF`; in the Prometheus text format, after.
 pub fn write_metrics(
-    series: &[(String, Counters)],
-    wire: Option<&[(u32, Counters)]>,
-    exited_lost: &[(&str, u64)],
+    m: &Metrics,
     format: Format,
+    created: bool,
+    gauges: &[(&str, &str, f64)],
     out: &mut impl Write,
 ) -> io::Result<()> {
     for (i, f) in FIELDS.iter().enumerate() {
-        let help = match wire {
+        let help = match m.wire {
             Some(_) => format!(
                 "{} (counting the wire: IP packets, bytes with headers)",
                 f.help
             ),
             None => f.help.to_owned(),
         };
-        let samples = series.iter().map(|(l, c)| (l.as_str(), c.fields()[i]));
-        family(out, format, &f.metric(), f.bytes, &help, samples)?;
+        let samples = m
+            .series
+            .iter()
+            .map(|s| (s.labels.as_str(), s.counters.fields()[i], s.created));
+        family(out, format, &f.metric(), f.bytes, &help, created, samples)?;
     }
-    if let Some(unattributed) = wire {
+    if let Some(unattributed) = &m.wire {
         let labels: Vec<(String, Counters)> = unattributed
             .iter()
             .map(|(netns, c)| (format!("netns=\"{netns}\""), *c))
@@ -191,13 +273,16 @@ pub fn write_metrics(
                 "{} for no process, per network namespace (counting the wire)",
                 f.help
             );
-            let samples = labels.iter().map(|(l, c)| (l.as_str(), c.fields()[i]));
+            let samples = labels
+                .iter()
+                .map(|(l, c)| (l.as_str(), c.fields()[i], m.since));
             let name = format!("netatop_unattributed_{}", f.key);
-            family(out, format, &name, f.bytes, &help, samples)?;
+            family(out, format, &name, f.bytes, &help, created, samples)?;
         }
     }
-    if !exited_lost.is_empty() {
-        let labels: Vec<(String, u64)> = exited_lost
+    if !m.exited_lost.is_empty() {
+        let labels: Vec<(String, u64)> = m
+            .exited_lost
             .iter()
             .map(|(why, n)| (format!("why=\"{why}\""), *n))
             .collect();
@@ -208,38 +293,30 @@ pub fn write_metrics(
             false,
             "Exited processes whose final totals no client had: dropped beyond \
              --max-exited, or expired (--exit-grace) while no client was connected",
-            labels.iter().map(|(l, n)| (l.as_str(), *n)),
+            created,
+            labels.iter().map(|(l, n)| (l.as_str(), *n, m.since)),
         )?;
     }
+    write_gauges(gauges, out)?;
     if format == Format::Openmetrics {
         writeln!(out, "# EOF")?;
     }
     Ok(())
 }
 
+/// Gauges without labels: (name, help, value).
+pub fn write_gauges(gauges: &[(&str, &str, f64)], out: &mut impl Write) -> io::Result<()> {
+    for (name, help, v) in gauges {
+        writeln!(out, "# TYPE {name} gauge\n# HELP {name} {help}\n{name} {v}")?;
+    }
+    Ok(())
+}
+
 pub fn run(args: &Args, o: &Opts) -> Result<()> {
-    let group = o.by.group();
-    let mut source = Source::open(args, group.map(|_| "--by with cgroups"))?;
-    let stats = source.stats()?;
-    let wire = stats.as_deref().and_then(crate::wire_of);
-    let exited_lost: Vec<(&str, u64)> = stats
-        .as_ref()
-        .map(|s| {
-            vec![
-                ("max-exited", s.exited_dropped),
-                ("expired", s.exited_undelivered),
-            ]
-        })
-        .unwrap_or_default();
-    let series = match group {
-        None => series(&source.processes(false, false)?, o.by),
-        Some(g) => group_series(&crate::groups::rows(
-            &crate::groups::fetch(&mut source, false)?,
-            g,
-        )),
-    };
+    let mut source = Source::open(args, o.by.group().map(|_| "--by with cgroups"))?;
+    let m = Metrics::collect(&mut source, o.by)?;
     let mut text = Vec::new();
-    write_metrics(&series, wire, &exited_lost, o.format, &mut text).expect("writing to memory");
+    write_metrics(&m, o.format, false, &[], &mut text).expect("writing to memory");
     match &o.output {
         None => output(io::stdout().lock().write_all(&text)),
         Some(path) => {
@@ -262,7 +339,7 @@ mod tests {
     fn proc(pid: i32, command: &str, tcpsndbytes: u64) -> Process {
         Process {
             pid,
-            btime: 0,
+            btime: 1_000,
             command: command.into(),
             counters: Counters {
                 tcpsndbytes,
@@ -273,15 +350,24 @@ mod tests {
         }
     }
 
+    fn metrics(series: Vec<Series>) -> Metrics {
+        Metrics {
+            series,
+            wire: None,
+            exited_lost: Vec::new(),
+            since: 500.0,
+        }
+    }
+
     #[test]
     fn families_series_and_eof() {
         let procs = [proc(20, "a\"b", 5), proc(10, "x", 7), proc(30, "x", 1)];
         let mut out = Vec::new();
         write_metrics(
-            &series(&procs, By::Pid),
-            None,
-            &[],
+            &metrics(series(&procs, By::Pid, 500.0)),
             Format::Openmetrics,
+            false,
+            &[],
             &mut out,
         )
         .unwrap();
@@ -302,10 +388,10 @@ mod tests {
 
         let mut out = Vec::new();
         write_metrics(
-            &series(&procs, By::Command),
-            None,
-            &[],
+            &metrics(series(&procs, By::Command, 500.0)),
             Format::Openmetrics,
+            false,
+            &[],
             &mut out,
         )
         .unwrap();
@@ -322,14 +408,12 @@ mod tests {
             4026531840u32,
             Counters::from_fields([1, 60, 2, 120, 0, 0, 0, 0]),
         )];
-        write_metrics(
-            &series(&procs, By::Pid),
-            Some(&un),
-            &[("max-exited", 2), ("expired", 3)],
-            Format::Prometheus,
-            &mut out,
-        )
-        .unwrap();
+        let m = Metrics {
+            wire: Some(un.to_vec()),
+            exited_lost: vec![("max-exited", 2), ("expired", 3)],
+            ..metrics(series(&procs, By::Pid, 500.0))
+        };
+        write_metrics(&m, Format::Prometheus, false, &[], &mut out).unwrap();
         let text = String::from_utf8(out).unwrap();
         if let Some(path) = std::env::var_os("NETATOP_EXPORT_SAMPLE") {
             std::fs::write(path, &text).unwrap();
@@ -345,5 +429,45 @@ mod tests {
             "netatop_exited_lost_total{why=\"max-exited\"} 2\nnetatop_exited_lost_total{why=\"expired\"} 3\n"
         ));
         assert_eq!(text.matches("# TYPE").count(), 17);
+    }
+
+    #[test]
+    fn created_samples_and_gauges() {
+        // Started before counting (500): counts since 500; after: since
+        // its start.
+        let mut old = proc(10, "x", 7);
+        old.btime = 100;
+        let procs = [old, proc(20, "x", 5)];
+        let m = metrics(series(&procs, By::Pid, 500.0));
+        let up = [("netatopd_up", "Whether netatopd answered", 1.0)];
+        let mut out = Vec::new();
+        write_metrics(&m, Format::Openmetrics, true, &up, &mut out).unwrap();
+        let text = String::from_utf8(out).unwrap();
+        assert!(text.contains(
+            "netatop_tcp_send_bytes_total{pid=\"10\",command=\"x\"} 7\n\
+             netatop_tcp_send_bytes_created{pid=\"10\",command=\"x\"} 500.000\n\
+             netatop_tcp_send_bytes_total{pid=\"20\",command=\"x\"} 5\n\
+             netatop_tcp_send_bytes_created{pid=\"20\",command=\"x\"} 1000.000\n"
+        ));
+        assert!(text.ends_with(
+            "# TYPE netatopd_up gauge\n# HELP netatopd_up Whether netatopd answered\n\
+             netatopd_up 1\n# EOF\n"
+        ));
+        assert_eq!(text.matches("_created{").count(), 16);
+
+        let mut out = Vec::new();
+        write_metrics(&m, Format::Prometheus, true, &up, &mut out).unwrap();
+        let text = String::from_utf8(out).unwrap();
+        assert!(text.contains(
+            "# TYPE netatop_tcp_send_bytes_created gauge\n\
+             # HELP netatop_tcp_send_bytes_created When netatop_tcp_send_bytes_total began \
+             counting (Unix seconds)\n\
+             netatop_tcp_send_bytes_created{pid=\"10\",command=\"x\"} 500.000\n"
+        ));
+        assert_eq!(text.matches("# TYPE").count(), 17);
+
+        // A command counts since its oldest process.
+        let m = metrics(series(&procs, By::Command, 500.0));
+        assert_eq!(m.series[0].created, 500.0);
     }
 }

@@ -16,6 +16,7 @@ mod conns;
 mod dump;
 mod export;
 mod groups;
+mod serve;
 mod stats;
 mod table;
 mod top;
@@ -53,6 +54,9 @@ enum Command {
     /// The counters in a metrics format (for node_exporter's textfile
     /// collector).
     Export(export::Opts),
+    /// Serve the counters over HTTP for Prometheus to scrape (GET
+    /// /metrics), asking netatopd's control socket at each scrape.
+    Serve(serve::Opts),
     /// Print a completion script for SHELL on standard output.
     Completions {
         #[arg(value_name = "SHELL")]
@@ -283,6 +287,7 @@ fn run(args: &Args) -> Result<()> {
         Command::Top(o) => top::run(args, o),
         Command::Stats { json } => stats::run(args, *json),
         Command::Export(o) => export::run(args, o),
+        Command::Serve(o) => serve::run(args, o),
         Command::Completions { shell } => {
             clap_complete::generate(
                 *shell,
