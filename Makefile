@@ -139,7 +139,9 @@ install: completions
 	install -m 0644 man/netatop-protocol.5 $(DESTDIR)$(MANDIR)/man5/
 	sed 's|/usr/sbin/netatopd|$(SBINDIR)/netatopd|' netatopd/systemd/netatopd.service \
 	    > $(DESTDIR)$(UNITDIR)/netatopd.service
-	chmod 0644 $(DESTDIR)$(UNITDIR)/netatopd.service
+	sed 's|/usr/bin/netatopctl|$(BINDIR)/netatopctl|' netatopd/systemd/metrics/netatopd-metrics.service \
+	    > $(DESTDIR)$(UNITDIR)/netatopd-metrics.service
+	chmod 0644 $(DESTDIR)$(UNITDIR)/netatopd.service $(DESTDIR)$(UNITDIR)/netatopd-metrics.service
 	for b in netatopd netatopctl; do \
 	    install -m 0644 $(COMPLETIONS)/$$b.bash $(DESTDIR)$(BASHCOMPDIR)/$$b && \
 	    install -m 0644 $(COMPLETIONS)/$$b.zsh $(DESTDIR)$(ZSHCOMPDIR)/_$$b && \
@@ -148,18 +150,26 @@ install: completions
 	# An admin's settings are never overwritten.
 	[ -e $(DESTDIR)$(SYSCONFDIR)/default/netatopd ] || \
 	    install -m 0644 netatopd/systemd/netatopd.default $(DESTDIR)$(SYSCONFDIR)/default/netatopd
+	[ -e $(DESTDIR)$(SYSCONFDIR)/default/netatopd-metrics ] || \
+	    install -m 0644 netatopd/systemd/netatopd-metrics.default \
+	    $(DESTDIR)$(SYSCONFDIR)/default/netatopd-metrics
 	@echo "installed; as root: systemctl daemon-reload && systemctl enable --now netatopd"
 
 uninstall:
 	rm -f $(DESTDIR)$(SBINDIR)/netatopd $(DESTDIR)$(BINDIR)/netatopctl \
 	    $(DESTDIR)$(MANDIR)/man8/netatopd.8 $(DESTDIR)$(MANDIR)/man8/netatopctl.8 \
-	    $(DESTDIR)$(MANDIR)/man5/netatop-protocol.5 $(DESTDIR)$(UNITDIR)/netatopd.service
+	    $(DESTDIR)$(MANDIR)/man5/netatop-protocol.5 $(DESTDIR)$(UNITDIR)/netatopd.service \
+	    $(DESTDIR)$(UNITDIR)/netatopd-metrics.service
 	for b in netatopd netatopctl; do \
 	    rm -f $(DESTDIR)$(BASHCOMPDIR)/$$b $(DESTDIR)$(ZSHCOMPDIR)/_$$b $(DESTDIR)$(FISHCOMPDIR)/$$b.fish; \
 	done
 	# Settings are removed only if nobody changed them.
 	if cmp -s netatopd/systemd/netatopd.default $(DESTDIR)$(SYSCONFDIR)/default/netatopd; then \
 	    rm -f $(DESTDIR)$(SYSCONFDIR)/default/netatopd; \
+	fi
+	if cmp -s netatopd/systemd/netatopd-metrics.default \
+	    $(DESTDIR)$(SYSCONFDIR)/default/netatopd-metrics; then \
+	    rm -f $(DESTDIR)$(SYSCONFDIR)/default/netatopd-metrics; \
 	fi
 
 # The Debian package (metadata in netatopd/Cargo.toml): target/debian/*.deb.

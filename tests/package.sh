@@ -30,6 +30,8 @@ make -s deb >/dev/null
 # 1. Contents: exactly these files, with these modes.
 want_files=$(cat <<EOF
 -rw-r--r-- ./etc/default/netatopd
+-rw-r--r-- ./etc/default/netatopd-metrics
+-rw-r--r-- ./usr/lib/systemd/system/netatopd-metrics.service
 -rw-r--r-- ./usr/lib/systemd/system/netatopd.service
 -rw-r--r-- ./usr/share/bash-completion/completions/netatopctl
 -rw-r--r-- ./usr/share/bash-completion/completions/netatopd
@@ -70,7 +72,8 @@ done
 [ "$(field Conflicts)" = netatop-bpf ] || fail "Conflicts: $(field Conflicts)"
 [[ "$(field Maintainer)" =~ ^.+\ \<.+@.+\>$ ]] || fail "Maintainer: $(field Maintainer)"
 field Description | grep -q 'atop -K' || fail "Description does not say what it is for"
-[ "$(dpkg-deb -I "$deb" conffiles)" = /etc/default/netatopd ] || fail "conffiles: $(dpkg-deb -I "$deb" conffiles)"
+[ "$(dpkg-deb -I "$deb" conffiles | xargs)" = "/etc/default/netatopd /etc/default/netatopd-metrics" ] ||
+    fail "conffiles: $(dpkg-deb -I "$deb" conffiles)"
 
 # Maintainer scripts: enable and start on install (start only where systemd
 # runs), stop on removal, forget the enablement on purge.
@@ -83,12 +86,26 @@ grep -q 'if \[ -d /run/systemd/system \]' "$ctl/postinst" || fail "postinst does
 grep -q 'deb-systemd-invoke $_dh_action netatopd.service' "$ctl/postinst" || fail "postinst does not start the unit"
 grep -q 'deb-systemd-invoke stop netatopd.service' "$ctl/prerm" || fail "prerm does not stop the unit"
 grep -q 'deb-systemd-helper purge netatopd.service' "$ctl/postrm" || fail "postrm does not disable the unit on purge"
+# The Prometheus endpoint's unit: installed, stopped on removal, never
+# enabled by the package.
+grep -q 'deb-systemd-helper update-state netatopd-metrics.service' "$ctl/postinst" ||
+    fail "postinst does not register netatopd-metrics.service"
+grep -q 'deb-systemd-invoke $_dh_action netatopd-metrics.service' "$ctl/postinst" &&
+    fail "postinst starts netatopd-metrics.service (it is off until the admin enables it)"
+# The group netatop is made by the unit (ExecStartPre), where systemd runs
+# it: the scripts never touch /etc/group.
+grep -q 'sysusers' "$ctl/postinst" && fail "postinst runs systemd-sysusers"
+grep -q 'deb-systemd-invoke stop netatopd-metrics.service' "$ctl/prerm" || fail "prerm does not stop netatopd-metrics"
 for s in postinst prerm postrm; do sh -n "$ctl/$s" || fail "$s is not valid sh"; done
 
 # The unit in the package is the repository's.
 dpkg-deb -x "$deb" "$pkgroot"
-cmp -s "$pkgroot/usr/lib/systemd/system/netatopd.service" netatopd/systemd/netatopd.service ||
-    fail "the packaged unit differs from netatopd/systemd/netatopd.service"
+for unit in netatopd netatopd-metrics; do
+    src=netatopd/systemd/$unit.service
+    [ "$unit" = netatopd ] || src=netatopd/systemd/metrics/$unit.service
+    cmp -s "$pkgroot/usr/lib/systemd/system/$unit.service" "$src" ||
+        fail "the packaged unit differs from $src"
+done
 "$pkgroot/usr/sbin/netatopd" --version | head -1 | grep -Eq "^netatopd ${version//./\\.} \(git [0-9a-f]{12}\)$" ||
     fail "packaged netatopd --version: $("$pkgroot/usr/sbin/netatopd" --version | head -1)"
 log "contents, control fields and maintainer scripts as expected"
@@ -144,7 +161,9 @@ trap 'purge; rm -rf "$ctl" "$pkgroot" "$stage"' EXIT
 make -s install PREFIX=/usr/local DESTDIR="$stage" >/dev/null
 want_installed=$(cat <<EOF
 /etc/default/netatopd
+/etc/default/netatopd-metrics
 /usr/local/bin/netatopctl
+/usr/local/lib/systemd/system/netatopd-metrics.service
 /usr/local/lib/systemd/system/netatopd.service
 /usr/local/sbin/netatopd
 /usr/local/share/bash-completion/completions/netatopctl
@@ -165,8 +184,14 @@ if [ "$got_installed" != "$want_installed" ]; then
 fi
 grep -qx 'ExecStart=/usr/local/sbin/netatopd $NETATOPD_OPTS' "$stage/usr/local/lib/systemd/system/netatopd.service" ||
     fail "make install: the unit does not start /usr/local/sbin/netatopd"
-systemd-analyze verify --man=no "$stage/usr/local/lib/systemd/system/netatopd.service" 2>&1 |
-    grep -v 'is not executable\|No such file' | grep . && fail "systemd-analyze verify: the installed unit has problems"
+grep -qx 'ExecStart=/usr/local/bin/netatopctl serve $NETATOPD_METRICS_OPTS' \
+    "$stage/usr/local/lib/systemd/system/netatopd-metrics.service" ||
+    fail "make install: the metrics unit does not start /usr/local/bin/netatopctl"
+for unit in netatopd netatopd-metrics; do
+    systemd-analyze verify --man=no "$stage/usr/local/lib/systemd/system/$unit.service" 2>&1 |
+        grep -v 'is not executable\|No such file' | grep . &&
+        fail "systemd-analyze verify: the installed $unit.service has problems"
+done
 "$stage/usr/local/sbin/netatopd" --version | head -1 | grep -q "^netatopd $version" || fail "installed netatopd does not run"
 grep -q 'complete -F _netatopctl' "$stage/usr/local/share/bash-completion/completions/netatopctl" ||
     fail "bash completion for netatopctl is not a completion script"

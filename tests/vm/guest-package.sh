@@ -136,6 +136,45 @@ while [ $i -lt 50 ]; do
 done
 check "the stopped unit's final totals, marked removed" [ "$removed" = "$want" ]
 
+# ---- 1c. the Prometheus endpoint: off until enabled, unprivileged, exact ----------------
+check "netatopd-metrics is installed and not enabled" \
+    sh -c "systemctl cat netatopd-metrics >/dev/null && ! systemctl is-enabled --quiet netatopd-metrics"
+check "the sockets let the package's group netatop in (0660)" \
+    sh -c "[ \"\$(stat -c '%a %G' /run/netatopd/control.sock)\" = '660 netatop' ]"
+# GET /metrics on loopback, with bash's /dev/tcp (the guest has no HTTP client).
+scrape() {
+    bash -c 'exec 3<>/dev/tcp/127.0.0.1/9977 &&
+        printf "GET /metrics HTTP/1.0\r\nHost: localhost\r\n\r\n" >&3 && cat <&3' >"$O/scrape" 2>/dev/null
+}
+# Scrapes until line $1 is in the answer (10 s at most).
+scraped() {
+    i=0
+    while [ $i -lt 100 ]; do
+        scrape && grep -qxF "$1" "$O/scrape" && return 0
+        i=$((i + 1))
+        sleep 0.1
+    done
+    return 1
+}
+systemctl enable --now netatopd-metrics >"$O/metrics-enable.log" 2>&1
+check "systemctl enable --now netatopd-metrics: it answers, netatopd up" scraped "netatopd_up 1"
+mpid=$(systemctl show -P MainPID netatopd-metrics)
+check "it runs as a user of its own (not root), with no capability" \
+    sh -c "awk '/^Uid:/ { exit !(\$2 != 0) }' /proc/$mpid/status && grep -q '^CapEff:.0000000000000000$' /proc/$mpid/status"
+rm -f /run/vmtest/scraped.hold
+mkfifo /run/vmtest/scraped.hold
+systemd-run --quiet --unit=netatop-scraped --service-type=exec sh -c \
+    "exec '$GEN' udp4 --count 30 --size 200 --linger <'/run/vmtest/scraped.hold' >'$O/scraped.json'"
+exec 8>/run/vmtest/scraped.hold
+report scraped
+check "a unit's traffic, scraped, exactly (per unit, the default)" \
+    scraped "netatop_udp_send_bytes_total{unit=\"netatop-scraped.service\"} $(value "$O/scraped.json" udp_send_bytes)"
+exec 8>&-
+systemctl disable --now netatopd-metrics >>"$O/metrics-enable.log" 2>&1
+journalctl -u netatopd-metrics --no-pager -q >"$O/metrics-journal" 2>&1
+check "no permission denial in netatopd-metrics's journal" \
+    sh -c "! grep -qiE 'permission denied|not permitted|read-only' '$O/metrics-journal'"
+
 # ---- 2. the sandbox over a minute of traffic, queries and a client flood -------------
 start steady udp4 --count 30000 --size 200 --pace-us 2000 --name steady
 n=0
@@ -170,7 +209,7 @@ check "systemd-analyze security netatopd" grep -q 'Overall exposure level for ne
 # ---- 3. restart and upgrade ------------------------------------------------------------
 linger keep udp4 --count 40 --size 100
 check "the package keeps counting across a restart by default (--keep-counting)" \
-    grep -q '^NETATOPD_OPTS="--keep-counting"' /etc/default/netatopd
+    grep -q '^NETATOPD_OPTS="--keep-counting --socket-mode 0660 --socket-group netatop"' /etc/default/netatopd
 systemctl restart netatopd
 check "systemctl restart: active again" state_is active
 check "systemctl restart: the counters go on" exact "$O/keep.json" "$O/keep.restart.dump"
