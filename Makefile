@@ -57,7 +57,7 @@ COMPLETIONS = $(OUT)/completions
 CARGO_DEB_VERSION ?= 3.8.0
 TOOLS := target/tools
 
-.PHONY: deps test-deps build run test bench completions install uninstall deb
+.PHONY: deps test-deps build run test bench completions install uninstall deb image
 
 # What building needs (clang, the static libelf and zlib, ...).
 deps:
@@ -80,8 +80,8 @@ run: build
 # test: unit and kernel tests, every way of attaching on the kernels that
 # take it (booted under qemu), the unit under systemd, man pages, `make
 # install`, the Debian package and lintian, and the README's commands on a
-# fresh Debian 12. It leaves /etc/apt as it found it, and checks that it
-# did.
+# fresh Debian 12; the container image run as the Kubernetes DaemonSet's
+# pod template. It leaves /etc/apt as it found it, and checks that it did.
 test:
 	bash tests/etc-apt.sh record target/etc-apt.before
 	bash tests/install-build-deps.sh
@@ -90,6 +90,7 @@ test:
 	bash tests/rootfs.sh "$(ROOTFS_DIR)" bullseye bookworm trixie
 	bash tests/vm/kernels.sh "$(KERNELS_DIR)"
 	bash tests/prometheus-tools.sh "$(PROMETHEUS_DIR)"
+	$(MAKE) image
 	$(CARGO) fmt --all --check
 	$(CARGO) clippy --workspace --all-targets -- -D warnings
 	$(CARGO) build --workspace --bins
@@ -171,6 +172,13 @@ uninstall:
 	    $(DESTDIR)$(SYSCONFDIR)/default/netatopd-metrics; then \
 	    rm -f $(DESTDIR)$(SYSCONFDIR)/default/netatopd-metrics; \
 	fi
+
+# The container image (deploy/container/Containerfile: the static binaries
+# and nothing else), built with podman, as an OCI archive:
+# target/netatopd-image.tar. deploy/kubernetes/netatopd.yaml runs it.
+image: PROFILE = release
+image: build
+	bash deploy/container/build.sh $(OUT) target/netatopd-image.tar
 
 # The Debian package (metadata in netatopd/Cargo.toml): target/debian/*.deb.
 deb: PROFILE = release

@@ -9,6 +9,8 @@
 #     nftables (packets lost on the way in) for the wire tests;
 #   - systemd-container (systemd-nspawn) and debootstrap: the unit under a
 #     real systemd, and the fresh machine;
+#   - podman and runc: the container image built and run as the DaemonSet's
+#     pod template runs it (runc: crun refuses hosts of mixed cgroup v1/v2);
 #   - busybox-static, cpio, xz-utils, zstd, kmod and qemu-system-x86: the VM
 #     tests boot other kernels under qemu (TCG) from an initramfs.
 # qemu-system-x86 is installed in the version of the machine's qemu-utils if
@@ -26,7 +28,7 @@ HERE=$(cd -- "$(dirname -- "$0")" && pwd -P)
 . "$HERE/apt-need.sh"
 
 PKGS=(systemd util-linux mandoc man-db lintian dpkg-dev iproute2 ethtool nftables
-    systemd-container debootstrap busybox-static cpio xz-utils zstd kmod qemu-system-x86)
+    systemd-container debootstrap podman runc busybox-static cpio xz-utils zstd kmod qemu-system-x86)
 # --list: the packages, one a line (tests/fresh-machine.sh checks that the
 # build installs none of them).
 if [ "${1:-}" = --list ]; then
