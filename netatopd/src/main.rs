@@ -9,7 +9,7 @@
 use std::fs;
 use std::io;
 use std::os::unix::fs::MetadataExt;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::time::Duration;
 
@@ -115,7 +115,23 @@ fn warn_if_in_a_pid_namespace() {
 }
 
 /// `--unload`: removes the pinned state, unless a netatopd is using it.
+/// The pid file's directory, if this run made it for its lock, goes too
+/// (when empty: a netatopd that started meanwhile keeps it).
 fn unload(args: &Args) -> Result<()> {
+    let made = args
+        .pid_file
+        .parent()
+        .filter(|d| !d.as_os_str().is_empty() && !d.exists())
+        .map(Path::to_owned);
+    let res = unload_locked(args);
+    if let Some(dir) = made {
+        let _ = fs::remove_dir(dir);
+    }
+    res
+}
+
+/// `--unload` under the pid file's lock.
+fn unload_locked(args: &Args) -> Result<()> {
     let _lock = PidFile::lock(&args.pid_file)?;
     let n = netatopd_bpf::remove_pins(&args.pin_dir)
         .with_context(|| format!("cannot unpin {}", args.pin_dir.display()))?;

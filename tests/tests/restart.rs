@@ -152,6 +152,16 @@ fn unload_removes_every_pinned_object_and_refuses_while_running() {
         String::from_utf8_lossy(&out.stderr)
     );
     assert!(!d.pin_dir.exists());
+    // With a pid file in a directory that is not there, the directory it
+    // makes for its lock goes with it (a package's purge runs --unload).
+    let gone = d.pid_file().parent().unwrap().join("made-for-unload");
+    let out = run(std::process::Command::new(netatopd_tests::bin("netatopd"))
+        .arg("--unload")
+        .arg("--pin-dir")
+        .arg(&d.pin_dir)
+        .arg("--pid-file")
+        .arg(gone.join("netatopd.pid")));
+    assert!(out.status.success() && !gone.exists(), "{out:?}");
     // Nothing counts any more: a new start begins from nothing.
     d.restart();
     assert!(!d.log().contains("adopted"), "{}", d.log());
