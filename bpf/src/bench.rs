@@ -93,19 +93,19 @@ pub struct SockFoldProbe {
 impl SockFoldProbe {
     /// The candidate's programs, attached.
     pub fn attach() -> Result<Self, LoadError> {
-        Self::attach_as(false, true)
+        Self::attach_with(false, true, false, false)
     }
 
     /// The second candidate: the calls only record each socket's owner
     /// (its counters stay on the socket).
     pub fn attach_owner_only() -> Result<Self, LoadError> {
-        Self::attach_as(false, false)
+        Self::attach_with(false, false, false, false)
     }
 
     /// Only cgroup_skb programs that do nothing, on the same hooks: their
     /// floor.
     pub fn attach_empty_hooks() -> Result<Self, LoadError> {
-        Self::attach_as(true, true)
+        Self::attach_with(true, true, false, false)
     }
 
     /// The third candidate: the second with one atomic add per packet;
@@ -114,10 +114,6 @@ impl SockFoldProbe {
     /// cgroup egress hook.
     pub fn attach_packed(device: bool) -> Result<Self, LoadError> {
         Self::attach_with(false, false, true, device)
-    }
-
-    fn attach_as(empty: bool, fold: bool) -> Result<Self, LoadError> {
-        Self::attach_with(empty, fold, false, false)
     }
 
     fn attach_with(empty: bool, fold: bool, packed: bool, device: bool) -> Result<Self, LoadError> {

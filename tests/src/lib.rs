@@ -32,7 +32,7 @@ pub use daemon::{forced_ways, pin_dir_for, private_args, Daemon, DaemonBuilder};
 pub use generator::{run_lingering, run_to_exit, Gen};
 pub use machine::{bin, require_bpf_machine, scratch_dir, test_binary, unit_path};
 pub use maps::thread_value;
-pub use process::{set_nofile, signal, wait_exit, wait_until, wait_while_alive};
+pub use process::{set_nofile, signal, wait_exit, wait_until, wait_while_alive, waited};
 pub use query::{expect_closed, expect_eof, query_on, record_for, records_for, response_on};
 pub use report::{Proto, Report, ThreadReport, Truth};
 pub use rng::{seed, Rng};

@@ -41,15 +41,24 @@ pub fn set_nofile(soft: u64, hard: u64) -> std::io::Result<()> {
 }
 
 /// Polls `ready` every 10 ms until it holds or `limit` passes.
-pub fn wait_until(limit: Duration, what: &str, mut ready: impl FnMut() -> bool) {
+pub fn wait_until(limit: Duration, what: &str, ready: impl FnMut() -> bool) {
+    assert!(
+        waited(limit, ready),
+        "timed out after {limit:?} waiting for {what}"
+    );
+}
+
+/// Polls `ready` every 10 ms until it holds (true) or `limit` passes
+/// (false), for a caller that says itself what it waited for.
+pub fn waited(limit: Duration, mut ready: impl FnMut() -> bool) -> bool {
     let end = Instant::now() + limit;
     while !ready() {
-        assert!(
-            Instant::now() < end,
-            "timed out after {limit:?} waiting for {what}"
-        );
+        if Instant::now() >= end {
+            return false;
+        }
         std::thread::sleep(Duration::from_millis(10));
     }
+    true
 }
 
 /// Polls `ready` every few milliseconds until it holds, failing with

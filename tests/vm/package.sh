@@ -10,7 +10,9 @@
 #      netatopctl answers, a generator's traffic reads back exactly;
 #      a transient service's traffic reads back exactly per unit
 #      (`dump --by unit`), and its final totals come marked removed once
-#      it stops;
+#      it stops; the Prometheus endpoint (netatopd-metrics.service) is
+#      installed but not enabled, the sockets let its group in, and once
+#      enabled it runs unprivileged and serves a unit's traffic exactly;
 #   2. the sandbox: capabilities and filter as the unit says, no warning or
 #      denial over a minute of traffic, queries and a 200-client flood,
 #      `systemd-analyze security` recorded;

@@ -255,10 +255,14 @@ pub fn run_args(template: &Yaml, run: &Path) -> Vec<(String, Vec<OsString>)> {
             v.push(format!(":{}{ro}", m["mountPath"].as_str().expect("a path")));
             a.push(v);
         }
-        if let Some(cmd) = strs(&c["command"]).first() {
+        // Kubernetes's command replaces the image's entrypoint; its args
+        // follow the command.
+        let command = strs(&c["command"]);
+        if let Some(cmd) = command.first() {
             a.push(format!("--entrypoint={cmd}").into());
         }
         a.push(c["image"].as_str().expect("an image").into());
+        a.extend(command.iter().skip(1).map(OsString::from));
         a.extend(strs(&c["args"]).into_iter().map(OsString::from));
         out.push((name, a));
     }

@@ -9,7 +9,7 @@ use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
-use netatopd_tests::wait_until;
+use netatopd_tests::{wait_until, waited};
 
 /// A child process killed and reaped when dropped.
 pub struct Running(pub Child);
@@ -101,23 +101,11 @@ pub fn prometheus(tools: &Path, dir: &Path, target: &str) -> (Running, String) {
 /// Waits until Prometheus stores `want` as the value of `q`.
 pub fn wait_stored(prom: &str, q: &str, want: f64) {
     let mut last = None;
-    let done = wait_until_or(Duration::from_secs(30), || {
+    let done = waited(Duration::from_secs(30), || {
         last = query(prom, q);
         last == Some(want)
     });
     assert!(done, "{q}: Prometheus has {last:?}, the traffic was {want}");
-}
-
-/// Like `wait_until`, without panicking: whether `ok` held in time.
-fn wait_until_or(limit: Duration, mut ok: impl FnMut() -> bool) -> bool {
-    let end = std::time::Instant::now() + limit;
-    while std::time::Instant::now() < end {
-        if ok() {
-            return true;
-        }
-        std::thread::sleep(Duration::from_millis(100));
-    }
-    ok()
 }
 
 /// A fresh directory of this test's own under the system's temporary one.

@@ -237,16 +237,36 @@ impl Metrics {
     }
 }
 
-/// The metrics text in `format`, with `_created` samples if `created`.
-/// Counting the wire, each family's help says that its packets are IP
-/// packets and its bytes their IP length, and the unattributed families
-/// follow, labelled by namespace. In OpenMetrics, `gauges` (name, help,
-/// value) come before `# EOF`; in the Prometheus text format, after.
+/// The metrics text in `format`: the counters of `m` (none when the
+/// source did not answer), with `_created` samples if `created`, then
+/// `gauges` (name, help, value), then OpenMetrics's `# EOF`. Counting the
+/// wire, each family's help says that its packets are IP packets and its
+/// bytes their IP length, and the unattributed families follow, labelled
+/// by namespace.
 pub fn write_metrics(
-    m: &Metrics,
+    m: Option<&Metrics>,
     format: Format,
     created: bool,
     gauges: &[(&str, &str, f64)],
+    out: &mut impl Write,
+) -> io::Result<()> {
+    if let Some(m) = m {
+        write_counters(m, format, created, out)?;
+    }
+    for (name, help, v) in gauges {
+        writeln!(out, "# TYPE {name} gauge\n# HELP {name} {help}\n{name} {v}")?;
+    }
+    if format == Format::Openmetrics {
+        writeln!(out, "# EOF")?;
+    }
+    Ok(())
+}
+
+/// The counter families of `m` (see [`write_metrics`]).
+fn write_counters(
+    m: &Metrics,
+    format: Format,
+    created: bool,
     out: &mut impl Write,
 ) -> io::Result<()> {
     for (i, f) in FIELDS.iter().enumerate() {
@@ -297,18 +317,6 @@ pub fn write_metrics(
             labels.iter().map(|(l, n)| (l.as_str(), *n, m.since)),
         )?;
     }
-    write_gauges(gauges, out)?;
-    if format == Format::Openmetrics {
-        writeln!(out, "# EOF")?;
-    }
-    Ok(())
-}
-
-/// Gauges without labels: (name, help, value).
-pub fn write_gauges(gauges: &[(&str, &str, f64)], out: &mut impl Write) -> io::Result<()> {
-    for (name, help, v) in gauges {
-        writeln!(out, "# TYPE {name} gauge\n# HELP {name} {help}\n{name} {v}")?;
-    }
     Ok(())
 }
 
@@ -316,7 +324,7 @@ pub fn run(args: &Args, o: &Opts) -> Result<()> {
     let mut source = Source::open(args, o.by.group().map(|_| "--by with cgroups"))?;
     let m = Metrics::collect(&mut source, o.by)?;
     let mut text = Vec::new();
-    write_metrics(&m, o.format, false, &[], &mut text).expect("writing to memory");
+    write_metrics(Some(&m), o.format, false, &[], &mut text).expect("writing to memory");
     match &o.output {
         None => output(io::stdout().lock().write_all(&text)),
         Some(path) => {
@@ -364,7 +372,7 @@ mod tests {
         let procs = [proc(20, "a\"b", 5), proc(10, "x", 7), proc(30, "x", 1)];
         let mut out = Vec::new();
         write_metrics(
-            &metrics(series(&procs, By::Pid, 500.0)),
+            Some(&metrics(series(&procs, By::Pid, 500.0))),
             Format::Openmetrics,
             false,
             &[],
@@ -388,7 +396,7 @@ mod tests {
 
         let mut out = Vec::new();
         write_metrics(
-            &metrics(series(&procs, By::Command, 500.0)),
+            Some(&metrics(series(&procs, By::Command, 500.0))),
             Format::Openmetrics,
             false,
             &[],
@@ -413,7 +421,7 @@ mod tests {
             exited_lost: vec![("max-exited", 2), ("expired", 3)],
             ..metrics(series(&procs, By::Pid, 500.0))
         };
-        write_metrics(&m, Format::Prometheus, false, &[], &mut out).unwrap();
+        write_metrics(Some(&m), Format::Prometheus, false, &[], &mut out).unwrap();
         let text = String::from_utf8(out).unwrap();
         if let Some(path) = std::env::var_os("NETATOP_EXPORT_SAMPLE") {
             std::fs::write(path, &text).unwrap();
@@ -441,7 +449,7 @@ mod tests {
         let m = metrics(series(&procs, By::Pid, 500.0));
         let up = [("netatopd_up", "Whether netatopd answered", 1.0)];
         let mut out = Vec::new();
-        write_metrics(&m, Format::Openmetrics, true, &up, &mut out).unwrap();
+        write_metrics(Some(&m), Format::Openmetrics, true, &up, &mut out).unwrap();
         let text = String::from_utf8(out).unwrap();
         assert!(text.contains(
             "netatop_tcp_send_bytes_total{pid=\"10\",command=\"x\"} 7\n\
@@ -456,7 +464,7 @@ mod tests {
         assert_eq!(text.matches("_created{").count(), 16);
 
         let mut out = Vec::new();
-        write_metrics(&m, Format::Prometheus, true, &up, &mut out).unwrap();
+        write_metrics(Some(&m), Format::Prometheus, true, &up, &mut out).unwrap();
         let text = String::from_utf8(out).unwrap();
         assert!(text.contains(
             "# TYPE netatop_tcp_send_bytes_created gauge\n\

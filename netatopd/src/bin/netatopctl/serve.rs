@@ -10,7 +10,7 @@ use std::time::Instant;
 use anyhow::{anyhow, Result};
 use tiny_http::{Header, Method, Request, Response, Server};
 
-use crate::export::{write_gauges, write_metrics, By, Format, Metrics};
+use crate::export::{write_metrics, By, Format, Metrics};
 use crate::{Args, Source};
 
 #[derive(clap::Args, Debug)]
@@ -86,15 +86,7 @@ fn scrape(args: &Args, by: By, format: Format) -> Vec<u8> {
         ),
     ];
     let mut body = Vec::new();
-    let written = match &got {
-        Ok(m) => write_metrics(m, format, true, &gauges, &mut body),
-        Err(_) => write_gauges(&gauges, &mut body).map(|()| {
-            if format == Format::Openmetrics {
-                body.extend_from_slice(b"# EOF\n");
-            }
-        }),
-    };
-    written.expect("writing to memory");
+    write_metrics(got.as_ref().ok(), format, true, &gauges, &mut body).expect("writing to memory");
     body
 }
 
