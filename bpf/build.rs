@@ -5,17 +5,13 @@ use std::path::PathBuf;
 use libbpf_cargo::SkeletonBuilder;
 
 /// Every program's sources: netatop.bpf.c and the headers it includes, the
-/// benchmarks' programs, the shared records and kernel types. Cargo watches
-/// a directory's files recursively, so a header added there is watched too.
+/// feature probe, the shared records and kernel types. Cargo watches a
+/// directory's files recursively, so a header added there is watched too.
+/// (The benchmark's own programs are built with it: tests/build.rs.)
 const SRC_DIR: &str = "src/bpf";
 const SRC: &str = "src/bpf/netatop.bpf.c";
-/// The benchmarks' reference: programs that do nothing.
-const EMPTY: &str = "src/bpf/empty.bpf.c";
-/// The benchmarks' other way of counting the wire (TCP's own counters).
-const TCPINFO: &str = "src/bpf/tcpinfo.bpf.c";
-/// The benchmarks' candidate design of wire counting (socket counters at
-/// the cgroup hooks, folded at calls).
-const SOCKFOLD: &str = "src/bpf/sockfold.bpf.c";
+/// The feature probe netatopd loads at start (src/probe.rs).
+const PROBE: &str = "src/bpf/probe.bpf.c";
 const SHARED: &str = "src/bpf/netatop.h";
 /// For bpf_tracing.h's kprobe argument macros; vmlinux.h carries x86_64's
 /// struct pt_regs, the one architecture built for.
@@ -38,19 +34,12 @@ fn main() {
         .clang_args(["-Wall", "-Werror", "-mcpu=v3", "-Isrc/bpf", TARGET_ARCH])
         .build_and_generate(&out)
         .unwrap_or_else(|e| panic!("building {SRC} (needs clang >= 14): {e:#}"));
-    // The benchmarks' objects.
-    for (src, name) in [
-        (EMPTY, "empty"),
-        (TCPINFO, "tcpinfo"),
-        (SOCKFOLD, "sockfold"),
-    ] {
-        SkeletonBuilder::new()
-            .source(src)
-            .obj(dir.join(format!("{name}.bpf.o")))
-            .clang_args(["-Wall", "-Werror", "-mcpu=v3", "-Isrc/bpf"])
-            .build_and_generate(dir.join(format!("{name}.skel.rs")))
-            .unwrap_or_else(|e| panic!("building {src}: {e:#}"));
-    }
+    SkeletonBuilder::new()
+        .source(PROBE)
+        .obj(dir.join("probe.bpf.o"))
+        .clang_args(["-Wall", "-Werror", "-mcpu=v3", "-Isrc/bpf"])
+        .build_and_generate(dir.join("probe.skel.rs"))
+        .unwrap_or_else(|e| panic!("building {PROBE}: {e:#}"));
     // Pinned state is adopted only by a netatopd whose shared records are
     // the same (layout) and whose programs are the same (build).
     let layout = fnv1a(&fs::read(SHARED).expect("reading netatop.h"));

@@ -35,12 +35,10 @@
 //! - `memlock`: the locked-memory charge of kernels before 5.11.
 //! - `error`: why a start fails ([`LoadError`]).
 //! - `clock`: the clocks of the programs' timestamps.
-//! - `bench`: the benchmark's programs.
 
 pub mod attach;
 mod attached;
 mod batch;
-mod bench;
 mod choice;
 mod clock;
 mod error;
@@ -67,7 +65,6 @@ use libbpf_rs::PrintLevel;
 
 pub use attach::{Extra, Extras, Mode, Way};
 pub use attached::Attached;
-pub use bench::{EmptyProbe, SockFoldProbe, TcpInfoProbe};
 pub use clock::{boottime_ns, clock_ns, unix_secs_of_boottime};
 pub use error::LoadError;
 pub use features::Features;

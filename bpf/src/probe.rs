@@ -1,12 +1,12 @@
-//! Feature probes with the do-nothing programs (`bpf/empty.bpf.c`):
-//! whether such programs load at all, and whether a kprobe attaches to a
-//! kernel function. Nothing they load stays.
+//! The feature probe with a do-nothing program (`bpf/probe.bpf.c`):
+//! whether a kprobe attaches to a kernel function. Nothing it loads
+//! stays.
 
 use std::mem::MaybeUninit;
 
 use libbpf_rs::skel::{OpenSkel, SkelBuilder};
 
-use crate::skel::empty;
+use crate::skel::probe;
 
 /// Where the kernel lists its kprobe event source (perf PMU).
 const KPROBE_PMU: &str = "/sys/bus/event_source/devices/kprobe/type";
@@ -27,19 +27,6 @@ impl Drop for QuietLibbpf {
     }
 }
 
-/// Whether the do-nothing programs load (pass the verifier), without
-/// attaching them: tells whether this kernel runs tp_btf programs on the
-/// socket tracepoints at all.
-pub(crate) fn empty_programs_load() -> bool {
-    let mut object = MaybeUninit::uninit();
-    let Ok(mut open) = empty::EmptySkelBuilder::default().open(&mut object) else {
-        return false;
-    };
-    open.progs.empty_kprobe.set_autoload(false);
-    let loaded = open.load().is_ok();
-    loaded
-}
-
 /// Whether a kprobe attaches to kernel function `func` (attached and
 /// detached at once); Err says why not.
 pub(crate) fn kprobe_attaches(func: &str) -> Result<(), String> {
@@ -52,17 +39,15 @@ pub(crate) fn kprobe_attaches(func: &str) -> Result<(), String> {
     // A failure here is an answer, not something to log.
     let _quiet = QuietLibbpf::new();
     let mut object = MaybeUninit::uninit();
-    let mut open = empty::EmptySkelBuilder::default()
+    let open = probe::ProbeSkelBuilder::default()
         .open(&mut object)
-        .map_err(|e| format!("cannot open the probe programs: {e}"))?;
-    open.progs.empty_send.set_autoload(false);
-    open.progs.empty_recv.set_autoload(false);
+        .map_err(|e| format!("cannot open the probe program: {e}"))?;
     let skel = open
         .load()
         .map_err(|e| format!("a kprobe program does not load here ({e})"))?;
     let attached = skel
         .progs
-        .empty_kprobe
+        .probe_kprobe
         .attach_kprobe(false, func)
         .map(drop)
         .map_err(|e| format!("a kprobe on {func} does not attach here ({e:#})"));

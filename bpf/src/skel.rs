@@ -18,20 +18,8 @@ mod netatop {
 
 #[allow(clippy::all, clippy::pedantic)]
 #[allow(non_camel_case_types, non_snake_case, dead_code, unused_imports)]
-pub(crate) mod empty {
-    include!(concat!(env!("OUT_DIR"), "/empty.skel.rs"));
-}
-
-#[allow(clippy::all, clippy::pedantic)]
-#[allow(non_camel_case_types, non_snake_case, dead_code, unused_imports)]
-pub(crate) mod tcpinfo {
-    include!(concat!(env!("OUT_DIR"), "/tcpinfo.skel.rs"));
-}
-
-#[allow(clippy::all, clippy::pedantic)]
-#[allow(non_camel_case_types, non_snake_case, dead_code, unused_imports)]
-pub(crate) mod sockfold {
-    include!(concat!(env!("OUT_DIR"), "/sockfold.skel.rs"));
+pub(crate) mod probe {
+    include!(concat!(env!("OUT_DIR"), "/probe.skel.rs"));
 }
 
 use std::mem::{size_of, MaybeUninit};

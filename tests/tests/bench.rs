@@ -62,6 +62,8 @@ fn the_design_section_runs_without_netatop_bpf() {
         "| candidate: socket counters at the cgroup hooks, folded at calls |",
         "### TCP request/response, 64 B",
         "### TCP bulk, 64 KiB writes",
+        "### A service-like mix",
+        "| candidate 5: the third, no send call program",
         "| sockfold_egress |",
         "| sockfold_send |",
     ] {

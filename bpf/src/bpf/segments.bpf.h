@@ -2,8 +2,9 @@
 /*
  * A GSO/GRO packet at a socket's cgroup hook (its IP header first) as the
  * packets it stands for: each segment repeats the IP header and TCP's
- * (with its options) or UDP's. Shared by netatop.bpf.c (netatop_sock_in)
- * and the benchmarks' sockfold.bpf.c; the includer defines ETH_P_IP.
+ * (with its options) or UDP's. Included by netatop.bpf.c (netatop_sock_in)
+ * and by the benchmark's candidates (tests/src/bin/netatop-bench/bpf/);
+ * the includer defines ETH_P_IP.
  */
 #ifndef NETATOP_SEGMENTS_BPF_H
 #define NETATOP_SEGMENTS_BPF_H

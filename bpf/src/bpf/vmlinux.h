@@ -174,16 +174,6 @@ struct sk_buff {
 	unsigned int end;
 };
 
-/* The counters TCP keeps per socket (tcp_info), read by the benchmarks'
- * other way of counting the wire (tcpinfo.bpf.c). */
-struct tcp_sock {
-	__u16 tcp_header_len;
-	__u32 segs_in;
-	__u32 segs_out;
-	__u64 bytes_sent;
-	__u64 bytes_received;
-};
-
 struct skb_shared_info {
 	unsigned short gso_size;
 	unsigned short gso_segs;

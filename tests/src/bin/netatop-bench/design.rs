@@ -1,8 +1,10 @@
 //! Section 9b (only when named): candidate designs of wire counting
 //! against today's and against netatop-bpf, in one run, on three
 //! workloads: the UDP ping-pong of section 1 (each call one packet), a
-//! TCP request/response of 64 B on one connection, and a TCP bulk
-//! transfer in 64 KiB writes, both ends on one CPU.
+//! TCP request/response of 64 B on one connection, a TCP bulk transfer
+//! in 64 KiB writes, and a service-like mix (keep-alive connections, 200 B
+//! requests, 8 KiB responses, a new connection every 10 exchanges), both
+//! ends on one CPU.
 //!
 //! netatop-bpf, the C daemon atop's `-K` was written for, takes part when
 //! NETATOP_BENCH_ANCHOR names the script that starts and stops it (see
@@ -11,7 +13,8 @@
 use std::cell::RefCell;
 use std::process::{Command, Stdio};
 
-use crate::measure::{interleaved_rounds, median, ping_pong, tcp_bulk, tcp_ping_pong};
+use crate::candidates::{Floor, FloorCalls, SockFold};
+use crate::measure::{interleaved_rounds, median, ping_pong, service_mix, tcp_bulk, tcp_ping_pong};
 use crate::programs::{BpfStats, NetatopdPrograms};
 use crate::Scale;
 
@@ -29,6 +32,7 @@ enum Variant {
     OwnerOnly,
     Packed,
     PackedDevice,
+    OwnerAtEgress,
 }
 
 impl Variant {
@@ -54,6 +58,10 @@ impl Variant {
             Variant::Packed => "candidate 3: the second, one atomic add per packet",
             Variant::PackedDevice => {
                 "candidate 4: the third, packets sent counted at the device (tp_btf)"
+            }
+            Variant::OwnerAtEgress => {
+                "candidate 5: the third, no send call program (owners recorded by packets sent \
+                 in their call)"
             }
         }
     }
@@ -112,32 +120,33 @@ fn with(v: Variant, anchor: Option<&str>, work: &dyn Fn() -> f64) -> f64 {
             work()
         }
         Variant::EmptyHooks => {
-            let _p = netatopd_bpf::SockFoldProbe::attach_empty_hooks().expect("empty programs");
+            let _p = Floor::attach(FloorCalls::Neither, true).expect("empty programs");
             work()
         }
         Variant::EmptyAll => {
-            let _calls = netatopd_bpf::EmptyProbe::attach().expect("empty tp_btf programs");
-            let _hooks = netatopd_bpf::SockFoldProbe::attach_empty_hooks().expect("empty programs");
+            let _p = Floor::attach(FloorCalls::Both, true).expect("empty programs");
             work()
         }
         Variant::EmptyRecvHooks => {
-            let _calls = netatopd_bpf::EmptyProbe::attach_recv_only().expect("an empty program");
-            let _hooks = netatopd_bpf::SockFoldProbe::attach_empty_hooks().expect("empty programs");
+            let _p = Floor::attach(FloorCalls::ReceiveOnly, true).expect("empty programs");
             work()
         }
         Variant::SockFold => {
-            let _p = netatopd_bpf::SockFoldProbe::attach().expect("the candidate's programs");
+            let _p = SockFold::attach().expect("the candidate's programs");
             work()
         }
         Variant::OwnerOnly => {
-            let _p = netatopd_bpf::SockFoldProbe::attach_owner_only()
-                .expect("the second candidate's programs");
+            let _p = SockFold::attach_owner_only().expect("the second candidate's programs");
             work()
         }
         Variant::Packed | Variant::PackedDevice => {
             let device = matches!(v, Variant::PackedDevice);
-            let _p = netatopd_bpf::SockFoldProbe::attach_packed(device)
-                .expect("the third or fourth candidate's programs");
+            let _p =
+                SockFold::attach_packed(device).expect("the third or fourth candidate's programs");
+            work()
+        }
+        Variant::OwnerAtEgress => {
+            let _p = SockFold::attach_owner_at_egress().expect("the fifth candidate's programs");
             work()
         }
     }
@@ -162,9 +171,10 @@ pub fn design(s: &Scale) {
         Variant::OwnerOnly,
         Variant::Packed,
         Variant::PackedDevice,
+        Variant::OwnerAtEgress,
     ]);
     let n = s.round_trips;
-    let workloads: [Workload; 3] = [
+    let workloads: [Workload; 4] = [
         (
             "### UDP ping-pong, 64 B (section 1's)",
             "ns per call; a send and its receive are one packet",
@@ -179,6 +189,12 @@ pub fn design(s: &Scale) {
             "### TCP bulk, 64 KiB writes, both ends on CPU 0",
             "ns per 64 KiB write; a twentieth as many as the round trips",
             Box::new(move || tcp_bulk(n / 20, 65536, 0)),
+        ),
+        (
+            "### A service-like mix: 200 B requests, 8 KiB responses, a new connection every \
+             10 exchanges, both ends on CPU 0",
+            "ns per exchange; a tenth as many as the round trips",
+            Box::new(move || service_mix(n / 10, 0)),
         ),
     ];
     for (title, each, work) in &workloads {
@@ -216,6 +232,7 @@ pub fn design(s: &Scale) {
             Variant::OwnerOnly,
             Variant::Packed,
             Variant::PackedDevice,
+            Variant::OwnerAtEgress,
         ] {
             if matches!(v, Variant::Anchor) && anchor.is_none() {
                 continue;

@@ -6,6 +6,7 @@
 #![doc = "```"]
 
 mod calls;
+mod candidates;
 mod design;
 mod large;
 mod lifecycle;

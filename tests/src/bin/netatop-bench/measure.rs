@@ -147,6 +147,38 @@ pub fn tcp_bulk(n: u64, size: usize, cpu: usize) -> f64 {
     t.elapsed().as_nanos() as f64 / n as f64
 }
 
+/// A service-like mix over loopback, both ends in this thread on `cpu`:
+/// keep-alive connections carrying requests of 200 B and responses of
+/// 8 KiB, the client opening a new connection every 10 exchanges (and
+/// closing the old one first): nanoseconds per exchange.
+pub fn service_mix(n: u64, cpu: usize) -> f64 {
+    let _cpu = netatopd_tests::Affinity::only(cpu);
+    let l = TcpListener::bind("127.0.0.1:0").expect("bind");
+    let to = l.local_addr().unwrap();
+    let request = [0x42u8; 200];
+    let response = vec![0x43u8; 8192];
+    let (mut req, mut resp) = ([0u8; 200], vec![0u8; 8192]);
+    let run = |n: u64| {
+        let mut conn = None;
+        for i in 0..n {
+            if i % 10 == 0 {
+                drop(conn.take());
+                let a = TcpStream::connect(to).expect("connect");
+                let (b, _) = l.accept().expect("accept");
+                a.set_nodelay(true).unwrap();
+                b.set_nodelay(true).unwrap();
+                conn = Some((a, b));
+            }
+            let (a, b) = conn.as_mut().expect("a connection");
+            a.write_all(&request).expect("write");
+            b.read_exact(&mut req).expect("read");
+            b.write_all(&response).expect("write");
+            a.read_exact(&mut resp).expect("read");
+        }
+    };
+    timed(n, 1, run)
+}
+
 /// Both ends of a new TCP connection over loopback.
 fn tcp_pair() -> (TcpStream, TcpStream) {
     let l = TcpListener::bind("127.0.0.1:0").expect("bind");

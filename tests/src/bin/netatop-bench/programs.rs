@@ -8,6 +8,7 @@ use std::path::PathBuf;
 use netatopd_bpf::{Kernel, LoadOptions, MapSizes, Mode, ThreadStore, Tracer};
 use netatopd_tests::Daemon;
 
+use crate::candidates::{Floor, FloorCalls};
 use crate::measure::ping_pong;
 use crate::Scale;
 
@@ -31,8 +32,8 @@ pub fn forced(sizes: MapSizes) -> LoadOptions {
 
 /// Programs that do nothing, on the tracepoints netatopd's attach to;
 /// detached when dropped.
-pub fn empty_programs() -> netatopd_bpf::EmptyProbe {
-    netatopd_bpf::EmptyProbe::attach().expect("empty programs")
+pub fn empty_programs() -> Floor {
+    Floor::attach(FloorCalls::Both, false).expect("empty programs")
 }
 
 /// netatopd's programs and maps, loaded as the daemon loads them;

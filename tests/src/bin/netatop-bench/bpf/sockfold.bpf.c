@@ -1,7 +1,7 @@
 // SPDX-License-Identifier: GPL-2.0 OR BSD-2-Clause
 /*
- * A candidate design of wire counting, for the benchmarks' comparison
- * only (netatop-bench wire): what its hot path costs. Each packet a local
+ * A candidate design of wire counting, for the benchmark's comparison
+ * only (netatop-bench design): what its hot path costs. Each packet a local
  * socket sends or receives is counted where the socket's cgroup hooks see
  * it (cgroup_skb egress and ingress on the cgroup v2 root: one program per
  * packet and direction, the socket at hand, a GSO/GRO packet as the
@@ -24,8 +24,9 @@
  * nears its limit. With `sockfold_xmit` loaded instead of the egress
  * program, the fourth: the packets sent counted where they leave the
  * lowest device (a BTF raw tracepoint) instead of at the egress hook.
- *
- * Also the floor of its hooks: cgroup_skb programs that do nothing.
+ * With `owner_at_egress` on (and the send call's program not loaded), the
+ * fifth: the third with no program on send calls, the packets sent in
+ * their owner's call recording the owner.
  */
 #include "vmlinux.h"
 #include <bpf/bpf_helpers.h>
@@ -33,6 +34,7 @@
 #include <bpf/bpf_core_read.h>
 #include <bpf/bpf_endian.h>
 #include "netatop.h"
+#include "bench_kernel.h"
 
 char LICENSE[] SEC("license") = "Dual BSD/GPL";
 
@@ -50,6 +52,12 @@ const volatile bool fold = true;
 
 /* Set before load: one atomic add per packet (see packed_add()). */
 const volatile bool packed = false;
+
+/* Set before load (the fifth candidate, with `packed` on and `fold`
+ * off): the packets a socket sends record its owner where they leave in
+ * the owner's call (UDP: always; TCP: while the sending thread holds the
+ * socket, lock_sock()), so that send calls need no program. */
+const volatile bool owner_at_egress = false;
 
 /* What a socket's packets added since the last call on it folded them
  * (with `fold` off: ever), and its owner (the thread that last called). */
@@ -117,6 +125,20 @@ static __always_inline void add(struct sock_counts *c, __u32 segs, __u64 len, bo
 	}
 }
 
+/* Whether a packet socket `sk` sends leaves in the call of the thread
+ * sending it: UDP's always do; TCP's do while a thread holds the socket
+ * (its ACKs and what they clock out, sent in softirq or from timers,
+ * leave while nobody holds it, or are deferred to the holder). */
+static __always_inline bool sent_in_call(struct bpf_sock *sk)
+{
+	struct tcp_sock *tp;
+
+	if (sk->protocol == IPPROTO_UDP)
+		return true;
+	tp = bpf_skc_to_tcp_sock(sk);
+	return tp && ((struct sock___locked *)tp)->sk_lock.owned;
+}
+
 /* A packet of a TCP or UDP socket, as the packets it stands for, into its
  * socket's counters. */
 static __always_inline int packet(struct __sk_buff *skb, bool out)
@@ -133,6 +155,12 @@ static __always_inline int packet(struct __sk_buff *skb, bool out)
 	c = bpf_sk_storage_get(&sock_counts, sk, 0, BPF_SK_STORAGE_GET_F_CREATE);
 	if (!c)
 		return 1;
+	if (out && owner_at_egress) {
+		__u32 tid = (__u32)bpf_get_current_pid_tgid();
+
+		if (c->owner != tid && sent_in_call(sk))
+			c->owner = tid;
+	}
 	segs = skb->gso_segs ?: 1;
 	hdr = 0;
 	if (segs > 1 && !segment_headers(skb, sk->protocol == IPPROTO_TCP, &hdr))
@@ -193,18 +221,6 @@ int BPF_PROG(sockfold_xmit, struct sk_buff *skb, struct net_device *dev)
 	 * small exchanges measured). */
 	add(c, segs[0] && segs[1] > 1 ? segs[1] : 1, len, true);
 	return 0;
-}
-
-SEC("cgroup_skb/egress")
-int sockfold_nop_egress(struct __sk_buff *skb)
-{
-	return 1;
-}
-
-SEC("cgroup_skb/ingress")
-int sockfold_nop_ingress(struct __sk_buff *skb)
-{
-	return 1;
 }
 
 /* What `*f` holds, taken out of it (read, then subtracted). */

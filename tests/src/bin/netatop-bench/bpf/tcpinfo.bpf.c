@@ -14,6 +14,7 @@
 #include <bpf/bpf_tracing.h>
 #include <bpf/bpf_core_read.h>
 #include "netatop.h"
+#include "bench_kernel.h"
 
 char LICENSE[] SEC("license") = "Dual BSD/GPL";
 
