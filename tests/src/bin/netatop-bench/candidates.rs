@@ -9,6 +9,7 @@ use std::os::fd::AsRawFd;
 
 use libbpf_rs::skel::{OpenSkel, Skel, SkelBuilder};
 use libbpf_rs::{Link, MapCore, MapFlags, OpenObject};
+use netatop_protocol::Counters;
 
 #[allow(clippy::all, clippy::pedantic)]
 #[allow(non_camel_case_types, non_snake_case, dead_code, unused_imports)]
@@ -119,10 +120,9 @@ impl TcpInfo {
         Ok(Self { skel })
     }
 
-    /// What it counted for process `tgid`: the eight counters, in
-    /// netatop.h's order (tcp sent packets, bytes, received packets,
-    /// bytes, then udp's).
-    pub fn counted(&self, tgid: u32) -> [u64; 8] {
+    /// What it counted for process `tgid` (a record of netatop.h's
+    /// `struct counters`, the protocol's order of the eight).
+    pub fn counted(&self, tgid: u32) -> Counters {
         let mut c = [0u64; 8];
         if let Ok(Some(v)) = self
             .skel
@@ -135,14 +135,15 @@ impl TcpInfo {
                 *f = u64::from_ne_bytes(b.try_into().expect("eight bytes"));
             }
         }
-        c
+        Counters::from_fields(c)
     }
 }
 
-/// The benchmark's candidate design of wire counting
+/// The benchmark's candidate designs of wire counting
 /// (`bpf/sockfold.bpf.c`): per-socket counters at the socket's cgroup
-/// hooks, folded into the calling thread at each call. Attached while it
-/// lives (the cgroup programs on the cgroup v2 root), never pinned.
+/// hooks, folded into the calling thread at each call or summed per owner
+/// (see `Shape`). Attached while it lives (the cgroup programs on the
+/// cgroup v2 root), never pinned.
 pub struct SockFold {
     _links: Vec<Link>,
     _skel: sockfold::SockfoldSkel<'static>,

@@ -107,7 +107,6 @@ fn wire_accuracy(s: &Scale) {
         let before = Before::take(&d, &w);
         let (g, r) = start_across(&w, scenario, count, size, extra);
         let rk = before.settle(&d, &w, &[r.pid], what);
-        // tcp sent packets and bytes, then udp's, at 0, 1, 4 and 5.
         let b = tcpinfo.counted(r.pid as u32);
         let mut a = rk.process;
         a.add(&rk.unattributed);
@@ -124,7 +123,7 @@ fn wire_accuracy(s: &Scale) {
             rk.carried.packets,
             rk.carried.bytes,
             cell(a.send_packets(), a.send_bytes()),
-            cell(b[0] + b[4], b[1] + b[5]),
+            cell(b.send_packets(), b.send_bytes()),
             cell(r.counters.send_packets(), r.counters.send_bytes()),
         );
         g.finish();
