@@ -13,9 +13,23 @@ const SRC: &str = "src/bpf/netatop.bpf.c";
 /// The feature probe netatopd loads at start (src/probe.rs).
 const PROBE: &str = "src/bpf/probe.bpf.c";
 const SHARED: &str = "src/bpf/netatop.h";
-/// For bpf_tracing.h's kprobe argument macros; vmlinux.h carries x86_64's
-/// struct pt_regs, the one architecture built for.
-const TARGET_ARCH: &str = "-D__TARGET_ARCH_x86";
+
+/// The architecture the programs are built for, the target's (cargo's
+/// CARGO_CFG_TARGET_ARCH), as libbpf's headers name it: bpf_tracing.h's
+/// kprobe argument macros and vmlinux.h's struct pt_regs depend on it.
+fn target_arch() -> String {
+    let arch =
+        env::var("CARGO_CFG_TARGET_ARCH").expect("CARGO_CFG_TARGET_ARCH must be set by cargo");
+    let bpf = match arch.as_str() {
+        "x86_64" => "x86",
+        "aarch64" => "arm64",
+        other => panic!(
+            "netatopd's BPF programs are built for x86_64 and aarch64, not {other}: \
+             build with --target x86_64-unknown-linux-gnu or aarch64-unknown-linux-gnu"
+        ),
+    };
+    format!("-D__TARGET_ARCH_{bpf}")
+}
 
 /// FNV-1a, 64 bits: a stable fingerprint, the same on every build host.
 fn fnv1a(bytes: &[u8]) -> u64 {
@@ -28,16 +42,17 @@ fn main() {
     let dir = PathBuf::from(env::var_os("OUT_DIR").expect("OUT_DIR must be set by cargo"));
     let out = dir.join("netatop.skel.rs");
     let obj = dir.join("netatop.bpf.o");
+    let arch = target_arch();
     SkeletonBuilder::new()
         .source(SRC)
         .obj(&obj)
-        .clang_args(["-Wall", "-Werror", "-mcpu=v3", "-Isrc/bpf", TARGET_ARCH])
+        .clang_args(["-Wall", "-Werror", "-mcpu=v3", "-Isrc/bpf", &arch])
         .build_and_generate(&out)
         .unwrap_or_else(|e| panic!("building {SRC} (needs clang >= 14): {e:#}"));
     SkeletonBuilder::new()
         .source(PROBE)
         .obj(dir.join("probe.bpf.o"))
-        .clang_args(["-Wall", "-Werror", "-mcpu=v3", "-Isrc/bpf"])
+        .clang_args(["-Wall", "-Werror", "-mcpu=v3", "-Isrc/bpf", &arch])
         .build_and_generate(dir.join("probe.skel.rs"))
         .unwrap_or_else(|e| panic!("building {PROBE}: {e:#}"));
     // Pinned state is adopted only by a netatopd whose shared records are

@@ -56,19 +56,21 @@ NEED_UPDATED=
 need_update() {
     [ -z "$NEED_UPDATED" ] || return 0
     need_log "apt-get update"
-    apt-get update -q >"$NEED_LOG" 2>&1 ||
+    env -u APT_CONFIG apt-get update -q >"$NEED_LOG" 2>&1 ||
         need_fail "apt-get update failed" "check the network and the sources in /etc/apt, then run it again"
     NEED_UPDATED=1
 }
 
-# need_packages PKG...: installs those missing, printing their names.
+# need_packages PKG...: installs those missing, printing their names, with
+# the machine's own apt configuration (never a private one in APT_CONFIG,
+# whose dpkg status is not the machine's).
 need_packages() {
     local -a missing
     mapfile -t missing < <(missing_packages "$@")
     [ ${#missing[@]} -gt 0 ] || return 0
     need_update
     need_log "installing ${missing[*]}"
-    DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends "${missing[@]}" \
+    env -u APT_CONFIG DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends "${missing[@]}" \
         >"$NEED_LOG" 2>&1 ||
         need_fail "apt-get install ${missing[*]} failed" \
             "read apt's message above, fix it (dpkg --configure -a, free disk space, the network) and run it again"

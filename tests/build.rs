@@ -12,9 +12,14 @@ use libbpf_cargo::SkeletonBuilder;
 const SRC_DIR: &str = "src/bin/netatop-bench/bpf";
 /// The product's headers the benchmark's programs share.
 const PRODUCT: &str = "-I../bpf/src/bpf";
-/// For bpf_tracing.h's argument macros; the product's vmlinux.h carries
-/// x86_64's struct pt_regs.
-const TARGET_ARCH: &str = "-D__TARGET_ARCH_x86";
+/// For bpf_tracing.h's argument macros and the product's vmlinux.h (its
+/// struct pt_regs): the target's architecture, as libbpf names it.
+fn target_arch() -> &'static str {
+    match env::var("CARGO_CFG_TARGET_ARCH").as_deref() {
+        Ok("aarch64") => "-D__TARGET_ARCH_arm64",
+        _ => "-D__TARGET_ARCH_x86",
+    }
+}
 
 fn main() {
     let dir = PathBuf::from(env::var_os("OUT_DIR").expect("OUT_DIR must be set by cargo"));
@@ -23,7 +28,7 @@ fn main() {
         SkeletonBuilder::new()
             .source(&src)
             .obj(dir.join(format!("{name}.bpf.o")))
-            .clang_args(["-Wall", "-Werror", "-mcpu=v3", PRODUCT, TARGET_ARCH])
+            .clang_args(["-Wall", "-Werror", "-mcpu=v3", PRODUCT, target_arch()])
             .build_and_generate(dir.join(format!("{name}.skel.rs")))
             .unwrap_or_else(|e| panic!("building {src} (needs clang >= 14): {e:#}"));
     }

@@ -13,6 +13,9 @@
 #
 #   . tests/debian-apt.sh
 #   debian_apt_init DIR SUITE...   # e.g. trixie bullseye-security; exports APT_CONFIG
+#                                  # (DEBIAN_APT_ARCHITECTURES="amd64 arm64": the
+#                                  # package lists of those architectures; else
+#                                  # the machine's own)
 #   debian_apt_update              # refreshes the lists (skipped if fresh)
 #   apt-get download atop/trixie   # any apt command, with the private config
 #   debian_mirror                  # prints "URI KEYRING" of the main archive
@@ -142,7 +145,7 @@ debian_apt_init() {
     fi
     # Every directory apt reads or writes, this configuration's own; the
     # machine's apt.conf.d (proxies and the like) still applies.
-    cat >"$dir/apt.conf" <<EOF
+    cat >"$dir/apt.conf.new" <<EOF
 Dir::Etc::SourceList "/dev/null";
 Dir::Etc::SourceParts "$dir/sources.list.d";
 Dir::Etc::Preferences "/dev/null";
@@ -155,6 +158,19 @@ Dir::Cache::Archives "$dir/cache/archives";
 APT::Sandbox::User "root";
 Acquire::Languages "none";
 EOF
+    # Other architectures' packages, to download and unpack (never to
+    # install: the machine's dpkg architectures stay as they are).
+    if [ -n "${DEBIAN_APT_ARCHITECTURES:-}" ]; then
+        printf 'APT::Architectures { %s};\n' \
+            "$(printf '"%s"; ' $DEBIAN_APT_ARCHITECTURES)" >>"$dir/apt.conf.new"
+    fi
+    # Lists fetched under another configuration are fetched again.
+    if ! cmp -s "$dir/apt.conf.new" "$dir/apt.conf"; then
+        mv -f -- "$dir/apt.conf.new" "$dir/apt.conf"
+        rm -f -- "$dir/updated"
+    else
+        rm -f -- "$dir/apt.conf.new"
+    fi
     export APT_CONFIG=$dir/apt.conf
     DEBIAN_APT_DIR=$dir
 }

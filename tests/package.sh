@@ -1,6 +1,10 @@
 #!/bin/bash
-# tests/package.sh: builds the Debian package and checks it, then checks
-# `make install` and `make uninstall` (run by `make test`, as root).
+# tests/package.sh [ARCH]: builds the Debian package and checks it, then
+# checks `make install` and `make uninstall` (run by `make test`, as root).
+# With ARCH arm64 (on an amd64 machine), the arm64 package of the aarch64
+# build: steps 1 and 2 only, with nothing of it run here (its binaries
+# run in the arm64 guests of tests/tests/kernels.rs); and that the arm64
+# image (`make image TARGET=aarch64-unknown-linux-gnu`) is one.
 #
 #   1. `make deb`; the package's file list (`dpkg -c`), control fields and
 #      maintainer scripts are what they must be;
@@ -19,12 +23,32 @@ log() { printf 'package.sh: %s\n' "$*" >&2; }
 
 version=$(sed -n 's/^version = "\(.*\)"/\1/p' Cargo.toml | head -1)
 [ -n "$version" ] || fail "no version in Cargo.toml"
-arch=$(dpkg --print-architecture)
+native=$(dpkg --print-architecture)
+arch=${1:-$native}
+case $arch in
+"$native") target= ;;
+arm64) target=TARGET=aarch64-unknown-linux-gnu ;;
+*) fail "no package for architecture $arch here (amd64, or arm64 cross-built)" ;;
+esac
+# What `file` says of the package's binaries.
+case $arch in
+amd64) machine='x86-64' ;;
+arm64) machine='ARM aarch64' ;;
+esac
 deb=target/debian/netatopd_${version}-1_${arch}.deb
+
+# 2. lintian: nothing at any level (stderr has its note about running as root).
+lint_clean() {
+    local lint
+    lint=$(lintian --pedantic --info --display-experimental \
+        --fail-on error,warning,info,pedantic,experimental "$deb" 2>/dev/null) ||
+        { echo "$lint" >&2; fail "lintian found problems in the $arch package"; }
+    [ -z "$lint" ] || { echo "$lint" >&2; fail "lintian reported tags for the $arch package"; }
+}
 
 log "building $deb"
 rm -f "$deb"
-make -s deb >/dev/null
+make -s deb $target >/dev/null
 [ -f "$deb" ] || fail "make deb wrote no $deb"
 
 # 1. Contents: exactly these files, with these modes.
@@ -65,13 +89,9 @@ field() { dpkg-deb -f "$deb" "$1"; }
 [ "$(field Section)" = net ] || fail "Section: $(field Section)"
 [ "$(field Priority)" = optional ] || fail "Priority: $(field Priority)"
 [ -z "$(field Depends)" ] || fail "Depends: $(field Depends) (the binaries are static: none)"
-for b in netatopd netatopctl; do
-    ldd "target/x86_64-unknown-linux-gnu/release/$b" 2>&1 | grep -q 'statically linked' ||
-        fail "target/x86_64-unknown-linux-gnu/release/$b is not static: $(ldd "target/x86_64-unknown-linux-gnu/release/$b" 2>&1)"
-done
 [ "$(field Conflicts)" = netatop-bpf ] || fail "Conflicts: $(field Conflicts)"
 [[ "$(field Maintainer)" =~ ^.+\ \<.+@.+\>$ ]] || fail "Maintainer: $(field Maintainer)"
-field Description | grep -q 'atop -K' || fail "Description does not say what it is for"
+grep -q 'atop -K' <<<"$(field Description)" || fail "Description does not say what it is for"
 [ "$(dpkg-deb -I "$deb" conffiles | xargs)" = "/etc/default/netatopd /etc/default/netatopd-metrics" ] ||
     fail "conffiles: $(dpkg-deb -I "$deb" conffiles)"
 
@@ -106,6 +126,23 @@ for unit in netatopd netatopd-metrics; do
     cmp -s "$pkgroot/usr/lib/systemd/system/$unit.service" "$src" ||
         fail "the packaged unit differs from $src"
 done
+for b in usr/sbin/netatopd usr/bin/netatopctl; do
+    kind=$(file -b "$pkgroot/$b")
+    grep -qE 'statically linked|static-pie linked' <<<"$kind" && grep -q "$machine" <<<"$kind" ||
+        fail "the packaged /$b is not a static $arch binary: $kind"
+done
+if [ "$arch" != "$native" ]; then
+    lint_clean
+    log "the $arch package: contents, control fields, maintainer scripts, static $arch binaries; lintian: clean"
+    # And the image of the same build (`make image TARGET=...`): every
+    # platform it names is this one.
+    img=target/netatopd-image-$arch.tar
+    [ -f "$img" ] || fail "no $img (make image $target)"
+    platforms=$(tar -xOf "$img" --wildcards 'blobs/sha256/*' | grep -ao '"architecture":"[a-z0-9]*"' | sort -u)
+    [ "$platforms" = "\"architecture\":\"$arch\"" ] || fail "$img is not an $arch image: $platforms"
+    log "$img: an $arch image"
+    exit 0
+fi
 "$pkgroot/usr/sbin/netatopd" --version | head -1 | grep -Eq "^netatopd ${version//./\\.} \(git [0-9a-f]{12}\)$" ||
     fail "packaged netatopd --version: $("$pkgroot/usr/sbin/netatopd" --version | head -1)"
 log "contents, control fields and maintainer scripts as expected"
@@ -127,10 +164,7 @@ out=$("$static" --socket-group no-such-group-here --pid-file /proc/nonexistent/n
     fail "packaged netatopd --socket-group no-such-group-here: status $rc: $out"
 log "the static netatopd resolves --socket-group from /etc/group and refuses an unknown one"
 
-# 2. lintian: nothing at any level (stderr has its note about running as root).
-lint=$(lintian --pedantic --info --display-experimental --fail-on error,warning,info,pedantic,experimental \
-    "$deb" 2>/dev/null) || { echo "$lint" >&2; fail "lintian found problems"; }
-[ -z "$lint" ] || { echo "$lint" >&2; fail "lintian reported tags"; }
+lint_clean
 log "lintian: clean"
 
 # 3. dpkg installs it, the service gets enabled, a purge removes everything.

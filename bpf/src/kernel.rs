@@ -5,7 +5,7 @@
 
 use std::fs;
 use std::mem::size_of;
-use std::os::fd::{FromRawFd, OwnedFd};
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
 use std::path::Path;
 use std::ptr;
 
@@ -141,6 +141,7 @@ impl Kernel {
             .ok_or_else(|| format!("{tp} is not in this kernel's BTF"))?
             .type_id();
         load_tracing_probe(libbpf_rs::libbpf_sys::BPF_TRACE_RAW_TP, id.into())
+            .map(drop)
             .map_err(|e| format!("a tp_btf program on {tp} does not load here ({e})"))
     }
 
@@ -169,22 +170,41 @@ impl Kernel {
             .ok_or_else(|| format!("{func} is not in this kernel's BTF"))?
             .type_id();
         load_tracing_probe(libbpf_rs::libbpf_sys::BPF_TRACE_ITER, id.into())
+            .map(drop)
             .map_err(|e| format!("a BPF iterator program over {target} does not load here ({e})"))
     }
 
-    /// Whether an fexit program on kernel function `func` loads: the kernel
-    /// must have BPF trampolines (x86_64 from Linux 5.5, arm64 from 6.0,
-    /// and not every build or hypervisor allows them) and `func` in its BTF.
-    /// Probed by loading a two-instruction program, as bcc's libbpf-tools
-    /// do; Err says why not.
+    /// Whether an fexit program on kernel function `func` loads and
+    /// attaches: the kernel must have BPF trampolines on kernel functions
+    /// (x86_64 from Linux 5.5; arm64 from 6.4, with ftrace's direct calls:
+    /// Debian's arm64 6.1 loads such a program and refuses to attach it;
+    /// and not every build or hypervisor allows them) and `func` in its
+    /// BTF. Probed with a two-instruction program that does nothing,
+    /// attached and detached at once; Err says why not.
     pub fn fexit_loads(&self, func: &str) -> Result<(), String> {
         let btf = self.btf.as_ref().ok_or("the kernel has no BTF")?;
         let id = btf
             .type_by_name::<Func<'_>>(func)
             .ok_or_else(|| format!("{func} is not in this kernel's BTF"))?
             .type_id();
-        load_tracing_probe(libbpf_rs::libbpf_sys::BPF_TRACE_FEXIT, id.into())
-            .map_err(|e| format!("an fexit program on {func} does not load here ({e})"))
+        let prog = load_tracing_probe(libbpf_rs::libbpf_sys::BPF_TRACE_FEXIT, id.into())
+            .map_err(|e| format!("an fexit program on {func} does not load here ({e})"))?;
+        // SAFETY: a NULL name attaches a tracing program at the function it
+        // was loaded for; `prog` is a valid program descriptor.
+        let link = unsafe {
+            libbpf_rs::libbpf_sys::bpf_raw_tracepoint_open(ptr::null(), prog.as_raw_fd())
+        };
+        if link < 0 {
+            let e = std::io::Error::from_raw_os_error(-link);
+            return Err(format!(
+                "an fexit program on {func} loads but does not attach here ({e}): the kernel \
+                 has no BPF trampolines for kernel functions"
+            ));
+        }
+        // SAFETY: a new descriptor that this function owns; closing it
+        // detaches the program.
+        drop(unsafe { OwnedFd::from_raw_fd(link) });
+        Ok(())
     }
 }
 
@@ -204,11 +224,11 @@ fn probe_failure(what: &str, ret: i32) -> String {
 }
 
 /// Loads a two-instruction tracing program (`r0 = 0; exit`) of attach type
-/// `attach` on kernel BTF type `btf_id`, and closes it.
+/// `attach` on kernel BTF type `btf_id`: its descriptor.
 fn load_tracing_probe(
     attach: libbpf_rs::libbpf_sys::bpf_attach_type,
     btf_id: u32,
-) -> Result<(), std::io::Error> {
+) -> Result<OwnedFd, std::io::Error> {
     use libbpf_rs::libbpf_sys as sys;
     let insn = |code: u8| sys::bpf_insn {
         code,
@@ -240,8 +260,7 @@ fn load_tracing_probe(
         return Err(std::io::Error::from_raw_os_error(-fd));
     }
     // SAFETY: a new descriptor that this function owns.
-    drop(unsafe { OwnedFd::from_raw_fd(fd) });
-    Ok(())
+    Ok(unsafe { OwnedFd::from_raw_fd(fd) })
 }
 
 const CAP_NET_ADMIN: u32 = 12;

@@ -30,7 +30,7 @@ pub use atop::{assert_atop_btime, atop_binary, parse_prn};
 pub use command::{fails, json, json_counters, netatopctl, ok, one_line_error, run};
 pub use daemon::{forced_ways, pin_dir_for, private_args, Daemon, DaemonBuilder};
 pub use generator::{run_lingering, run_to_exit, Gen};
-pub use machine::{bin, require_bpf_machine, scratch_dir, test_binary, unit_path};
+pub use machine::{bin, require_bpf_machine, scratch_dir, test_binary, test_binary_in, unit_path};
 pub use maps::thread_value;
 pub use process::{set_nofile, signal, wait_exit, wait_until, wait_while_alive, waited};
 pub use query::{expect_closed, expect_eof, query_on, record_for, records_for, response_on};

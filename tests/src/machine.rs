@@ -28,7 +28,12 @@ pub fn bin(name: &str) -> PathBuf {
 /// runs any): the newest such executable.
 pub fn test_binary(name: &str) -> PathBuf {
     let exe = std::env::current_exe().expect("current_exe");
-    let deps = exe.parent().expect("the test's directory");
+    test_binary_in(exe.parent().expect("the test's directory"), name)
+}
+
+/// The newest integration test `name` in `deps` (a deps directory of
+/// cargo's, such as another target's: target/aarch64-unknown-linux-gnu/release/deps).
+pub fn test_binary_in(deps: &Path, name: &str) -> PathBuf {
     let prefix = format!("{name}-");
     let mut found: Vec<(std::time::SystemTime, PathBuf)> = fs::read_dir(deps)
         .expect("the deps directory")

@@ -14,11 +14,18 @@
 //! between two network namespaces) runs too; where it cannot, `--count
 //! wire` must be refused, saying why. The per-cgroup suite
 //! (`tests/tests/cgroups.rs`, its `kernel_` tests) runs on each.
+//!
+//! The same on Debian's arm64 kernels of those releases, booted under
+//! qemu-system-aarch64 (`VM_ARCH=arm64`), on the aarch64 build
+//! (target/aarch64-unknown-linux-gnu/release: `make test` cross-builds the
+//! binaries and these suites) in an arm64 Debian 12 user space
+//! (`tests/vm/arm64-root.sh`). arm64 has BPF trampolines from Linux 6.0
+//! only: 5.10 counts through kprobes there.
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use netatopd_tests::{bin, test_binary};
+use netatopd_tests::{bin, test_binary, test_binary_in};
 
 /// One guest at a time: each takes a CPU of its own, and the wire suite's
 /// exact counts are at their most reliable when its guest is not starved
@@ -40,19 +47,98 @@ fn kernels_dir() -> PathBuf {
     dir
 }
 
-/// Boots kernel `prefix` and runs the suite: with netatopd's own choice,
-/// which must be way `auto` with threads' counters in `threads`, then
-/// forced to each way of `forced`, and once with threads' counters in a
-/// hash map where task storage is the choice. Where it is not, a start
+/// The architecture a guest runs.
+#[derive(Clone, Copy, PartialEq)]
+enum Arch {
+    /// The host's (x86_64): the guest runs this build, in the host's files.
+    Amd64,
+    /// aarch64: the guest runs the aarch64 build in an arm64 user space.
+    Arm64,
+}
+
+/// What a guest of `arch` runs: netatopd, and the test binaries by name.
+struct Build {
+    netatopd: PathBuf,
+    deps: Option<PathBuf>,
+}
+
+impl Build {
+    fn of(arch: Arch, repo: &Path) -> Build {
+        match arch {
+            Arch::Amd64 => Build {
+                netatopd: bin("netatopd"),
+                deps: None,
+            },
+            Arch::Arm64 => {
+                let out = repo.join("target/aarch64-unknown-linux-gnu/release");
+                assert!(
+                    out.join("netatopd").is_file(),
+                    "no aarch64 build in {}: `make test` cross-builds it (make arm64-suites)",
+                    out.display()
+                );
+                Build {
+                    netatopd: out.join("netatopd"),
+                    deps: Some(out.join("deps")),
+                }
+            }
+        }
+    }
+
+    fn test(&self, name: &str) -> PathBuf {
+        match &self.deps {
+            None => test_binary(name),
+            Some(deps) => test_binary_in(deps, name),
+        }
+    }
+}
+
+/// The arm64 user space the arm64 guests share as their root.
+fn arm64_root() -> PathBuf {
+    let base = std::env::var_os("NETATOPD_TEST_ROOTFS").map_or_else(
+        || Path::new(env!("CARGO_MANIFEST_DIR")).join("../target/rootfs"),
+        PathBuf::from,
+    );
+    let root = base.join("bookworm-arm64");
+    assert!(
+        root.join(".done").is_file(),
+        "no arm64 root in {}: run `bash tests/vm/arm64-root.sh {}` (make test does)",
+        root.display(),
+        base.display()
+    );
+    root
+}
+
+/// What counting the wire does on a kernel: count (the wire suite runs),
+/// or be refused with a reason that says this.
+#[derive(Clone, Copy)]
+enum Wire {
+    Counts,
+    Refused(&'static str),
+}
+
+/// Boots kernel `prefix` of `arch` and runs the suite: with netatopd's own
+/// choice, which must be way `auto` with threads' counters in `threads`,
+/// then forced to each way of `forced`, and once with threads' counters in
+/// a hash map where task storage is the choice. Where it is not, a start
 /// that asks for it must be refused, saying why.
-fn suite_on(prefix: &str, auto: &str, threads: &str, forced: &[&str], wire: bool) {
+fn suite_on(arch: Arch, prefix: &str, auto: &str, threads: &str, forced: &[&str], wire: Wire) {
+    let refusal = match wire {
+        Wire::Counts => None,
+        Wire::Refused(why) => Some(why),
+    };
+    let wire = refusal.is_none();
+    // Kernels from 5.11 charge BPF maps to the memory cgroup, not to the
+    // locked-memory limit.
+    let memcg = prefix != "5.10";
     let _one = ONE_GUEST.lock().unwrap_or_else(|e| e.into_inner());
     let repo = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
     let repo = repo.canonicalize().expect("the repository");
-    let tiers = test_binary("tiers");
+    let build = Build::of(arch, &repo);
+    let netatopd = &build.netatopd;
+    let tiers = build.test("tiers");
     let mut script = String::from("#!/bin/sh\nset -e\n");
     script += &format!("cd '{}'\n", repo.display());
-    script += &format!("'{}' --version\n", bin("netatopd").display());
+    script += &format!("'{}' --version\n", netatopd.display());
     script += &format!(
         "NETATOPD_TEST_EXPECT_ATTACH={auto} NETATOPD_TEST_EXPECT_THREADS='{threads}' '{}' --test-threads 1\n",
         tiers.display()
@@ -65,19 +151,19 @@ fn suite_on(prefix: &str, auto: &str, threads: &str, forced: &[&str], wire: bool
     }
     script += &format!(
         "'{}' --test-threads 1 kernel_\n",
-        test_binary("cgroups").display()
+        build.test("cgroups").display()
     );
     if wire {
         script += &format!(
             "'{}' --test-threads 1 tcp_counted udp_counted shared_socket packets_count\n",
-            test_binary("wire").display()
+            build.test("wire").display()
         );
     } else {
         script += &format!(
             "if '{}' --foreground --count wire --socket /tmp/w.sock --control-socket /tmp/w.ctl \
              --pid-file /tmp/w.pid --pin-dir /sys/fs/bpf/w 2>/tmp/w.err; then \
              echo 'wire counting was not refused'; exit 1; fi\ncat /tmp/w.err\n",
-            bin("netatopd").display()
+            netatopd.display()
         );
     }
     let storage = threads == "task-local storage";
@@ -92,23 +178,35 @@ fn suite_on(prefix: &str, auto: &str, threads: &str, forced: &[&str], wire: bool
              --control-socket /tmp/t.ctl --pid-file /tmp/t.pid --pin-dir /sys/fs/bpf/t \
              2>/tmp/t.err; then echo 'task storage was not refused'; exit 1; fi\n\
              cat /tmp/t.err\n",
-            bin("netatopd").display()
+            netatopd.display()
         );
     }
-    script += &memlock_check(wire);
+    script += &memlock_check(netatopd, memcg);
     let dir = repo.join("target/vm");
     std::fs::create_dir_all(&dir).unwrap();
-    let path = dir.join(format!("suite-{prefix}.sh"));
+    let name = match arch {
+        Arch::Amd64 => prefix.to_string(),
+        Arch::Arm64 => format!("{prefix}-arm64"),
+    };
+    let path = dir.join(format!("suite-{name}.sh"));
     std::fs::write(&path, script).unwrap();
-    let out = Command::new("bash")
-        .arg(repo.join("tests/vm/run.sh"))
+    let mut vm = Command::new("bash");
+    vm.arg(repo.join("tests/vm/run.sh"))
         .arg(prefix)
         .arg("/bin/sh")
         .arg(&path)
         .env("VM_CACHE", kernels_dir())
-        .env("VM_TIMEOUT", "400")
+        .env("VM_TIMEOUT", "400");
+    if arch == Arch::Arm64 {
+        // Emulated aarch64 is slower than emulated x86.
+        vm.env("VM_ARCH", "arm64")
+            .env("VM_ROOT", arm64_root())
+            .env("VM_TIMEOUT", "900");
+    }
+    let out = vm
         .output()
-        .expect("bash tests/vm/run.sh (qemu-system-x86; make test installs it)");
+        .expect("bash tests/vm/run.sh (qemu-system-x86 and -arm; make test installs them)");
+    let prefix = name.as_str();
     let console = String::from_utf8_lossy(&out.stdout);
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(
@@ -136,7 +234,7 @@ fn suite_on(prefix: &str, auto: &str, threads: &str, forced: &[&str], wire: bool
         );
     } else {
         assert!(
-            console.contains("--count wire: this kernel") && console.contains("Linux 5.11"),
+            refusal.is_some_and(|why| console.contains(&format!("--count wire: {why}"))),
             "a start counting the wire on Linux {prefix} was not refused, saying why:\n{console}"
         );
     }
@@ -147,7 +245,7 @@ fn suite_on(prefix: &str, auto: &str, threads: &str, forced: &[&str], wire: bool
         );
     }
     assert!(
-        console.contains(if wire {
+        console.contains(if memcg {
             "memlock: started under ulimit -l 64"
         } else {
             "memlock: said "
@@ -161,14 +259,13 @@ fn suite_on(prefix: &str, auto: &str, threads: &str, forced: &[&str], wire: bool
 }
 
 /// Under `ulimit -l 64`, as root without CAP_SYS_RESOURCE: a kernel that
-/// charges BPF maps to the locked-memory limit (before Linux 5.11, where
-/// `wire` is false) refuses netatopd's maps, and netatopd says so in one
+/// charges BPF maps to the locked-memory limit (before Linux 5.11) refuses
+/// netatopd's maps, and netatopd says so in one
 /// line, with the limit and what the maps need; which must be what they
 /// take when they are created (the `memlock` of their descriptors, read
 /// from a netatopd started without the limit). Later kernels charge the
 /// memory cgroup instead: netatopd starts there.
-fn memlock_check(later: bool) -> String {
-    let netatopd = bin("netatopd");
+fn memlock_check(netatopd: &Path, later: bool) -> String {
     let args = |n: &str| {
         format!(
             "--foreground --socket /tmp/{n}.sock --control-socket /tmp/{n}.ctl \
@@ -213,21 +310,78 @@ fn memlock_check(later: bool) -> String {
 
 #[test]
 fn linux_5_10_debian_11() {
-    suite_on("5.10", "fexit", "hash map", &["kprobe"], false);
+    suite_on(
+        Arch::Amd64,
+        "5.10",
+        "fexit",
+        "hash map",
+        &["kprobe"],
+        Wire::Refused("this kernel (Linux 5.10"),
+    );
 }
 
 #[test]
 fn linux_6_1_debian_12() {
-    suite_on("6.1", "fexit", "task-local storage", &["kprobe"], true);
+    suite_on(
+        Arch::Amd64,
+        "6.1",
+        "fexit",
+        "task-local storage",
+        &["kprobe"],
+        Wire::Counts,
+    );
 }
 
 #[test]
 fn linux_6_12_debian_13() {
     suite_on(
+        Arch::Amd64,
         "6.12",
         "tracepoint",
         "task-local storage",
         &["fexit", "kprobe"],
-        true,
+        Wire::Counts,
+    );
+}
+
+/// Kprobes on arm64 before 6.4, whose BPF trampolines attach to kernel
+/// functions only from there (6.1's load an fexit program and refuse to
+/// attach it); and so no wire there, which needs the tracepoint or fexit
+/// way.
+const ARM64_KPROBES_ONLY: Wire = Wire::Refused("kprobe programs cannot use socket-local storage");
+
+#[test]
+fn linux_5_10_debian_11_arm64() {
+    suite_on(
+        Arch::Arm64,
+        "5.10",
+        "kprobe",
+        "hash map",
+        &[],
+        ARM64_KPROBES_ONLY,
+    );
+}
+
+#[test]
+fn linux_6_1_debian_12_arm64() {
+    suite_on(
+        Arch::Arm64,
+        "6.1",
+        "kprobe",
+        "task-local storage",
+        &[],
+        ARM64_KPROBES_ONLY,
+    );
+}
+
+#[test]
+fn linux_6_12_debian_13_arm64() {
+    suite_on(
+        Arch::Arm64,
+        "6.12",
+        "tracepoint",
+        "task-local storage",
+        &["fexit", "kprobe"],
+        Wire::Counts,
     );
 }

@@ -2,7 +2,9 @@
 # /init of the VM tests' initramfs (PID 1, busybox ash; tests/vm/initramfs.sh
 # puts it there):
 #   1. loads the virtio and 9p modules;
-#   2. mounts the host's / (9p tag "host", read-only) on /newroot;
+#   2. mounts the host's / (9p tag "host", read-only) on /newroot (with
+#      VMTEST_REPO=1, an arm64 root under a tmpfs overlay instead, and the
+#      checkout, tag "repo", at its own path in it);
 #   3. mounts proc, sys, dev, bpffs, tmpfs on /tmp and /run inside it, the
 #      run directory (9p tag "vmrun", read-write) on /run/vmtest, and the
 #      host's / again, untouched, on /run/host;
@@ -33,17 +35,23 @@ done
 
 P9OPTS="trans=virtio,version=9p2000.L,msize=262144"
 
+# The shared tree (9p tag "host", read-only) as $R under a tmpfs overlay:
+# writable, the writes staying in the guest.
+overlay_root() {
+    mkdir -p /lower /rw
+    mount -t 9p -o "$P9OPTS,ro,cache=${VMTEST_9P_CACHE:-loose}" host /lower || die "mount 9p root failed"
+    mount -t tmpfs -o mode=0755 tmpfs /rw && mkdir -p /rw/upper /rw/work ||
+        die "tmpfs for the overlay failed"
+    mount -t overlay -o lowerdir=/lower,upperdir=/rw/upper,workdir=/rw/work overlay "$R" ||
+        die "overlay root failed"
+}
+
 # VMTEST_INIT=systemd: the shared tree is a root file system with systemd;
 # it becomes / under a tmpfs overlay (writes stay in the guest), the run
 # directory is mounted on /mnt/vmtest, and systemd starts as PID 1 with
 # netatopd-vmtest.service (which runs /mnt/vmtest/guest.sh) wanted.
 if [ "${VMTEST_INIT:-chroot}" = systemd ]; then
-    mkdir -p /lower /rw
-    mount -t 9p -o "$P9OPTS,ro,cache=loose" host /lower || die "mount 9p root failed"
-    mount -t tmpfs -o mode=0755 tmpfs /rw && mkdir -p /rw/upper /rw/work ||
-        die "tmpfs for the overlay failed"
-    mount -t overlay -o lowerdir=/lower,upperdir=/rw/upper,workdir=/rw/work overlay "$R" ||
-        die "overlay root failed"
+    overlay_root
     [ -x "$R/lib/systemd/systemd" ] || die "the root file system has no systemd"
     mkdir -p "$R/mnt/vmtest"
     mount -t 9p -o "$P9OPTS,cache=none" vmrun "$R/mnt/vmtest" || die "mount 9p vmrun failed"
@@ -62,7 +70,13 @@ UNIT
     exec switch_root "$R" /lib/systemd/systemd
 fi
 
-mount -t 9p -o "$P9OPTS,ro,cache=${VMTEST_9P_CACHE:-loose}" host "$R" || die "mount 9p host failed"
+if [ -n "${VMTEST_REPO:-}" ]; then
+    # An arm64 guest: the shared root is arm64's (not the host's), under a
+    # tmpfs overlay to make the checkout's mount point in.
+    overlay_root
+else
+    mount -t 9p -o "$P9OPTS,ro,cache=${VMTEST_9P_CACHE:-loose}" host "$R" || die "mount 9p host failed"
+fi
 [ -x "$R/bin/sh" ] || die "host root has no /bin/sh"
 
 mount -t proc proc "$R/proc"
@@ -94,6 +108,13 @@ if [ -f "$R/run/vmtest/expose" ]; then
         [ -d "$R/run/host$p" ] && [ ! -e "$R$p" ] || continue
         mkdir -p "$R$p" && mount --bind "$R/run/host$p" "$R$p" || die "cannot show $p in the guest"
     done <"$R/run/vmtest/expose"
+fi
+
+# An arm64 guest: the checkout (9p tag "repo", read-only) at its own path.
+if [ -n "${VMTEST_REPO:-}" ]; then
+    p=$(cat "$R/run/vmtest/repo") || die "no /run/vmtest/repo"
+    mkdir -p "$R$p" && mount -t 9p -o "$P9OPTS,ro,cache=loose" repo "$R$p" ||
+        die "mount 9p repo on $p failed"
 fi
 
 ip link set lo up || die "lo up failed"

@@ -1,5 +1,5 @@
 #!/bin/bash
-# tests/vm/kernels.sh CACHE_DIR
+# tests/vm/kernels.sh CACHE_DIR [ARCH]
 #
 # Debian's stock kernels the VM tests boot: 5.10 (Debian 11, from
 # bullseye-security), 6.1 (Debian 12, bookworm and bookworm-security) and
@@ -13,13 +13,21 @@
 #     payload, decompress it); qemu boots it through PVH, skipping seconds of
 #     emulated decompression;
 #   - lib/modules/KVER: the modules, with depmod run, for the initramfs.
+# With ARCH arm64, Debian's arm64 kernels of the same releases instead (5.10
+# from bullseye: its security suite lists arm64 kernels it does not serve),
+# through a private configuration of their own that lists arm64 packages
+# (CACHE_DIR/apt-arm64), and for each, in CACHE_DIR/KVER/ (KVER ends in
+# -arm64): Image, the uncompressed kernel out of vmlinuz (gzip, or an EFI
+# zboot image whose header gives the compressed payload), which qemu's virt
+# machine boots; and the modules.
 # Cached: a kernel whose CACHE_DIR/KVER/.done exists is not fetched again.
 # Prints one line per kernel: KVER DIR.
 set -euo pipefail
 # shellcheck source=tests/loud.sh
 . "$(dirname -- "$0")/../loud.sh"
 
-CACHE=${1:?usage: kernels.sh CACHE_DIR}
+CACHE=${1:?usage: kernels.sh CACHE_DIR [ARCH]}
+ARCH=${2:-amd64}
 mkdir -p -- "$CACHE"
 CACHE=$(cd -- "$CACHE" && pwd -P)
 HERE=$(cd -- "$(dirname -- "$0")" && pwd -P)
@@ -28,14 +36,23 @@ log() { printf 'kernels: %s\n' "$*" >&2; }
 die() { printf 'kernels: ERROR: %s\n' "$*" >&2; exit 1; }
 
 # The kernels, as regular expressions over package names.
+case $ARCH in
+amd64 | arm64) ;;
+*) die "no kernels for architecture $ARCH (amd64 or arm64)" ;;
+esac
 readonly WANT=(
-    '^linux-image-5\.10\.0-[0-9]+-amd64$'
-    '^linux-image-6\.1\.0-[0-9]+-amd64$'
-    '^linux-image-6\.12\.[0-9]+(\+deb13)?-amd64$'
+    "^linux-image-5\.10\.0-[0-9]+-$ARCH\$"
+    "^linux-image-6\.1\.0-[0-9]+-$ARCH\$"
+    "^linux-image-6\.12\.[0-9]+(\\+deb13)?-$ARCH\$"
 )
 
 . "$HERE/../debian-apt.sh"
-debian_apt_init "$APT_DIR" bullseye-security bookworm bookworm-security trixie
+if [ "$ARCH" = amd64 ]; then
+    debian_apt_init "$APT_DIR" bullseye-security bookworm bookworm-security trixie
+else
+    DEBIAN_APT_ARCHITECTURES="amd64 $ARCH" debian_apt_init "$CACHE/apt-$ARCH" bullseye bookworm \
+        bookworm-security trixie
+fi
 debian_apt_update
 
 # The newest package whose name matches $1.
@@ -73,6 +90,34 @@ extract_vmlinux() {
     die "no compressed ELF kernel found in $in"
 }
 
+# An arm64 vmlinuz -> Image: an Image already, gzip, or an EFI zboot image
+# ("zimg" at byte 4, then the payload's offset and size, and at byte 24 its
+# compression).
+extract_image() {
+    local in=$1 out=$2 off size comp
+    if [ "$(dd if="$in" bs=1 skip=56 count=4 status=none)" = ARMd ]; then
+        cp -- "$in" "$out.tmp" # not compressed (5.10's)
+    elif [ "$(head -c2 -- "$in" | od -An -tx1 | tr -d ' \n')" = 1f8b ]; then
+        gunzip -c -- "$in" >"$out.tmp"
+    elif [ "$(dd if="$in" bs=1 skip=4 count=4 status=none)" = zimg ]; then
+        off=$(od -An -tu4 -j8 -N4 -- "$in" | tr -d ' ')
+        size=$(od -An -tu4 -j12 -N4 -- "$in" | tr -d ' ')
+        comp=$(dd if="$in" bs=1 skip=24 count=8 status=none | tr -d '\0')
+        case $comp in
+        gzip) tail -c +$((off + 1)) -- "$in" | head -c "$size" | gunzip -c >"$out.tmp" ;;
+        zstd | zstd22) tail -c +$((off + 1)) -- "$in" | head -c "$size" | unzstd -c >"$out.tmp" ;;
+        xzkern) tail -c +$((off + 1)) -- "$in" | head -c "$size" | unxz -c >"$out.tmp" ;;
+        *) die "$in: an EFI zboot image compressed with '$comp', which this script does not unpack" ;;
+        esac
+    else
+        die "$in is neither gzip nor an EFI zboot image"
+    fi
+    # An arm64 Image has "ARMd" at byte 56.
+    [ "$(dd if="$out.tmp" bs=1 skip=56 count=4 status=none)" = ARMd ] ||
+        die "what $in holds is not an arm64 Image"
+    mv -- "$out.tmp" "$out"
+}
+
 fetch_one() {
     local re=$1 pkg kver dir deb
     pkg=$(newest_pkg "$re")
@@ -83,7 +128,7 @@ fetch_one() {
         log "fetching $pkg"
         rm -rf -- "$dir"
         mkdir -p -- "$dir/deb"
-        (cd -- "$dir/deb" && apt-get -q download "$pkg" >&2) || die "apt-get download $pkg failed"
+        (cd -- "$dir/deb" && apt-get -q download "$pkg:$ARCH" >&2) || die "apt-get download $pkg failed"
         deb=$(ls -- "$dir"/deb/*.deb)
         dpkg-deb --fsys-tarfile "$deb" | tar -x -C "$dir" --wildcards \
             "./boot/vmlinuz-$kver" "./lib/modules/$kver/*" "./usr/lib/modules/$kver/*" 2>/dev/null || true
@@ -94,7 +139,11 @@ fetch_one() {
         fi
         [ -f "$dir/boot/vmlinuz-$kver" ] && [ -d "$dir/lib/modules/$kver" ] ||
             die "$deb has no boot/vmlinuz-$kver or lib/modules/$kver"
-        extract_vmlinux "$dir/boot/vmlinuz-$kver" "$dir/vmlinux"
+        if [ "$ARCH" = amd64 ]; then
+            extract_vmlinux "$dir/boot/vmlinuz-$kver" "$dir/vmlinux"
+        else
+            extract_image "$dir/boot/vmlinuz-$kver" "$dir/Image"
+        fi
         depmod -b "$dir" "$kver"
         rm -rf -- "$dir/deb" "$dir/boot"
         printf '%s\n' "$pkg" >"$dir/.done"

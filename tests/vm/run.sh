@@ -17,6 +17,12 @@
 # (2), VM_APPEND (more kernel arguments), VM_KEEP=1 (keep the run directory),
 # VM_TMP=tmpfs (an empty /tmp) or overlay (the host's /tmp under a tmpfs).
 #
+# VM_ARCH=arm64: boot one of the arm64 kernels (KVER ending in -arm64, its
+# Image) under qemu-system-aarch64's virt machine instead, with VM_ROOT (an
+# arm64 root file system: tests/vm/arm64-root.sh) shared as its root in
+# place of the host's /, and the checkout shared read-only at its own path
+# (the guest's root is then a tmpfs overlay over VM_ROOT, to mount it on).
+#
 # VM_SYSTEMD=ROOTFS: boot ROOTFS (a root file system with systemd) with
 # systemd as PID 1 instead (tests/vm/init.sh); COMMAND is then ignored and
 # VM_RUN=DIR is shared read-write on /mnt/vmtest, where DIR/guest.sh is run
@@ -28,12 +34,18 @@ CACHE=$(cd "${VM_CACHE:?VM_CACHE: the kernels directory of tests/vm/kernels.sh}"
 [ $# -ge 2 ] || { echo "usage: run-vm.sh KVER COMMAND [ARGS...]" >&2; exit 126; }
 want=$1; shift
 
-# resolve kernel
+# resolve kernel: amd64's are booted from vmlinux (PVH), arm64's from Image
+arch=${VM_ARCH:-amd64}
+case $arch in
+amd64) image=vmlinux ;;
+arm64) image=Image ;;
+*) echo "run-vm: VM_ARCH=$arch: amd64 or arm64" >&2; exit 126 ;;
+esac
 kdir=""
-if [ -f "$CACHE/$want/vmlinux" ]; then kdir=$CACHE/$want
+if [ -f "$CACHE/$want/$image" ]; then kdir=$CACHE/$want
 else
     for d in "$CACHE/$want".[0-9]* "$CACHE/$want"-*; do   # 6.1 -> 6.1.0-50-amd64, not 6.12.*
-        [ -f "$d/vmlinux" ] && kdir=$d
+        case $d in *-"$arch") [ -f "$d/$image" ] && kdir=$d ;; esac
     done
 fi
 [ -n "$kdir" ] || { echo "run-vm: kernel '$want' not in $CACHE (run tests/vm/kernels.sh $CACHE)" >&2; exit 126; }
@@ -42,6 +54,10 @@ kver=$(basename "$kdir")
 # initramfs (rebuilt when missing or older than its inputs)
 initrd=$kdir/initramfs.cpio.gz
 if [ ! -s "$initrd" ] || [ "$HERE/init.sh" -nt "$initrd" ] || [ "$HERE/initramfs.sh" -nt "$initrd" ]; then
+    if [ "$arch" = arm64 ]; then
+        # The arm64 root's static busybox.
+        export BUSYBOX=${VM_ROOT:?VM_ROOT: the arm64 root (tests/vm/arm64-root.sh)}/bin/busybox
+    fi
     (exec 8>"$kdir/.initrd.lock" && flock 8 && "$HERE/initramfs.sh" "$kver" "$kdir" "$initrd") || exit 126
 fi
 
@@ -64,6 +80,14 @@ printf '%s\n' "$(cd "$HERE/../.." && pwd -P)" "$PWD" > "$run/expose"
 
 root=/
 boot=""
+repo=()
+if [ "$arch" = arm64 ]; then
+    root=$(cd "$VM_ROOT" && pwd)
+    boot="VMTEST_REPO=1"
+    checkout=$(cd "$HERE/../.." && pwd -P)
+    printf '%s\n' "$checkout" > "$run/repo"
+    repo=(-virtfs "local,path=${checkout//,/,,},mount_tag=repo,security_model=none,readonly=on,multidevs=remap")
+fi
 if [ -n "${VM_SYSTEMD:-}" ]; then
     root=$(cd "$VM_SYSTEMD" && pwd)
     boot="VMTEST_INIT=systemd systemd.unit=multi-user.target systemd.wants=netatopd-vmtest.service"
@@ -74,19 +98,29 @@ cleanup() {
     if [ -n "$qpid" ] && kill -0 "$qpid" 2>/dev/null; then kill -KILL "$qpid" 2>/dev/null; fi
     if [ -f "$run/qemu.pid" ]; then
         p=$(cat "$run/qemu.pid" 2>/dev/null)
-        [ -n "$p" ] && [ "$(cat /proc/"$p"/comm 2>/dev/null)" = qemu-system-x86 ] && kill -KILL "$p" 2>/dev/null
+        [ -n "$p" ] && case $(cat /proc/"$p"/comm 2>/dev/null) in qemu-system-*) kill -KILL "$p" 2>/dev/null ;; esac
     fi
     [ "${VM_KEEP:-0}" = 1 ] || rm -rf "$run"
 }
 trap cleanup EXIT
 trap 'exit 130' INT TERM
 
+if [ "$arch" = arm64 ]; then
+    # -cpu max with the cheap pointer authentication (its default one is
+    # slow under TCG): ARMv8.1+ atomics (LSE) and the rest, as servers have.
+    machine=(qemu-system-aarch64 -M virt -cpu max,pauth-impdef=on)
+    console=ttyAMA0
+else
+    machine=(qemu-system-x86_64 -cpu max)
+    console=ttyS0
+fi
 t0=$(date +%s.%N)
-{ timeout -k 5 "${VM_TIMEOUT:-300}" qemu-system-x86_64 \
-    -accel tcg,thread=single -cpu max -smp "${VM_SMP:-2}" -m "${VM_MEM:-1024}" \
+{ timeout -k 5 "${VM_TIMEOUT:-300}" "${machine[@]}" \
+    -accel tcg,thread=single -smp "${VM_SMP:-2}" -m "${VM_MEM:-1024}" \
     -nodefaults -no-user-config -display none -serial stdio -no-reboot \
-    -kernel "$kdir/vmlinux" -initrd "$initrd" \
-    -append "console=ttyS0 panic=-1 quiet VMTEST_TMP=${VM_TMP:-tmpfs} $boot ${VM_APPEND:-}" \
+    -kernel "$kdir/$image" -initrd "$initrd" \
+    -append "console=$console panic=-1 quiet VMTEST_TMP=${VM_TMP:-tmpfs} $boot ${VM_APPEND:-}" \
+    "${repo[@]}" \
     -virtfs local,path="${root//,/,,}",mount_tag=host,security_model=none,readonly=on,multidevs=remap \
     -virtfs local,path="${run//,/,,}",mount_tag=vmrun,security_model=none \
     -pidfile "$run/qemu.pid" \

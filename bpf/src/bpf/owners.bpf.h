@@ -94,6 +94,26 @@ static __noinline void take_pending(struct sock_owner *o, struct counters *to, _
 }
 
 /*
+ * A full barrier for the claims below, on socket `o`: what was written
+ * before is seen by other CPUs before what is read after. An atomic add
+ * that returns the old value (BPF_FETCH) is fully ordered wherever the JIT
+ * runs (x86-64: lock xadd; arm64: ldaddal, or an exclusive loop and dmb
+ * ish); one that returns nothing is fully ordered on x86-64 only (lock
+ * add), so there the atomic adds before are the barrier already and this
+ * adds nothing. On arm64, whose BPF trampolines (and so wire counting)
+ * are from Linux 6.0, after BPF_FETCH (5.12): adding 0 to `asked` changes
+ * no claim (claim() compares it only with itself).
+ */
+static __always_inline void full_barrier(struct sock_owner *o)
+{
+#if defined(__TARGET_ARCH_arm64)
+	__u32 old = __sync_fetch_and_add(&o->asked, 0);
+
+	barrier_var(old);
+#endif
+}
+
+/*
  * The owner of socket `o` takes what the socket carried while it had
  * none: into its counters `to`, its namespace `netns`'s figures (see
  * take_pending()). `tcp`: the socket is TCP.
@@ -101,8 +121,7 @@ static __noinline void take_pending(struct sock_owner *o, struct counters *to, _
  * Who calls: the first owner, once published (tag()); and a packet that
  * found no owner and added to `pending`, if one was published meanwhile
  * (claim_late()). Each publishes or adds, then a full barrier (an atomic
- * add: one on x86-64, the one architecture built for), then reads the
- * other's: of the two, at least one sees the other, so nothing added
+ * add; see full_barrier()), then reads the other's: of the two, at least one sees the other, so nothing added
  * stays behind.
  *
  * One taker at a time, so that nothing is taken twice: the `claiming`
@@ -122,6 +141,7 @@ static __noinline void claim(struct sock_owner *o, struct counters *to, __u32 ne
 		return;
 	for (int i = 0; i < 4; i++) {
 		__sync_fetch_and_add(&o->asked, 1);
+		full_barrier(o);
 		if (!pending_any(o))
 			return;
 		err = bpf_map_update_elem(&claiming, &key, &one, BPF_NOEXIST);
@@ -220,14 +240,15 @@ static __always_inline struct counters *owner_counters(const struct sock_owner *
 }
 
 /* After a packet of socket `o` found no owner and added to its
- * `pending` (with an atomic add: a full barrier on x86-64, the one
- * architecture built for): if an owner was published meanwhile, on
- * another CPU, after it took what was pending, the packet is taken for
- * it here (see claim()). `tcp`: the packet is TCP. */
+ * `pending` (with atomic adds, then a full barrier: full_barrier()): if an
+ * owner was published meanwhile, on another CPU, after it took what was
+ * pending, the packet is taken for it here (see claim()). `tcp`: the
+ * packet is TCP. */
 static __always_inline void claim_late(struct sock_owner *o, bool tcp)
 {
 	struct proc_val *p;
 
+	full_barrier(o);
 	if (!*(volatile __u32 *)&o->tgid)
 		return;
 	p = owner_proc(o);

@@ -183,7 +183,32 @@ struct pipe_inode_info;
 struct msghdr;
 struct page;
 
-/* The registers a kprobe sees (x86_64), for bpf_tracing.h's PT_REGS_*. */
+/* The registers a kprobe sees, for bpf_tracing.h's PT_REGS_* (which read
+ * them at these fixed offsets, not relocated): the build's architecture's
+ * (bpf/build.rs defines __TARGET_ARCH_x86 or __TARGET_ARCH_arm64). */
+#if defined(__TARGET_ARCH_arm64)
+/* arm64: the user-visible part first (arch/arm64/include/uapi/asm/ptrace.h),
+ * which bpf_tracing.h casts the context to. */
+struct user_pt_regs {
+	__u64 regs[31];
+	__u64 sp;
+	__u64 pc;
+	__u64 pstate;
+};
+
+struct pt_regs {
+	union {
+		struct user_pt_regs user_regs;
+		struct {
+			__u64 regs[31];
+			__u64 sp;
+			__u64 pc;
+			__u64 pstate;
+		};
+	};
+	__u64 orig_x0;
+};
+#elif defined(__TARGET_ARCH_x86)
 struct pt_regs {
 	unsigned long r15;
 	unsigned long r14;
@@ -207,6 +232,9 @@ struct pt_regs {
 	unsigned long sp;
 	unsigned long ss;
 };
+#else
+#error "build for __TARGET_ARCH_x86 or __TARGET_ARCH_arm64 (bpf/build.rs)"
+#endif
 
 struct bpf_map;
 
