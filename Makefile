@@ -54,14 +54,17 @@ TARGET ?= x86_64-unknown-linux-gnu
 # build's shell takes their paths from its env.sh.
 HOST_TARGET = x86_64-unknown-linux-gnu
 CROSS = $(filter-out $(HOST_TARGET),$(TARGET))
-CROSS_DIR = $(or $(CARGO_TARGET_DIR),target)/cross/$(TARGET)
-CROSS_ENV = $(if $(CROSS),. '$(CROSS_DIR)/env.sh' &&,)
+cross_dir = $(or $(CARGO_TARGET_DIR),target)/cross/$(1)
+cross_env = . '$(call cross_dir,$(1))/env.sh' &&
+CROSS_DIR = $(call cross_dir,$(TARGET))
+CROSS_ENV = $(if $(CROSS),$(call cross_env,$(TARGET)),)
 # The Debian architecture of TARGET, for the image's name and metadata.
 ARCH = $(if $(filter aarch64-%,$(TARGET)),arm64,amd64)
 RELEASE = $(filter release,$(PROFILE))
 OUT = $(if $(RELEASE),target/$(TARGET)/release,target/$(PROFILE))
 CARGO_PROFILE_FLAG = $(if $(RELEASE),--release --target $(TARGET),)
-STATIC = $(if $(RELEASE),RUSTFLAGS="-C target-feature=+crt-static",)
+CRT_STATIC = RUSTFLAGS="-C target-feature=+crt-static"
+STATIC = $(if $(RELEASE),$(CRT_STATIC),)
 COMPLETIONS = $(OUT)/completions
 # The binaries that write the completions: TARGET's own, or the machine's
 # when TARGET's cannot run here (the options are the same).
@@ -140,8 +143,7 @@ test:
 ARM64 = aarch64-unknown-linux-gnu
 arm64-suites:
 	$(MAKE) deb image TARGET=$(ARM64)
-	. '$(or $(CARGO_TARGET_DIR),target)/cross/$(ARM64)/env.sh' && \
-	    RUSTFLAGS="-C target-feature=+crt-static" $(CARGO) test --release --target $(ARM64) \
+	$(call cross_env,$(ARM64)) $(CRT_STATIC) $(CARGO) test --release --target $(ARM64) \
 	    --no-run -p netatopd-tests --test tiers --test cgroups --test wire
 
 # The benchmark suite (root; several minutes): results in target/bench.md,

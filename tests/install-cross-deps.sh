@@ -74,12 +74,9 @@ stdlib=libstd-rust-web-$(printf '%s' "$rust" | grep -oE '^[0-9]+\.[0-9]+')
 llvm=$(apt-cache show "$stdlib:amd64=$rust" 2>/dev/null |
     sed -n 's/^Depends: //p' | head -n1 | tr ',' '\n' | grep -oE 'libllvm[0-9]+' | head -n1) ||
     need_fail "no LLVM named in libstd-rust-web's dependencies" "report this (Debian's packaging changed)"
-# Installed into this machine through its own apt configuration, not the
-# private one (whose dpkg status is its own, empty).
-private=$APT_CONFIG
-unset APT_CONFIG
+# Installed into this machine (need_packages uses its own apt
+# configuration, not the private one).
 need_packages "$llvm"
-export APT_CONFIG=$private
 
 if [ ! -f "$stamp" ]; then
     need_log "unpacking rustc-web $rust (x86_64, and its $arch standard library), libelf and zlib for $arch"

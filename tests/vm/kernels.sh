@@ -110,7 +110,7 @@ extract_image() {
         *) die "$in: an EFI zboot image compressed with '$comp', which this script does not unpack" ;;
         esac
     else
-        die "$in is neither gzip nor an EFI zboot image"
+        die "$in is neither an arm64 Image, gzip, nor an EFI zboot image"
     fi
     # An arm64 Image has "ARMd" at byte 56.
     [ "$(dd if="$out.tmp" bs=1 skip=56 count=4 status=none)" = ARMd ] ||

@@ -34,13 +34,18 @@ CACHE=$(cd "${VM_CACHE:?VM_CACHE: the kernels directory of tests/vm/kernels.sh}"
 [ $# -ge 2 ] || { echo "usage: run-vm.sh KVER COMMAND [ARGS...]" >&2; exit 126; }
 want=$1; shift
 
-# resolve kernel: amd64's are booted from vmlinux (PVH), arm64's from Image
+# the machine: amd64's kernels are booted from vmlinux (PVH), arm64's from
+# Image on the virt machine, with -cpu max and the cheap pointer
+# authentication (its default one is slow under TCG): ARMv8.1+ atomics
+# (LSE) and the rest, as servers have
 arch=${VM_ARCH:-amd64}
 case $arch in
-amd64) image=vmlinux ;;
-arm64) image=Image ;;
+amd64) image=vmlinux machine=(qemu-system-x86_64 -cpu max) console=ttyS0 ;;
+arm64) image=Image machine=(qemu-system-aarch64 -M virt -cpu max,pauth-impdef=on) console=ttyAMA0 ;;
 *) echo "run-vm: VM_ARCH=$arch: amd64 or arm64" >&2; exit 126 ;;
 esac
+
+# resolve kernel
 kdir=""
 if [ -f "$CACHE/$want/$image" ]; then kdir=$CACHE/$want
 else
@@ -105,15 +110,6 @@ cleanup() {
 trap cleanup EXIT
 trap 'exit 130' INT TERM
 
-if [ "$arch" = arm64 ]; then
-    # -cpu max with the cheap pointer authentication (its default one is
-    # slow under TCG): ARMv8.1+ atomics (LSE) and the rest, as servers have.
-    machine=(qemu-system-aarch64 -M virt -cpu max,pauth-impdef=on)
-    console=ttyAMA0
-else
-    machine=(qemu-system-x86_64 -cpu max)
-    console=ttyS0
-fi
 t0=$(date +%s.%N)
 { timeout -k 5 "${VM_TIMEOUT:-300}" "${machine[@]}" \
     -accel tcg,thread=single -smp "${VM_SMP:-2}" -m "${VM_MEM:-1024}" \

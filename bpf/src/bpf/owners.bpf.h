@@ -121,8 +121,8 @@ static __always_inline void full_barrier(struct sock_owner *o)
  * Who calls: the first owner, once published (tag()); and a packet that
  * found no owner and added to `pending`, if one was published meanwhile
  * (claim_late()). Each publishes or adds, then a full barrier (an atomic
- * add; see full_barrier()), then reads the other's: of the two, at least one sees the other, so nothing added
- * stays behind.
+ * add; see full_barrier()), then reads the other's: of the two, at least
+ * one sees the other, so nothing added stays behind.
  *
  * One taker at a time, so that nothing is taken twice: the `claiming`
  * entry of the socket is the lock (the map is the arbiter: one insertion
